@@ -1,0 +1,338 @@
+//! The documents of one generation as a memory-mapped file, read in place.
+//!
+//! redb is the durable store; this file is the read path. Each record is its
+//! own rkyv archive (so the file is written as a stream), followed by an
+//! index archive: where each record is, its store key, an id lookup table
+//! and the parent/children links. Everything is validated once at open.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use rkyv::rend::{u32_le, u64_le};
+use rkyv::{Archive, Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::record::{ArchivedRecord, Record};
+
+const MAGIC: &[u8; 8] = b"CAIRNDOC";
+const ALIGN: usize = 16;
+const NONE: u32 = u32::MAX;
+
+/// FNV-1a: stable across builds and Rust versions, unlike `DefaultHasher`.
+pub(crate) fn id_hash(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct IdEntry {
+    hash: u64,
+    slot: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Default)]
+struct DocsIndexData {
+    starts: Vec<u64>,
+    lens: Vec<u32>,
+    /// Store key of each slot, increasing.
+    keys: Vec<u64>,
+    /// Sorted by hash.
+    ids: Vec<IdEntry>,
+    parents: Vec<u32>,
+    child_starts: Vec<u32>,
+    children: Vec<u32>,
+}
+
+/// Writes a documents file; records must come in increasing key order.
+pub struct DocsBuilder {
+    path: PathBuf,
+    out: BufWriter<File>,
+    pos: u64,
+    index: DocsIndexData,
+    parent_hashes: Vec<Option<u64>>,
+}
+
+impl DocsBuilder {
+    pub fn create(path: &Path) -> Result<DocsBuilder> {
+        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        Ok(DocsBuilder {
+            path: path.to_owned(),
+            out: BufWriter::with_capacity(1 << 20, file),
+            pos: 0,
+            index: DocsIndexData::default(),
+            parent_hashes: Vec::new(),
+        })
+    }
+
+    fn write_aligned(&mut self, bytes: &[u8]) -> Result<u64> {
+        let pad = (ALIGN - (self.pos as usize % ALIGN)) % ALIGN;
+        let zeros = [0u8; ALIGN];
+        self.out.write_all(&zeros[..pad]).map_err(|e| Error::io(&self.path, e))?;
+        self.pos += pad as u64;
+        let start = self.pos;
+        self.out.write_all(bytes).map_err(|e| Error::io(&self.path, e))?;
+        self.pos += bytes.len() as u64;
+        Ok(start)
+    }
+
+    /// Appends a record; returns its slot.
+    pub fn add(&mut self, key: u64, record: &Record) -> Result<u32> {
+        if self.index.keys.last().is_some_and(|k| *k >= key) {
+            return Err(Error::Store(format!("documents out of key order at key {key}")));
+        }
+        let slot = self.index.keys.len() as u32;
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(record)
+            .map_err(|e| Error::Store(format!("archiving {}: {e}", record.id)))?;
+        let start = self.write_aligned(&bytes)?;
+        self.index.starts.push(start);
+        self.index.lens.push(bytes.len() as u32);
+        self.index.keys.push(key);
+        self.index.ids.push(IdEntry { hash: id_hash(&record.id), slot });
+        self.parent_hashes.push(record.parent.as_deref().map(id_hash));
+        Ok(slot)
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.keys.is_empty()
+    }
+
+    /// Resolves parents, writes the index and syncs the file.
+    pub fn finish(mut self) -> Result<()> {
+        self.out.flush().map_err(|e| Error::io(&self.path, e))?;
+        self.index.ids.sort_unstable();
+        // Parent ids are checked against the records just written, so that a
+        // hash collision can never link a record to a stranger.
+        let parents = {
+            let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+            let map = if self.pos == 0 {
+                None
+            } else {
+                // SAFETY: the file is ours and no longer written to until we drop the map.
+                Some(unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&self.path, e))?)
+            };
+            let record = |slot: usize| -> Result<&ArchivedRecord> {
+                let map = map.as_ref().ok_or_else(|| Error::Store("empty documents file".into()))?;
+                let (s, l) = (self.index.starts[slot] as usize, self.index.lens[slot] as usize);
+                rkyv::access::<ArchivedRecord, rkyv::rancor::Error>(&map[s..s + l])
+                    .map_err(|e| Error::Corrupt { path: self.path.clone(), reason: e.to_string() })
+            };
+            let mut parents = vec![NONE; self.parent_hashes.len()];
+            for (slot, ph) in self.parent_hashes.iter().enumerate() {
+                let Some(h) = ph else { continue };
+                let from = self.index.ids.partition_point(|e| e.hash < *h);
+                let child = record(slot)?;
+                let want = child.parent.as_ref().map(|p| p.as_str()).unwrap_or_default();
+                for e in self.index.ids[from..].iter().take_while(|e| e.hash == *h) {
+                    if record(e.slot as usize)?.id.as_str() == want {
+                        parents[slot] = e.slot;
+                        break;
+                    }
+                }
+            }
+            parents
+        };
+        let n = parents.len();
+        let mut counts = vec![0u32; n + 1];
+        for p in &parents {
+            if *p != NONE {
+                counts[*p as usize + 1] += 1;
+            }
+        }
+        for i in 0..n {
+            counts[i + 1] += counts[i];
+        }
+        let mut children = vec![0u32; counts[n] as usize];
+        let mut fill = counts.clone();
+        for (slot, p) in parents.iter().enumerate() {
+            if *p != NONE {
+                children[fill[*p as usize] as usize] = slot as u32;
+                fill[*p as usize] += 1;
+            }
+        }
+        self.index.parents = parents;
+        self.index.child_starts = counts;
+        self.index.children = children;
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&self.index)
+            .map_err(|e| Error::Store(format!("documents index: {e}")))?;
+        let start = self.write_aligned(&bytes)?;
+        let mut trailer = [0u8; 24];
+        trailer[..8].copy_from_slice(&start.to_le_bytes());
+        trailer[8..16].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+        trailer[16..].copy_from_slice(MAGIC);
+        self.out.write_all(&trailer).map_err(|e| Error::io(&self.path, e))?;
+        let file = self.out.into_inner().map_err(|e| Error::io(&self.path, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// A memory-mapped documents file.
+pub struct Docs {
+    map: Mmap,
+    index_at: usize,
+    index_len: usize,
+}
+
+impl Docs {
+    pub fn open(path: &Path) -> Result<Docs> {
+        let corrupt = |reason: &str| Error::Corrupt { path: path.into(), reason: reason.into() };
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: generation files are immutable once written.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        if map.len() < 24 || &map[map.len() - 8..] != MAGIC {
+            return Err(corrupt("not a cairn documents file"));
+        }
+        let t = map.len() - 24;
+        let index_at = u64::from_le_bytes(map[t..t + 8].try_into().map_err(|_| corrupt("trailer"))?) as usize;
+        let index_len = u64::from_le_bytes(map[t + 8..t + 16].try_into().map_err(|_| corrupt("trailer"))?) as usize;
+        if index_at % ALIGN != 0 || index_at.checked_add(index_len).is_none_or(|e| e > t) {
+            return Err(corrupt("index out of bounds"));
+        }
+        let idx = rkyv::access::<ArchivedDocsIndexData, rkyv::rancor::Error>(&map[index_at..index_at + index_len])
+            .map_err(|e| corrupt(&e.to_string()))?;
+        let n = idx.keys.len();
+        if idx.starts.len() != n
+            || idx.lens.len() != n
+            || idx.ids.len() != n
+            || idx.parents.len() != n
+            || idx.child_starts.len() != n + 1
+            || idx.child_starts[n].to_native() as usize != idx.children.len()
+        {
+            return Err(corrupt("inconsistent index tables"));
+        }
+        for i in 0..n {
+            let (s, l) = (idx.starts[i].to_native() as usize, idx.lens[i].to_native() as usize);
+            if s % ALIGN != 0 || s.checked_add(l).is_none_or(|e| e > index_at) {
+                return Err(corrupt("record out of bounds"));
+            }
+            rkyv::access::<ArchivedRecord, rkyv::rancor::Error>(&map[s..s + l]).map_err(|e| corrupt(&e.to_string()))?;
+            let p = idx.parents[i].to_native();
+            if (p != NONE && p as usize >= n) || idx.child_starts[i].to_native() > idx.child_starts[i + 1].to_native() {
+                return Err(corrupt("bad parent links"));
+            }
+        }
+        if idx.children.iter().any(|c| c.to_native() as usize >= n) || idx.ids.iter().any(|e| e.slot.to_native() as usize >= n) {
+            return Err(corrupt("bad slot reference"));
+        }
+        Ok(Docs { map, index_at, index_len })
+    }
+
+    fn index(&self) -> &ArchivedDocsIndexData {
+        // SAFETY: validated in `open`; the mapping is immutable.
+        unsafe { rkyv::access_unchecked::<ArchivedDocsIndexData>(&self.map[self.index_at..self.index_at + self.index_len]) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.index().keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The record in `slot`; panics if `slot >= len()`, which callers rule
+    /// out since slots only come from this file's own tables.
+    pub fn record(&self, slot: u32) -> &ArchivedRecord {
+        let idx = self.index();
+        let s = idx.starts[slot as usize].to_native() as usize;
+        let l = idx.lens[slot as usize].to_native() as usize;
+        // SAFETY: every record was validated in `open`.
+        unsafe { rkyv::access_unchecked::<ArchivedRecord>(&self.map[s..s + l]) }
+    }
+
+    pub fn slot_of_key(&self, key: u64) -> Option<u32> {
+        self.index().keys.binary_search_by(|k| k.to_native().cmp(&key)).ok().map(|i| i as u32)
+    }
+
+    pub fn key_of(&self, slot: u32) -> u64 {
+        self.index().keys[slot as usize].to_native()
+    }
+
+    pub fn slot_of_id(&self, id: &str) -> Option<u32> {
+        let ids = &self.index().ids;
+        let h = id_hash(id);
+        let from = ids.partition_point(|e| e.hash.to_native() < h);
+        ids[from..]
+            .iter()
+            .take_while(|e| e.hash.to_native() == h)
+            .map(|e| e.slot.to_native())
+            .find(|s| self.record(*s).id.as_str() == id)
+    }
+
+    pub fn parent(&self, slot: u32) -> Option<u32> {
+        let p = self.index().parents[slot as usize].to_native();
+        (p != NONE).then_some(p)
+    }
+
+    pub fn children(&self, slot: u32) -> &[u32_le] {
+        let idx = self.index();
+        let (s, e) = (idx.child_starts[slot as usize].to_native(), idx.child_starts[slot as usize + 1].to_native());
+        &idx.children[s as usize..e as usize]
+    }
+
+    /// All slots, in key order.
+    pub fn keys(&self) -> &[u64_le] {
+        &self.index().keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Field, Point, Value};
+
+    fn rec(id: &str, parent: Option<&str>) -> Record {
+        Record {
+            id: id.into(),
+            kind: if parent.is_some() { "housenumber" } else { "street" }.into(),
+            parent: parent.map(Into::into),
+            point: Some(Point { lat: 45.0, lon: 5.0 }),
+            fields: vec![Field { name: "name".into(), value: Value::Str(format!("name of {id}")) }],
+        }
+    }
+
+    #[test]
+    fn roundtrip_with_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docs");
+        let mut b = DocsBuilder::create(&path).unwrap();
+        b.add(10, &rec("s1", None)).unwrap();
+        b.add(11, &rec("s1_1", Some("s1"))).unwrap();
+        b.add(12, &rec("s2", None)).unwrap();
+        b.add(20, &rec("s1_2", Some("s1"))).unwrap();
+        b.add(21, &rec("orphan", Some("missing"))).unwrap();
+        assert!(b.add(5, &rec("late", None)).is_err());
+        b.finish().unwrap();
+        let d = Docs::open(&path).unwrap();
+        assert_eq!(d.len(), 5);
+        assert_eq!(d.slot_of_id("s2"), Some(2));
+        assert_eq!(d.slot_of_id("nope"), None);
+        assert_eq!(d.slot_of_key(20), Some(3));
+        assert_eq!(d.parent(1), Some(0));
+        assert_eq!(d.parent(4), None);
+        let kids: Vec<u32> = d.children(0).iter().map(|c| c.to_native()).collect();
+        assert_eq!(kids, vec![1, 3]);
+        assert_eq!(d.record(2).get("name").and_then(|v| v.first_str()), Some("name of s2"));
+    }
+
+    #[test]
+    fn truncated_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docs");
+        let mut b = DocsBuilder::create(&path).unwrap();
+        b.add(1, &rec("a", None)).unwrap();
+        b.finish().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 30]).unwrap();
+        assert!(matches!(Docs::open(&path), Err(Error::Corrupt { .. })));
+    }
+}

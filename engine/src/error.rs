@@ -1,0 +1,52 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the database at {0} is in use by another process")]
+    Locked(PathBuf),
+    #[error("storage error: {0}")]
+    Store(String),
+    #[error("full-text index error: {0}")]
+    Text(#[from] tantivy::TantivyError),
+    #[error("corrupt file {path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("line {line}: {reason}")]
+    BadInput { line: u64, reason: String },
+    #[error("unknown input format for {0}: use ban-ndjson or ban-csv")]
+    UnknownFormat(String),
+    #[error("the database is open read-only")]
+    ReadOnly,
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}
+
+macro_rules! store_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self { Error::Store(e.to_string()) }
+        }
+    )*};
+}
+store_err!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);

@@ -1,0 +1,98 @@
+//! cairn: an embedded storage-and-query engine whose first job is address
+//! search (geocoding), compatible with Addok.
+//!
+//! ```no_run
+//! use cairn::{Database, ImportOptions, SearchQuery};
+//! let db = Database::open("/tmp/cairn-db")?;
+//! db.import(&["adresses-addok-75.ndjson.gz".into()], &ImportOptions::default(), &mut |_| {})?;
+//! for f in db.search(&SearchQuery::new("12 rue de la paix paris"))? {
+//!     println!("{} {:.2}", f.prop_str("label").unwrap_or(""), f.score);
+//! }
+//! # Ok::<(), cairn::Error>(())
+//! ```
+//!
+//! Layers: [`store`] (redb, the durable documents), [`docs`] and [`geo`]
+//! (memory-mapped rkyv files of each generation), [`text`] (tantivy and the
+//! address-aware analysis), [`rank`] (scores in [0, 1]), [`profile`] (what
+//! the geocoder makes of records), [`import`] (input formats).
+
+mod db;
+mod docs;
+mod error;
+mod geo;
+pub mod import;
+mod profile;
+mod query;
+pub mod rank;
+mod record;
+mod store;
+pub mod text;
+
+use std::path::PathBuf;
+
+pub use db::{Batch, CommitReport, Database};
+pub use error::{Error, Result};
+pub use geo::{haversine_m, lambert93};
+pub use import::{Format, OnError, Skipped};
+pub use profile::{Feature, Prop};
+pub use query::{ReverseQuery, SearchQuery};
+pub use record::{Field, Point, Record, Value};
+
+/// How to import files.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Format of every file; detected per file when `None`.
+    pub format: Option<Format>,
+    pub on_error: OnError,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default)]
+pub struct ImportReport {
+    pub commit: CommitReport,
+    pub skipped: Skipped,
+}
+
+impl Database {
+    /// Imports files in one commit: all of them become visible together, or,
+    /// on any error, none of them and the previous generation stays.
+    /// `progress` is called with the number of bytes read from disk.
+    pub fn import(
+        &self,
+        files: &[PathBuf],
+        options: &ImportOptions,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<ImportReport> {
+        let mut skipped = Skipped::default();
+        let ((), commit) = self.write(|batch| {
+            for path in files {
+                let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let counter = read.clone();
+                let mut input = import::open_input(path, move |n| {
+                    counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                })?;
+                let format = match options.format {
+                    Some(f) => f,
+                    None => {
+                        let head = std::io::BufRead::fill_buf(&mut input).map_err(|e| Error::Io { path: path.clone(), source: e })?;
+                        import::detect_format(path, head)?
+                    }
+                };
+                let mut reported = 0;
+                import::read(input, format, options.on_error, &mut skipped, &mut |record| {
+                    batch.put(record)?;
+                    let now = read.load(std::sync::atomic::Ordering::Relaxed);
+                    if now != reported {
+                        progress(now - reported);
+                        reported = now;
+                    }
+                    Ok(())
+                })?;
+                let now = read.load(std::sync::atomic::Ordering::Relaxed);
+                progress(now - reported);
+            }
+            Ok(())
+        })?;
+        Ok(ImportReport { commit, skipped })
+    }
+}

@@ -1,0 +1,239 @@
+//! The address profile: what the geocoder makes of generic records. Which
+//! fields are searched and filtered, how a result is labelled, and the
+//! properties of an Addok-compatible feature.
+
+use crate::docs::Docs;
+use crate::record::{ArchivedRecord, ArchivedValue, Point, Record};
+use crate::text::analysis::{compare_form, housenumber_key, tokens};
+use crate::text::TextDoc;
+
+/// Fields whose words are searched.
+const TEXT_FIELDS: [&str; 6] = ["name", "postcode", "city", "oldcity", "district", "context"];
+/// Fields a query can filter on (`type` is the record's kind).
+pub const FILTERS: [&str; 3] = ["type", "postcode", "citycode"];
+/// Kinds found through their parent rather than by their own words.
+pub const CHILD_KIND: &str = "housenumber";
+
+/// What the full-text layer indexes for a record, if anything.
+pub fn text_doc(key: u64, r: &Record) -> Option<TextDoc<'static>> {
+    if r.kind == CHILD_KIND {
+        return None;
+    }
+    let mut words = Vec::new();
+    for f in TEXT_FIELDS {
+        if let Some(v) = r.get(f) {
+            for s in v.strs() {
+                words.extend(tokens(s));
+            }
+        }
+    }
+    let mut filters = vec![("type", vec![r.kind.clone()])];
+    for f in ["postcode", "citycode"] {
+        if let Some(v) = r.get(f) {
+            filters.push((f, v.strs().into_iter().map(str::to_owned).collect()));
+        }
+    }
+    Some(TextDoc { key, words, filters, point: r.point })
+}
+
+fn first<'a>(r: &'a ArchivedRecord, name: &str) -> &'a str {
+    r.get(name).and_then(ArchivedValue::first_str).unwrap_or("")
+}
+
+pub fn importance(r: &ArchivedRecord) -> f64 {
+    r.get("importance").and_then(ArchivedValue::as_f64).unwrap_or(0.0)
+}
+
+/// A search or reverse candidate: a record, and the child (housenumber) it
+/// resolved to, if any.
+#[derive(Clone, Copy, Debug)]
+pub struct Target {
+    pub slot: u32,
+    pub child: Option<u32>,
+}
+
+impl Target {
+    /// A record on its own; a child is shown through its parent.
+    pub fn of(docs: &Docs, slot: u32) -> Target {
+        match docs.parent(slot) {
+            Some(p) => Target { slot: p, child: Some(slot) },
+            None => Target { slot, child: None },
+        }
+    }
+
+    pub fn point(&self, docs: &Docs) -> Option<Point> {
+        let r = docs.record(self.child.unwrap_or(self.slot));
+        r.point.as_ref().map(|p| Point { lat: p.lat.to_native(), lon: p.lon.to_native() })
+    }
+
+    /// The result's own record (the child when there is one).
+    pub fn leaf<'a>(&self, docs: &'a Docs) -> &'a ArchivedRecord {
+        docs.record(self.child.unwrap_or(self.slot))
+    }
+
+    pub fn kind<'a>(&self, docs: &'a Docs) -> &'a str {
+        self.leaf(docs).kind.as_str()
+    }
+}
+
+/// The child of `slot` whose housenumber is `key` ("12b").
+pub fn find_housenumber(docs: &Docs, slot: u32, key: &str) -> Option<u32> {
+    docs.children(slot).iter().map(|c| c.to_native()).find(|c| {
+        let r = docs.record(*c);
+        r.kind.as_str() == CHILD_KIND && housenumber_key(first(r, "housenumber")) == key
+    })
+}
+
+/// The label shown to users: "12 Rue de la Paix 75002 Paris".
+pub fn label(docs: &Docs, t: Target) -> String {
+    let r = docs.record(t.slot);
+    let name = first(r, "name");
+    if r.kind.as_str() == "municipality" && t.child.is_none() {
+        return name.to_owned();
+    }
+    let mut s = String::new();
+    if let Some(c) = t.child {
+        s.push_str(first(docs.record(c), "housenumber"));
+        s.push(' ');
+    }
+    s.push_str(name);
+    for part in [first(r, "postcode"), first(r, "city")] {
+        if !part.is_empty() {
+            s.push(' ');
+            s.push_str(part);
+        }
+    }
+    s
+}
+
+/// The forms of a result the query is compared with, in comparable form:
+/// name, name + city, name + postcode, name + postcode + city (for every
+/// name and city variant), each with the housenumber first when resolved.
+pub fn compare_labels(docs: &Docs, t: Target) -> Vec<String> {
+    let r = docs.record(t.slot);
+    let join = |parts: &[&str]| parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join(" ");
+    let names: Vec<String> = r.get("name").map(|v| v.strs()).unwrap_or_default().iter().map(|n| compare_form(n)).collect();
+    let postcodes: Vec<String> = r.get("postcode").map(|v| v.strs()).unwrap_or_default().iter().map(|n| compare_form(n)).collect();
+    let cities: Vec<String> = r.get("city").map(|v| v.strs()).unwrap_or_default().iter().map(|n| compare_form(n)).collect();
+    let number = t.child.map(|c| housenumber_key(first(docs.record(c), "housenumber"))).unwrap_or_default();
+    let pc = postcodes.first().map(String::as_str).unwrap_or("");
+    let mut out = Vec::new();
+    for n in &names {
+        if r.kind.as_str() == "municipality" {
+            out.push(n.clone());
+            for p in &postcodes {
+                out.push(join(&[n, p]));
+                out.push(join(&[p, n]));
+            }
+            continue;
+        }
+        out.push(join(&[&number, n]));
+        out.push(join(&[&number, n, pc]));
+        for c in &cities {
+            out.push(join(&[&number, n, c]));
+            out.push(join(&[&number, n, pc, c]));
+        }
+    }
+    out
+}
+
+/// A property value of a feature.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prop {
+    Str(String),
+    Int(i64),
+    Num(f64),
+}
+
+/// A result, ready to encode as a GeoJSON feature.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feature {
+    /// Longitude and latitude of the result.
+    pub point: Point,
+    pub score: f64,
+    /// Properties in Addok's order.
+    pub properties: Vec<(String, Prop)>,
+}
+
+impl Feature {
+    pub fn prop(&self, name: &str) -> Option<&Prop> {
+        self.properties.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    pub fn prop_str(&self, name: &str) -> Option<&str> {
+        match self.prop(name) {
+            Some(Prop::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+fn prop_of(v: &ArchivedValue) -> Option<Prop> {
+    Some(match v {
+        ArchivedValue::Str(s) => Prop::Str(s.as_str().to_owned()),
+        ArchivedValue::List(l) => Prop::Str(l.first()?.as_str().to_owned()),
+        ArchivedValue::Int(i) => Prop::Int(i.to_native()),
+        ArchivedValue::Num(n) => Prop::Num(n.to_native()),
+    })
+}
+
+/// Builds the feature of a target: label, score, housenumber, id, type, then
+/// the record's fields in source order (first value of lists), then
+/// `<type>: name`, then the distance when there is one.
+pub fn feature(docs: &Docs, t: Target, score: f64, distance_m: Option<f64>) -> Feature {
+    let r = docs.record(t.slot);
+    let child = t.child.map(|c| docs.record(c));
+    let point = t.point(docs).unwrap_or(Point { lat: 0.0, lon: 0.0 });
+    let mut props: Vec<(String, Prop)> = Vec::with_capacity(16);
+    props.push(("label".into(), Prop::Str(label(docs, t))));
+    props.push(("score".into(), Prop::Num(score)));
+    let number = child.map(|c| first(c, "housenumber").to_owned());
+    if let Some(n) = &number {
+        props.push(("housenumber".into(), Prop::Str(n.clone())));
+    }
+    let leaf = child.unwrap_or(r);
+    props.push(("id".into(), Prop::Str(leaf.id.as_str().to_owned())));
+    props.push(("type".into(), Prop::Str(leaf.kind.as_str().to_owned())));
+    for f in r.fields.iter() {
+        let name = f.name.as_str();
+        let value = match (name, child) {
+            ("name", Some(_)) => Some(Prop::Str(format!("{} {}", number.as_deref().unwrap_or(""), first(r, "name")))),
+            ("x" | "y", Some(c)) => c.get(name).and_then(prop_of).or_else(|| prop_of(&f.value)),
+            _ => prop_of(&f.value),
+        };
+        if let Some(v) = value {
+            props.push((name.to_owned(), v));
+        }
+    }
+    // Fields only the child has (other than its number and position).
+    if let Some(c) = child {
+        for f in c.fields.iter() {
+            let name = f.name.as_str();
+            if !matches!(name, "housenumber" | "x" | "y") && r.get(name).is_none() {
+                if let Some(v) = prop_of(&f.value) {
+                    props.push((name.to_owned(), v));
+                }
+            }
+        }
+    }
+    let kind_key = if r.kind.as_str() == "housenumber" { "street" } else { r.kind.as_str() };
+    props.push((kind_key.to_owned(), Prop::Str(first(r, "name").to_owned())));
+    if let Some(d) = distance_m {
+        props.push(("distance".into(), Prop::Int(d.round() as i64)));
+    }
+    Feature { point, score, properties: props }
+}
+
+/// Whether a target passes the filters: each named field must hold one of
+/// the values, looked up on the result and then on its parent.
+pub fn passes(docs: &Docs, t: Target, filters: &[(String, Vec<String>)]) -> bool {
+    let r = docs.record(t.slot);
+    let leaf = t.leaf(docs);
+    filters.iter().all(|(name, values)| {
+        if name == "type" {
+            return values.iter().any(|v| v == leaf.kind.as_str());
+        }
+        let held = leaf.get(name).or_else(|| r.get(name)).map(|v| v.strs()).unwrap_or_default();
+        values.iter().any(|v| held.contains(&v.as_str()))
+    })
+}

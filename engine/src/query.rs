@@ -1,0 +1,120 @@
+//! A query's path: parse the text, fetch candidates from the full-text
+//! index, resolve housenumbers, score with [`crate::rank`], build features.
+
+use crate::db::Generation;
+use crate::error::Result;
+use crate::geo::haversine_m;
+use crate::profile::{self, Feature, Target, CHILD_KIND};
+use crate::rank;
+use crate::record::Point;
+use crate::text::analysis::parse_query;
+use crate::text::TextQuery;
+
+/// Candidates fetched from the full-text index and scored, per query.
+const CANDIDATES: usize = 40;
+
+/// A forward geocoding query.
+#[derive(Debug, Clone)]
+pub struct SearchQuery {
+    pub q: String,
+    pub limit: usize,
+    /// Match the last word as a prefix.
+    pub autocomplete: bool,
+    /// Favour results near this point.
+    pub near: Option<Point>,
+    /// (field, accepted values): `type`, `postcode`, `citycode`.
+    pub filters: Vec<(String, Vec<String>)>,
+}
+
+impl SearchQuery {
+    pub fn new(q: impl Into<String>) -> SearchQuery {
+        SearchQuery { q: q.into(), limit: 5, autocomplete: true, near: None, filters: Vec::new() }
+    }
+}
+
+/// A reverse geocoding query.
+#[derive(Debug, Clone)]
+pub struct ReverseQuery {
+    pub at: Point,
+    pub limit: usize,
+    pub filters: Vec<(String, Vec<String>)>,
+}
+
+struct Scored {
+    score: f64,
+    importance: f64,
+    target: Target,
+    distance: Option<f64>,
+}
+
+pub(crate) fn search(g: &Generation, q: &SearchQuery) -> Result<Vec<Feature>> {
+    let docs = &g.docs;
+    let parsed = parse_query(&q.q);
+    let mut words = parsed.tokens;
+    let mut housenumber = parsed.housenumber;
+    if words.is_empty() {
+        // A lone number is a word to look for, not a housenumber of nothing.
+        match housenumber.take() {
+            Some(h) => words.push(h),
+            None => return Ok(Vec::new()),
+        }
+    }
+    // Children are found through their parents: a housenumber filter
+    // searches the kinds that hold housenumbers, then keeps resolved ones.
+    let kinds = q.filters.iter().find(|(n, _)| n == "type").map(|(_, v)| v.clone());
+    let resolve_numbers = kinds.as_ref().is_none_or(|k| k.iter().any(|t| t == CHILD_KIND));
+    let mut text_filters = Vec::with_capacity(q.filters.len());
+    for (name, values) in &q.filters {
+        if name == "type" {
+            let mut v: Vec<String> = values.iter().filter(|t| *t != CHILD_KIND).cloned().collect();
+            if values.iter().any(|t| t == CHILD_KIND) {
+                v.extend(["street".to_owned(), "locality".to_owned()]);
+            }
+            text_filters.push((name.clone(), v));
+        } else {
+            text_filters.push((name.clone(), values.clone()));
+        }
+    }
+    let prefix = if q.autocomplete { words.pop() } else { None };
+    let tq = TextQuery { words, prefix, filters: text_filters, near: q.near };
+    let candidates = g.text.candidates(&tq, CANDIDATES.max(q.limit * 2))?;
+    let mut scored: Vec<Scored> = Vec::with_capacity(candidates.len());
+    for (_, key) in candidates {
+        let Some(slot) = docs.slot_of_key(key) else { continue };
+        let mut target = Target { slot, child: None };
+        if let (Some(h), true) = (&housenumber, resolve_numbers) {
+            target.child = profile::find_housenumber(docs, slot, h);
+        }
+        if let Some(kinds) = &kinds {
+            if !kinds.iter().any(|k| k == target.kind(docs)) {
+                continue;
+            }
+        }
+        let labels = profile::compare_labels(docs, target);
+        let text = rank::text_score(&parsed.compare, &labels, q.autocomplete);
+        let distance = q.near.and_then(|c| target.point(docs).map(|p| haversine_m(c, p)));
+        let importance = profile::importance(docs.record(slot));
+        let score = rank::combine(text, importance, distance);
+        if score >= rank::MIN_SCORE {
+            scored.push(Scored { score, importance, target, distance });
+        }
+    }
+    scored.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(b.importance.total_cmp(&a.importance))
+            .then_with(|| a.target.leaf(docs).id.as_str().cmp(b.target.leaf(docs).id.as_str()))
+    });
+    scored.truncate(q.limit);
+    Ok(scored.into_iter().map(|s| profile::feature(docs, s.target, s.score, s.distance)).collect())
+}
+
+pub(crate) fn reverse(g: &Generation, q: &ReverseQuery) -> Vec<Feature> {
+    let docs = &g.docs;
+    let keep = |slot: u32| profile::passes(docs, Target::of(docs, slot), &q.filters);
+    g.geo
+        .nearest(q.at, q.limit, keep)
+        .into_iter()
+        .map(|(slot, d)| profile::feature(docs, Target::of(docs, slot), rank::geo_score(d), Some(d)))
+        .collect()
+}

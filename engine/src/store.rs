@@ -1,0 +1,250 @@
+//! The durable store: every document in redb, archived with rkyv and
+//! compressed with lz4 in blocks (one record compresses badly, a block of
+//! many compresses to about half).
+//!
+//! A record's key is `block << 16 | position`, so keys only grow and the
+//! documents file of a generation can be written in key order by scanning
+//! the blocks table.
+
+use std::path::Path;
+
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+
+use crate::error::{Error, Result};
+use crate::record::Record;
+
+const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const BLOCK_BYTES: usize = 64 * 1024;
+const BLOCK_RECORDS: usize = 4096;
+
+pub(crate) fn block_of(key: u64) -> u64 {
+    key >> 16
+}
+
+fn encode_block(entries: &[(u64, Record)]) -> Result<Vec<u8>> {
+    let raw = rkyv::to_bytes::<rkyv::rancor::Error>(&entries.to_vec())
+        .map_err(|e| Error::Store(format!("archiving block: {e}")))?;
+    Ok(lz4_flex::compress_prepend_size(&raw))
+}
+
+fn decode_block(bytes: &[u8]) -> Result<Vec<(u64, Record)>> {
+    let raw = lz4_flex::decompress_size_prepended(bytes).map_err(|e| Error::Store(format!("corrupt block: {e}")))?;
+    // Decompression gives an unaligned Vec; rkyv needs aligned bytes.
+    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(raw.len());
+    aligned.extend_from_slice(&raw);
+    rkyv::from_bytes::<Vec<(u64, Record)>, rkyv::rancor::Error>(&aligned)
+        .map_err(|e| Error::Store(format!("corrupt block: {e}")))
+}
+
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store> {
+        let db = match Database::create(path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(Error::Locked(path.into())),
+            Err(e) => return Err(e.into()),
+        };
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(BLOCKS)?;
+            txn.open_table(IDS)?;
+            txn.open_table(META)?;
+        }
+        txn.commit()?;
+        Ok(Store { db })
+    }
+
+    pub fn generation(&self) -> Result<u64> {
+        let txn = self.db.begin_write()?;
+        let g = meta_get(&txn, "generation")?;
+        txn.abort()?;
+        Ok(g)
+    }
+
+    pub fn begin(&self) -> Result<StoreTxn> {
+        let txn = self.db.begin_write()?;
+        let next_block = meta_get(&txn, "next_block")?;
+        Ok(StoreTxn { txn, next_block, pending: Vec::new(), pending_bytes: 0, pending_block: None })
+    }
+}
+
+fn meta_get(txn: &WriteTransaction, name: &str) -> Result<u64> {
+    let t = txn.open_table(META)?;
+    let v = t.get(name)?.map(|v| v.value()).unwrap_or(0);
+    Ok(v)
+}
+
+/// One write transaction: records go in, nothing is visible until `commit`.
+pub struct StoreTxn {
+    txn: WriteTransaction,
+    next_block: u64,
+    pending: Vec<(u64, Record)>,
+    pending_bytes: usize,
+    pending_block: Option<u64>,
+}
+
+impl StoreTxn {
+    /// Adds or replaces a record. Returns the new key and, when an older
+    /// record had this id, the key it replaces.
+    pub fn put(&mut self, record: Record) -> Result<(u64, Option<u64>)> {
+        let old = self.delete(&record.id)?;
+        let block = match self.pending_block {
+            Some(b) => b,
+            None => {
+                let b = self.next_block;
+                self.next_block += 1;
+                self.pending_block = Some(b);
+                b
+            }
+        };
+        let key = (block << 16) | self.pending.len() as u64;
+        self.pending_bytes += approx_size(&record);
+        self.txn.open_table(IDS)?.insert(record.id.as_str(), key)?;
+        self.pending.push((key, record));
+        if self.pending.len() >= BLOCK_RECORDS || self.pending_bytes >= BLOCK_BYTES {
+            self.flush()?;
+        }
+        Ok((key, old))
+    }
+
+    /// Removes the record with this id; returns its key if there was one.
+    pub fn delete(&mut self, id: &str) -> Result<Option<u64>> {
+        let key = {
+            let mut ids = self.txn.open_table(IDS)?;
+            let k = ids.remove(id)?.map(|v| v.value());
+            k
+        };
+        let Some(key) = key else { return Ok(None) };
+        if self.pending_block == Some(block_of(key)) {
+            self.pending.retain(|(k, _)| *k != key);
+            // Keep keys increasing within the open block: positions are never reused.
+            return Ok(Some(key));
+        }
+        let mut blocks = self.txn.open_table(BLOCKS)?;
+        let entries = match blocks.get(block_of(key))? {
+            Some(bytes) => decode_block(bytes.value())?,
+            None => return Ok(Some(key)),
+        };
+        let kept: Vec<(u64, Record)> = entries.into_iter().filter(|(k, _)| *k != key).collect();
+        if kept.is_empty() {
+            blocks.remove(block_of(key))?;
+        } else {
+            let enc = encode_block(&kept)?;
+            blocks.insert(block_of(key), enc.as_slice())?;
+        }
+        Ok(Some(key))
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if let Some(block) = self.pending_block.take() {
+            if !self.pending.is_empty() {
+                let enc = encode_block(&self.pending)?;
+                self.txn.open_table(BLOCKS)?.insert(block, enc.as_slice())?;
+            }
+            self.pending.clear();
+            self.pending_bytes = 0;
+        }
+        Ok(())
+    }
+
+    /// Every record in key order, including this transaction's writes.
+    pub fn for_each(&mut self, mut f: impl FnMut(u64, Record) -> Result<()>) -> Result<()> {
+        self.flush()?;
+        let blocks = self.txn.open_table(BLOCKS)?;
+        for item in blocks.iter()? {
+            let (_, bytes) = item?;
+            for (key, record) in decode_block(bytes.value())? {
+                f(key, record)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn count(&self) -> Result<u64> {
+        Ok(self.txn.open_table(IDS)?.len()?)
+    }
+
+    pub fn generation(&self) -> Result<u64> {
+        meta_get(&self.txn, "generation")
+    }
+
+    /// Makes everything durable as generation `generation`.
+    pub fn commit(mut self, generation: u64) -> Result<()> {
+        self.flush()?;
+        {
+            let mut meta = self.txn.open_table(META)?;
+            meta.insert("generation", generation)?;
+            meta.insert("next_block", self.next_block)?;
+        }
+        self.txn.commit()?;
+        Ok(())
+    }
+}
+
+fn approx_size(r: &Record) -> usize {
+    64 + r.id.len() + r.fields.iter().map(|f| f.name.len() + 24).sum::<usize>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Field, Value};
+
+    fn rec(id: &str, name: &str) -> Record {
+        Record {
+            id: id.into(),
+            kind: "street".into(),
+            parent: None,
+            point: None,
+            fields: vec![Field { name: "name".into(), value: Value::Str(name.into()) }],
+        }
+    }
+
+    fn all(store: &Store) -> Vec<(String, String)> {
+        let mut t = store.begin().unwrap();
+        let mut v = Vec::new();
+        t.for_each(|_, r| {
+            v.push((r.id.clone(), r.get("name").and_then(|n| n.first_str()).unwrap_or("").to_owned()));
+            Ok(())
+        })
+        .unwrap();
+        v
+    }
+
+    #[test]
+    fn put_replace_delete_commit_and_abort() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+        let mut t = store.begin().unwrap();
+        t.put(rec("a", "A")).unwrap();
+        t.put(rec("b", "B")).unwrap();
+        t.commit(1).unwrap();
+        let mut t = store.begin().unwrap();
+        let (_, old) = t.put(rec("a", "A2")).unwrap();
+        assert!(old.is_some());
+        assert!(t.delete("b").unwrap().is_some());
+        assert!(t.delete("zzz").unwrap().is_none());
+        drop(t); // not committed: nothing changes
+        assert_eq!(all(&store), vec![("a".into(), "A".into()), ("b".into(), "B".into())]);
+        let mut t = store.begin().unwrap();
+        t.put(rec("a", "A2")).unwrap();
+        t.delete("b").unwrap();
+        t.commit(2).unwrap();
+        assert_eq!(all(&store), vec![("a".into(), "A2".into())]);
+        assert_eq!(store.generation().unwrap(), 2);
+    }
+
+    #[test]
+    fn second_open_is_refused_while_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let _s = Store::open(&path).unwrap();
+        assert!(matches!(Store::open(&path), Err(Error::Locked(_))));
+    }
+}

@@ -1,0 +1,358 @@
+//! Address-aware text analysis, shared by indexing, querying and ranking.
+//!
+//! The same chain runs on documents and on queries, so that whatever a user
+//! types meets what was indexed: fold case and accents, split on anything that
+//! is not a letter or a digit, rewrite abbreviations to one canonical word.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// Longest edge n-gram indexed for autocompletion; longer prefixes are
+/// matched by their first `MAX_PREFIX` characters.
+pub const MAX_PREFIX: usize = 20;
+/// Shortest edge n-gram: a one-letter prefix would match most of the index.
+pub const MIN_PREFIX: usize = 2;
+
+/// Lowercases and strips diacritics; ligatures become two letters.
+/// Anything that is not a letter or a digit becomes a space.
+pub fn fold(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if c.is_ascii() {
+            out.push(' ');
+        } else if let Some(f) = fold_char(c) {
+            out.push_str(f);
+        } else if c.is_alphanumeric() {
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(' ');
+        }
+    }
+    out
+}
+
+fn fold_char(c: char) -> Option<&'static str> {
+    Some(match c {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' | 'ā' | 'Ā' | 'ă'
+        | 'Ă' | 'ą' | 'Ą' => "a",
+        'æ' | 'Æ' => "ae",
+        'ç' | 'Ç' | 'ć' | 'Ć' | 'č' | 'Č' => "c",
+        'ď' | 'Ď' | 'đ' | 'Đ' => "d",
+        'è' | 'é' | 'ê' | 'ë' | 'È' | 'É' | 'Ê' | 'Ë' | 'ē' | 'Ē' | 'ė' | 'ę' | 'Ę' | 'ě' | 'Ě' => {
+            "e"
+        }
+        'ì' | 'í' | 'î' | 'ï' | 'Ì' | 'Í' | 'Î' | 'Ï' | 'ī' | 'Ī' | 'ı' => "i",
+        'ñ' | 'Ñ' | 'ń' | 'Ń' | 'ň' | 'Ň' => "n",
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' | 'Ø' | 'ō' | 'Ō' | 'ő'
+        | 'Ő' => "o",
+        'œ' | 'Œ' => "oe",
+        'ù' | 'ú' | 'û' | 'ü' | 'Ù' | 'Ú' | 'Û' | 'Ü' | 'ū' | 'Ū' | 'ů' | 'Ů' | 'ű' | 'Ű' => "u",
+        'ý' | 'ÿ' | 'Ý' | 'Ÿ' => "y",
+        'ž' | 'Ž' | 'ź' | 'Ź' | 'ż' | 'Ż' => "z",
+        'š' | 'Š' | 'ś' | 'Ś' | 'ş' | 'Ş' => "s",
+        'ř' | 'Ř' => "r",
+        'ł' | 'Ł' => "l",
+        'ß' => "ss",
+        'ť' | 'Ť' | 'ţ' | 'Ţ' => "t",
+        // Typographic apostrophes and dashes separate words like their ASCII twins.
+        _ => return None,
+    })
+}
+
+struct Synonyms {
+    /// variant -> canonical words
+    map: HashMap<String, Vec<String>>,
+}
+
+fn synonyms() -> &'static Synonyms {
+    static TABLE: OnceLock<Synonyms> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut map = HashMap::new();
+        for line in include_str!("synonyms.txt").lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((canonical, variants)) = line.split_once(':') else {
+                continue;
+            };
+            let canonical: Vec<String> = canonical.split_whitespace().map(str::to_owned).collect();
+            for v in variants.split(',') {
+                let v = v.trim();
+                if !v.is_empty() {
+                    map.insert(v.to_owned(), canonical.clone());
+                }
+            }
+        }
+        Synonyms { map }
+    })
+}
+
+/// Folds, splits and canonicalises `s` into index/query tokens.
+pub fn tokens(s: &str) -> Vec<String> {
+    let folded = fold(s);
+    let mut out = Vec::new();
+    for t in folded.split_whitespace() {
+        push_canonical(t, &mut out);
+    }
+    out
+}
+
+fn push_canonical(t: &str, out: &mut Vec<String>) {
+    match synonyms().map.get(t) {
+        Some(words) => out.extend(words.iter().cloned()),
+        None => out.push(t.to_owned()),
+    }
+}
+
+/// Suffixes of a housenumber ("12 bis") and their one-letter form.
+fn ordinal_letter(t: &str) -> Option<&'static str> {
+    Some(match t {
+        "bis" | "b" => "b",
+        "ter" | "t" => "t",
+        "quater" | "q" => "q",
+        "quinquies" | "c" => "c",
+        "sexies" | "s" => "s",
+        _ => return None,
+    })
+}
+
+fn is_number_token(t: &str) -> bool {
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    (1..=4).contains(&digits)
+        && (digits == t.len()
+            || (t.len() > digits && ordinal_letter(&t[digits..]).is_some())
+            || (t.len() == digits + 1 && t.as_bytes()[digits].is_ascii_lowercase()))
+}
+
+/// The canonical key of a housenumber: digits without leading zeros, then the
+/// one-letter suffix. "12 bis", "12bis", "12B" and "012 b" all give "12b".
+pub fn housenumber_key(s: &str) -> String {
+    let folded = fold(s);
+    let mut parts = folded.split_whitespace();
+    let mut key = String::new();
+    if let Some(first) = parts.next() {
+        let digits: String = first.chars().take_while(char::is_ascii_digit).collect();
+        let trimmed = digits.trim_start_matches('0');
+        key.push_str(if trimmed.is_empty() && !digits.is_empty() { "0" } else { trimmed });
+        let rest = &first[digits.len()..];
+        if !rest.is_empty() {
+            key.push_str(ordinal_letter(rest).unwrap_or(rest));
+        }
+    }
+    for p in parts {
+        key.push_str(ordinal_letter(p).unwrap_or(p));
+    }
+    key
+}
+
+/// Street types that may follow a housenumber ("12 rue ...").
+fn is_street_type(t: &str) -> bool {
+    matches!(
+        t,
+        "rue"
+            | "avenue"
+            | "boulevard"
+            | "place"
+            | "chemin"
+            | "route"
+            | "impasse"
+            | "allee"
+            | "faubourg"
+            | "square"
+            | "quai"
+            | "cours"
+            | "passage"
+            | "residence"
+            | "lotissement"
+            | "hameau"
+            | "promenade"
+            | "esplanade"
+            | "sentier"
+            | "voie"
+            | "ruelle"
+            | "lieu"
+            | "rond"
+            | "carrefour"
+            | "traverse"
+            | "montee"
+    )
+}
+
+/// A query split into its housenumber (if any) and its text tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedQuery {
+    /// Canonical housenumber key ("12b"), as given by [`housenumber_key`].
+    pub housenumber: Option<String>,
+    /// Text tokens, canonical, in query order.
+    pub tokens: Vec<String>,
+    /// All tokens including the housenumber, for comparison with labels.
+    pub compare: String,
+}
+
+/// Splits a query into housenumber and text tokens. The housenumber is the
+/// first number of 1-4 digits (optionally with a bis/ter suffix) that opens
+/// the query or stands before a street type; 5-digit numbers are postcodes.
+pub fn parse_query(q: &str) -> ParsedQuery {
+    let raw = tokens(q);
+    // Glue "12 bis" into "12b" when the number is followed by its suffix.
+    let mut glued: Vec<String> = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let t = &raw[i];
+        let all_digits = !t.is_empty() && t.len() <= 4 && t.bytes().all(|b| b.is_ascii_digit());
+        if all_digits && i + 1 < raw.len() {
+            if let Some(letter) = ordinal_letter(&raw[i + 1]) {
+                // "12 b rue" or "12 bis" at the end: a suffix, not a word.
+                let next_is_type_or_end = i + 2 >= raw.len() || is_street_type(&raw[i + 2]);
+                if raw[i + 1].len() > 1 || next_is_type_or_end {
+                    glued.push(format!("{t}{letter}"));
+                    i += 2;
+                    continue;
+                }
+            }
+        }
+        glued.push(t.clone());
+        i += 1;
+    }
+    let mut housenumber = None;
+    let mut text = Vec::with_capacity(glued.len());
+    for (i, t) in glued.iter().enumerate() {
+        let before_type = glued.get(i + 1).is_some_and(|n| is_street_type(n));
+        if housenumber.is_none() && is_number_token(t) && (i == 0 || before_type) {
+            housenumber = Some(housenumber_key(t));
+            continue;
+        }
+        text.push(t.clone());
+    }
+    let mut compare = String::new();
+    if let Some(h) = &housenumber {
+        compare.push_str(h);
+    }
+    for t in &text {
+        if !compare.is_empty() {
+            compare.push(' ');
+        }
+        compare.push_str(t);
+    }
+    ParsedQuery { housenumber, tokens: text, compare }
+}
+
+/// The comparable form of a label: tokens joined by one space, with a leading
+/// housenumber glued the same way [`parse_query`] glues it.
+pub fn compare_form(label: &str) -> String {
+    parse_query(label).compare
+}
+
+/// Edge n-grams of each token, for autocompletion of the last query word.
+pub fn edge_ngrams(tokens: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in tokens {
+        let chars: Vec<(usize, char)> = t.char_indices().collect();
+        let n = chars.len();
+        for len in MIN_PREFIX..=n.min(MAX_PREFIX) {
+            let end = if len == n { t.len() } else { chars[len].0 };
+            out.push(t[..end].to_owned());
+        }
+    }
+    out
+}
+
+/// Truncates a prefix to the longest n-gram that was indexed.
+pub fn indexed_prefix(t: &str) -> &str {
+    match t.char_indices().nth(MAX_PREFIX) {
+        Some((i, _)) => &t[..i],
+        None => t,
+    }
+}
+
+/// Similarity of two strings by their character bigrams: shared bigrams over
+/// all bigrams (a Jaccard index on multisets), in [0, 1]. This is the measure
+/// Addok uses, so scores keep their meaning for its users.
+pub fn bigram_similarity(a: &str, b: &str) -> f64 {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    if a.len() < 2 || b.len() < 2 {
+        return if a == b && !a.is_empty() { 1.0 } else { 0.0 };
+    }
+    let mut grams: Vec<(char, char)> = a.windows(2).map(|w| (w[0], w[1])).collect();
+    grams.sort_unstable();
+    let mut used = vec![false; grams.len()];
+    let mut same = 0usize;
+    for w in b.windows(2) {
+        let g = (w[0], w[1]);
+        // Multiset intersection: each bigram of `a` is matched at most once.
+        let start = grams.partition_point(|x| *x < g);
+        let mut i = start;
+        while i < grams.len() && grams[i] == g {
+            if !used[i] {
+                used[i] = true;
+                same += 1;
+                break;
+            }
+            i += 1;
+        }
+    }
+    let all = (a.len() - 1) + (b.len() - 1) - same;
+    if all == 0 {
+        0.0
+    } else {
+        same as f64 / all as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_case_accents_and_ligatures() {
+        assert_eq!(tokens("Allée de l'Église-Œuvre"), vec!["allee", "de", "l", "eglise", "oeuvre"]);
+        assert_eq!(tokens("  SAINT-JEAN,,  "), tokens("saint jean"));
+    }
+
+    #[test]
+    fn abbreviations_meet_their_canonical_word() {
+        assert_eq!(tokens("12 bd st michel"), vec!["12", "boulevard", "saint", "michel"]);
+        assert_eq!(tokens("av. du gal leclerc"), tokens("Avenue du Général Leclerc"));
+    }
+
+    #[test]
+    fn housenumbers_are_extracted_and_glued() {
+        let p = parse_query("12 bis rue de la Paix 75002 Paris");
+        assert_eq!(p.housenumber.as_deref(), Some("12b"));
+        assert_eq!(p.tokens, vec!["rue", "de", "la", "paix", "75002", "paris"]);
+        assert_eq!(p.compare, "12b rue de la paix 75002 paris");
+        assert_eq!(parse_query("12bis rue x").housenumber.as_deref(), Some("12b"));
+        assert_eq!(parse_query("12 B rue x").housenumber.as_deref(), Some("12b"));
+        assert_eq!(parse_query("paris 8 rue x").housenumber.as_deref(), Some("8"));
+        // A postcode is not a housenumber, nor a number that is part of a name.
+        assert_eq!(parse_query("75002 paris").housenumber, None);
+        assert_eq!(parse_query("rue du 8 mai 1945").housenumber, None);
+    }
+
+    #[test]
+    fn housenumber_keys_are_canonical() {
+        assert_eq!(housenumber_key("12 bis"), "12b");
+        assert_eq!(housenumber_key("12bis"), "12b");
+        assert_eq!(housenumber_key("012"), "12");
+        assert_eq!(housenumber_key("7 ter"), "7t");
+    }
+
+    #[test]
+    fn edge_ngrams_cover_prefixes() {
+        let g = edge_ngrams(&["paix".to_owned()]);
+        assert_eq!(g, vec!["pa", "pai", "paix"]);
+        assert_eq!(indexed_prefix("abcdefghijklmnopqrstuvwxyz").len(), MAX_PREFIX);
+    }
+
+    #[test]
+    fn bigram_similarity_is_a_ratio() {
+        assert_eq!(bigram_similarity("paris", "paris"), 1.0);
+        assert_eq!(bigram_similarity("abc", "xyz"), 0.0);
+        let s = bigram_similarity("rue de la paix", "rue de la pai");
+        assert!(s > 0.8 && s < 1.0, "{s}");
+    }
+}

@@ -1,0 +1,250 @@
+//! `cairn`: import address data, search it, serve it Addok-compatible.
+
+mod geojson;
+mod http;
+mod params;
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use cairn::{Database, Format, ImportOptions, OnError, Point, ReverseQuery, SearchQuery};
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The bundled demo data (BAN-shaped, see datasets/fr-sample/README.md).
+const DEMO_DATA: &[u8] = include_bytes!("../../datasets/fr-sample/addresses.ndjson.gz");
+
+#[derive(Parser)]
+#[command(name = "cairn", version, about = "Address search engine, Addok-compatible, in one process")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Import files (BAN NDJSON or BAN CSV, plain or gzip) as one commit.
+    Import {
+        /// Database directory (created if missing).
+        #[arg(long, env = "CAIRN_DATA")]
+        data: PathBuf,
+        /// Input format; detected from each file when absent.
+        #[arg(long, value_parser = ["ban-ndjson", "ban-csv"])]
+        format: Option<String>,
+        /// Skip malformed lines (reported with their numbers) instead of failing.
+        #[arg(long)]
+        skip_invalid: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Serve the Addok HTTP API.
+    Serve {
+        /// Database directory.
+        #[arg(long, env = "CAIRN_DATA", required_unless_present = "demo")]
+        data: Option<PathBuf>,
+        /// Import the bundled dataset (once) and serve it.
+        #[arg(long)]
+        demo: bool,
+        #[arg(long, env = "CAIRN_LISTEN", default_value = "127.0.0.1:7878")]
+        listen: SocketAddr,
+        /// Worker threads (default: one per core).
+        #[arg(long, env = "CAIRN_THREADS")]
+        threads: Option<usize>,
+    },
+    /// Search and print the same GeoJSON as GET /search.
+    Search {
+        #[arg(long, env = "CAIRN_DATA")]
+        data: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        limit: usize,
+        #[arg(long, allow_hyphen_values = true, requires = "lon")]
+        lat: Option<f64>,
+        #[arg(long, allow_hyphen_values = true, requires = "lat")]
+        lon: Option<f64>,
+        #[arg(long = "type")]
+        kind: Vec<String>,
+        #[arg(long)]
+        postcode: Vec<String>,
+        #[arg(long)]
+        citycode: Vec<String>,
+        /// Do not complete the last word as a prefix.
+        #[arg(long)]
+        no_autocomplete: bool,
+        #[arg(required = true, num_args = 1..)]
+        query: Vec<String>,
+    },
+    /// Print the records nearest a point, as GET /reverse.
+    Reverse {
+        #[arg(long, env = "CAIRN_DATA")]
+        data: PathBuf,
+        #[arg(long, allow_hyphen_values = true)]
+        lat: f64,
+        #[arg(long, allow_hyphen_values = true)]
+        lon: f64,
+        #[arg(long, default_value_t = 1)]
+        limit: usize,
+        #[arg(long = "type")]
+        kind: Vec<String>,
+    },
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Import { data, format, skip_invalid, files } => {
+            let format = format.map(|f| f.parse::<Format>()).transpose()?;
+            let options = ImportOptions { format, on_error: if skip_invalid { OnError::Skip } else { OnError::Fail } };
+            import(&data, &files, &options)
+        }
+        Command::Serve { data, demo, listen, threads } => {
+            let data = match (data, demo) {
+                (Some(d), false) => d,
+                (d, true) => prepare_demo(d)?,
+                (None, false) => bail!("--data DIR or --demo is required"),
+            };
+            serve(&data, listen, threads)
+        }
+        Command::Search { data, limit, lat, lon, kind, postcode, citycode, no_autocomplete, query } => {
+            let db = Database::open_read_only(&data).with_context(|| format!("opening {}", data.display()))?;
+            let q = query.join(" ");
+            params::check_query(&q).map_err(|e| anyhow::anyhow!(e.title))?;
+            if !(1..=params::MAX_LIMIT).contains(&limit) {
+                bail!("--limit must be between 1 and {}", params::MAX_LIMIT);
+            }
+            let near = match (lat, lon) {
+                (Some(lat), Some(lon)) => Some(checked_point(lat, lon)?),
+                _ => None,
+            };
+            let filters = filters(kind, postcode, citycode);
+            let sq = SearchQuery { q: q.clone(), limit, autocomplete: !no_autocomplete, near, filters };
+            let features = db.search(&sq)?;
+            let echo = geojson::Echo { query: Some(&q), filters: &sq.filters, center: near, limit };
+            println!("{}", geojson::collection(&features, &echo));
+            Ok(())
+        }
+        Command::Reverse { data, lat, lon, limit, kind } => {
+            let db = Database::open_read_only(&data).with_context(|| format!("opening {}", data.display()))?;
+            let rq = ReverseQuery { at: checked_point(lat, lon)?, limit: limit.clamp(1, params::MAX_LIMIT), filters: filters(kind, vec![], vec![]) };
+            let features = db.reverse(&rq)?;
+            let echo = geojson::Echo { query: None, filters: &rq.filters, center: None, limit: rq.limit };
+            println!("{}", geojson::collection(&features, &echo));
+            Ok(())
+        }
+    }
+}
+
+fn checked_point(lat: f64, lon: f64) -> Result<Point> {
+    let p = Point { lat, lon };
+    if !p.is_valid() {
+        bail!("coordinates out of range: lat must be within ±90 and lon within ±180");
+    }
+    Ok(p)
+}
+
+fn filters(kind: Vec<String>, postcode: Vec<String>, citycode: Vec<String>) -> Vec<(String, Vec<String>)> {
+    [("type", kind), ("postcode", postcode), ("citycode", citycode)]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, mut v)| {
+            v.sort();
+            v.dedup();
+            (k.to_owned(), v)
+        })
+        .collect()
+}
+
+fn import(data: &Path, files: &[PathBuf], options: &ImportOptions) -> Result<()> {
+    for f in files {
+        if !f.is_file() {
+            bail!("{}: no such file", f.display());
+        }
+    }
+    let db = Database::open(data).with_context(|| format!("opening {}", data.display()))?;
+    let total: u64 = files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum();
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let started = Instant::now();
+    let progress_bar = bar.clone();
+    let report = db.import(files, options, &mut move |n| {
+        if let Some(b) = &progress_bar {
+            b.inc(n);
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let report = report.with_context(|| "import failed; the database is unchanged")?;
+    let secs = started.elapsed().as_secs_f64();
+    let mut err = std::io::stderr().lock();
+    for (line, reason) in &report.skipped.first {
+        let _ = writeln!(err, "skipped line {line}: {reason}");
+    }
+    if report.skipped.count > report.skipped.first.len() as u64 {
+        let _ = writeln!(err, "... {} lines skipped in all", report.skipped.count);
+    }
+    println!(
+        "imported {} documents in {:.2} s ({} skipped lines); generation {}, {} documents in total",
+        report.commit.written, secs, report.skipped.count, report.commit.generation, report.commit.total
+    );
+    Ok(())
+}
+
+/// Imports the bundled dataset into `dir` (default: a directory under the
+/// system's temporary directory), unless it already holds this very data.
+fn prepare_demo(dir: Option<PathBuf>) -> Result<PathBuf> {
+    let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("cairn-demo"));
+    let stamp = format!("{}-{}\n", env!("CARGO_PKG_VERSION"), DEMO_DATA.len());
+    let stamp_file = dir.join("DEMO");
+    if std::fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str()) {
+        return Ok(dir);
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let src = dir.join("demo.ndjson.gz");
+    std::fs::write(&src, DEMO_DATA)?;
+    eprintln!("importing the demo dataset into {} ...", dir.display());
+    import(&dir.join("db"), &[src.clone()], &ImportOptions::default())?;
+    std::fs::remove_file(&src)?;
+    std::fs::write(&stamp_file, stamp)?;
+    Ok(dir)
+}
+
+fn serve(data: &Path, listen: SocketAddr, threads: Option<usize>) -> Result<()> {
+    let dir = if data.join("DEMO").exists() { data.join("db") } else { data.to_owned() };
+    let db = Arc::new(Database::open(&dir).with_context(|| format!("opening {}", dir.display()))?);
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = rt.enable_all().build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+        let addr = listener.local_addr()?;
+        // Tests and scripts wait for this line to know the port.
+        println!("cairn listening on http://{addr} ({} documents, generation {})", db.len(), db.generation());
+        let _ = std::io::stdout().flush();
+        http::serve(db, listener, Duration::from_secs(10)).await
+    })
+}

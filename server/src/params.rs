@@ -1,0 +1,189 @@
+//! Request parameters as Addok reads them, with its defaults, aliases and
+//! error messages, so that its clients keep working unchanged.
+
+use cairn::{Point, ReverseQuery, SearchQuery};
+
+pub const QUERY_MAX_CHARS: usize = 200;
+pub const MAX_LIMIT: usize = 100;
+const MAX_FILTER_VALUES: usize = 10;
+pub const FILTERS: [&str; 3] = ["type", "postcode", "citycode"];
+
+/// A client error: HTTP status, title and description.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadRequest {
+    pub status: u16,
+    pub title: String,
+    pub description: Option<String>,
+}
+
+impl BadRequest {
+    fn invalid(param: &str, why: &str) -> BadRequest {
+        BadRequest {
+            status: 400,
+            title: "Invalid parameter".into(),
+            description: Some(format!("The \"{param}\" parameter is invalid. {why}")),
+        }
+    }
+    fn missing(param: &str) -> BadRequest {
+        BadRequest {
+            status: 400,
+            title: "Missing parameter".into(),
+            description: Some(format!("The \"{param}\" parameter is required.")),
+        }
+    }
+}
+
+/// Decoded query-string pairs, in order.
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn parse(query: Option<&str>) -> Params {
+        Params(form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect())
+    }
+
+    /// The last value of the first alias present (Addok keeps the last of a repeated parameter).
+    fn get(&self, names: &[&str]) -> Option<&str> {
+        names.iter().find_map(|n| self.0.iter().rev().find(|(k, _)| k == n).map(|(_, v)| v.as_str()))
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+    }
+
+    fn limit(&self, default: usize, checked: bool) -> Result<usize, BadRequest> {
+        match self.get(&["limit"]).map(str::trim).filter(|s| !s.is_empty()) {
+            None => Ok(default),
+            Some(s) => {
+                let n: i64 = s.parse().map_err(|_| BadRequest::invalid("limit", "The value must be an integer."))?;
+                if n == 0 {
+                    return Ok(default);
+                }
+                if checked && !(1..=MAX_LIMIT as i64).contains(&n) {
+                    return Err(BadRequest::invalid("limit", &format!("out of range (1..{MAX_LIMIT})")));
+                }
+                Ok((n.max(1) as usize).min(MAX_LIMIT))
+            }
+        }
+    }
+
+    fn coord(&self, names: &[&str], max: f64) -> Result<Option<f64>, BadRequest> {
+        match self.get(names).map(str::trim).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => {
+                let v: f64 = s.parse().map_err(|_| BadRequest::invalid(names[0], "invalid value"))?;
+                if !v.is_finite() || v.abs() > max {
+                    return Err(BadRequest::invalid(names[0], "out of range"));
+                }
+                Ok(Some(v))
+            }
+        }
+    }
+
+    fn point(&self) -> Result<(Option<f64>, Option<f64>), BadRequest> {
+        let lon = self.coord(&["lon", "lng", "long", "longitude"], 180.0)?;
+        let lat = self.coord(&["lat", "latitude"], 90.0)?;
+        Ok((lat, lon))
+    }
+
+    fn filters(&self) -> Vec<(String, Vec<String>)> {
+        let mut out = Vec::new();
+        for name in FILTERS {
+            let mut values: Vec<String> =
+                self.all(name).iter().flat_map(|v| v.split([' ', '+', ','])).filter(|v| !v.is_empty()).map(str::to_owned).collect();
+            values.sort();
+            values.dedup();
+            values.truncate(MAX_FILTER_VALUES);
+            if !values.is_empty() {
+                out.push((name.to_owned(), values));
+            }
+        }
+        out
+    }
+
+    fn bool(&self, name: &str, default: bool) -> Result<bool, BadRequest> {
+        match self.get(&[name]).map(|s| s.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(s) => match s.as_str() {
+                "" => Ok(default),
+                "1" | "true" | "yes" | "on" | "t" | "y" => Ok(true),
+                "0" | "false" | "no" | "off" | "f" | "n" => Ok(false),
+                _ => Err(BadRequest::invalid(name, "The value of the parameter must be \"true\" or \"false\".")),
+            },
+        }
+    }
+}
+
+/// Length of a query as Addok counts it: folded, runs of anything that is
+/// not a letter or digit counted as one space.
+pub fn query_chars(q: &str) -> usize {
+    cairn::text::analysis::fold(q).split_whitespace().map(|w| w.chars().count() + 1).sum::<usize>().saturating_sub(1)
+}
+
+pub fn check_query(q: &str) -> Result<(), BadRequest> {
+    let n = query_chars(q);
+    if n > QUERY_MAX_CHARS {
+        return Err(BadRequest {
+            status: 413,
+            title: format!("Query too long, {n} chars, limit is {QUERY_MAX_CHARS}"),
+            description: None,
+        });
+    }
+    Ok(())
+}
+
+pub fn search(p: &Params) -> Result<SearchQuery, BadRequest> {
+    let q = p.get(&["q"]).unwrap_or("");
+    if q.is_empty() {
+        return Err(BadRequest::missing("q"));
+    }
+    check_query(q)?;
+    let limit = p.limit(5, true)?;
+    let autocomplete = p.bool("autocomplete", true)?;
+    let near = match p.point()? {
+        (Some(lat), Some(lon)) => Some(Point { lat, lon }),
+        _ => None,
+    };
+    Ok(SearchQuery { q: q.to_owned(), limit, autocomplete, near, filters: p.filters() })
+}
+
+pub fn reverse(p: &Params) -> Result<ReverseQuery, BadRequest> {
+    let (lat, lon) = p.point()?;
+    let lon = lon.ok_or_else(|| BadRequest::missing("lon"))?;
+    let lat = lat.ok_or_else(|| BadRequest::missing("lat"))?;
+    let limit = p.limit(1, false)?;
+    Ok(ReverseQuery { at: Point { lat, lon }, limit, filters: p.filters() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn search_of(qs: &str) -> Result<SearchQuery, BadRequest> {
+        search(&Params::parse(Some(qs)))
+    }
+
+    #[test]
+    fn defaults_and_aliases() {
+        let s = search_of("q=paris&lng=2.3&latitude=48.8&type=street+municipality").unwrap();
+        assert_eq!(s.limit, 5);
+        assert!(s.autocomplete);
+        assert_eq!(s.near, Some(Point { lat: 48.8, lon: 2.3 }));
+        assert_eq!(s.filters, vec![("type".to_owned(), vec!["municipality".to_owned(), "street".to_owned()])]);
+        assert_eq!(search_of("q=a&limit=0").unwrap().limit, 5);
+        assert!(!search_of("q=a&autocomplete=0").unwrap().autocomplete);
+    }
+
+    #[test]
+    fn errors_say_what_was_wrong() {
+        assert_eq!(search_of("limit=3").unwrap_err().title, "Missing parameter");
+        assert_eq!(search_of("q=").unwrap_err().status, 400);
+        assert!(search_of("q=a&limit=abc").unwrap_err().description.unwrap().contains("limit"));
+        assert!(search_of("q=a&limit=101").unwrap_err().description.unwrap().contains("out of range"));
+        assert!(search_of("q=a&lat=abc&lon=1").unwrap_err().description.unwrap().contains("\"lat\""));
+        assert!(search_of("q=a&lat=91&lon=1").unwrap_err().description.unwrap().contains("out of range"));
+        assert_eq!(search_of(&format!("q={}", "a".repeat(201))).unwrap_err().status, 413);
+        // Punctuation runs count as one character, as in Addok.
+        assert!(search_of(&format!("q={}cholet", ",".repeat(300))).is_ok());
+        assert_eq!(reverse(&Params::parse(Some("lat=1"))).unwrap_err().description.unwrap(), "The \"lon\" parameter is required.");
+    }
+}
