@@ -345,3 +345,106 @@ fn write_current(dir: &Path, n: u64) -> Result<()> {
     fs::rename(&tmp, dir.join(CURRENT_FILE)).map_err(|e| Error::io(&tmp, e))?;
     sync_dir(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Field, Point, Value};
+    use crate::SearchQuery;
+
+    fn street(id: &str, name: &str) -> Record {
+        Record {
+            id: id.into(),
+            kind: "street".into(),
+            parent: None,
+            point: Some(Point { lat: 45.0, lon: 5.0 }),
+            fields: vec![
+                Field { name: "name".into(), value: Value::Str(name.into()) },
+                Field { name: "city".into(), value: Value::Str("Grenoble".into()) },
+            ],
+        }
+    }
+
+    fn top(db: &Database, q: &str) -> Option<String> {
+        db.search(&SearchQuery::new(q)).unwrap().first().and_then(|f| f.prop_str("id").map(str::to_owned))
+    }
+
+    fn two_generations(dir: &Path) {
+        let db = Database::open(dir).unwrap();
+        db.write(|b| b.put(street("a", "Rue Alpha"))).unwrap();
+        let (_, report) = db
+            .write(|b| {
+                b.put(street("b", "Rue Beta"))?;
+                b.put(street("a", "Rue Gamma"))
+            })
+            .unwrap();
+        assert_eq!((report.generation, report.written, report.total), (2, 2, 2));
+    }
+
+    #[test]
+    fn replaced_and_deleted_records_leave_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        two_generations(dir.path());
+        let db = Database::open(dir.path()).unwrap();
+        assert_eq!(top(&db, "rue gamma grenoble").as_deref(), Some("a"));
+        assert!(db.search(&SearchQuery::new("alpha")).unwrap().is_empty(), "old text of a replaced record is gone");
+        db.write(|b| b.delete("b").map(|_| ())).unwrap();
+        assert!(db.get("b").is_none());
+        assert_eq!(db.len(), 1);
+        assert!(db.search(&SearchQuery::new("beta")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn crash_after_the_commit_point_is_finished_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        two_generations(dir.path());
+        // As if the process died after the redb commit, before the rename.
+        fs::rename(gen_dir(dir.path(), 2), tmp_dir(dir.path(), 2)).unwrap();
+        write_current(dir.path(), 1).unwrap();
+        let db = Database::open(dir.path()).unwrap();
+        assert_eq!(db.generation(), 2);
+        assert_eq!(top(&db, "rue beta").as_deref(), Some("b"));
+        assert_eq!(read_current(dir.path()).unwrap(), 2);
+    }
+
+    #[test]
+    fn lost_generation_files_are_rebuilt_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        two_generations(dir.path());
+        fs::remove_dir_all(gen_dir(dir.path(), 2)).unwrap();
+        let db = Database::open(dir.path()).unwrap();
+        assert_eq!(db.generation(), 2);
+        assert_eq!(db.len(), 2);
+        assert_eq!(top(&db, "rue gamma").as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn a_failed_write_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        two_generations(dir.path());
+        let db = Database::open(dir.path()).unwrap();
+        let r = db.write(|b| {
+            b.put(street("c", "Rue Delta"))?;
+            Err::<(), _>(Error::BadInput { line: 7, reason: "test".into() })
+        });
+        assert!(matches!(r, Err(Error::BadInput { line: 7, .. })));
+        assert_eq!(db.generation(), 2);
+        assert!(db.get("c").is_none());
+        drop(db);
+        let db = Database::open(dir.path()).unwrap();
+        assert_eq!(db.generation(), 2);
+        assert!(db.get("c").is_none());
+        assert!(fs::read_dir(dir.path()).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().ends_with(".tmp")));
+    }
+
+    #[test]
+    fn read_only_readers_see_the_published_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        two_generations(dir.path());
+        let writer = Database::open(dir.path()).unwrap();
+        let reader = Database::open_read_only(dir.path()).unwrap();
+        assert_eq!(reader.generation(), 2);
+        assert!(matches!(reader.write(|_| Ok(())), Err(Error::ReadOnly)));
+        drop(writer);
+    }
+}

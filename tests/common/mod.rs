@@ -1,0 +1,132 @@
+//! Shared test helpers: run the real `cairn` binary, start a real server on
+//! 127.0.0.1 with a free port, talk HTTP/1.1 to it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cairn")
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
+}
+
+pub fn repo_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+pub fn cairn(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().expect("run cairn")
+}
+
+/// Imports files into `dir`, panicking with cairn's stderr on failure.
+pub fn import(dir: &Path, files: &[&Path]) {
+    let mut args = vec!["import".to_owned(), "--data".into(), dir.display().to_string()];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    let out = Command::new(bin()).args(&args).output().expect("run cairn import");
+    assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A `cairn serve` child process, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Imports the fixtures into a fresh directory and serves it.
+    pub fn start(files: &[&Path]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        import(dir.path(), files);
+        Server::serve(dir)
+    }
+
+    pub fn serve(dir: tempfile::TempDir) -> Server {
+        let mut child = Command::new(bin())
+            .args(["serve", "--data", &dir.path().display().to_string(), "--listen", "127.0.0.1:0", "--threads", "2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn cairn serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read banner");
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in banner {line:?}"))
+            .to_owned();
+        Server { child, addr, dir }
+    }
+
+    /// Sends one request and returns (status, body).
+    pub fn request(&self, method: &str, target: &str) -> (u16, String) {
+        http(&self.addr, method, target)
+    }
+
+    pub fn get_json(&self, target: &str) -> (u16, serde_json::Value) {
+        let (status, body) = self.request("GET", target);
+        let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{target}: body is not JSON ({e}): {body}"));
+        (status, v)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..100 {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not stop within 5 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 client: one request per connection.
+pub fn http(addr: &str, method: &str, target: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(s, "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, body.to_owned())
+}
+
+/// Percent-encodes a query-string value.
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+pub fn ids(v: &serde_json::Value) -> Vec<String> {
+    v["features"].as_array().map(|f| f.iter().map(|f| f["properties"]["id"].as_str().unwrap_or("").to_owned()).collect()).unwrap_or_default()
+}
+
+pub fn first(v: &serde_json::Value) -> &serde_json::Value {
+    &v["features"][0]["properties"]
+}
