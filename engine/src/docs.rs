@@ -10,7 +10,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
-use rkyv::rend::{u32_le, u64_le};
+use rkyv::rend::u32_le;
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -98,13 +98,7 @@ impl DocsBuilder {
         Ok(slot)
     }
 
-    pub fn len(&self) -> usize {
-        self.index.keys.len()
-    }
 
-    pub fn is_empty(&self) -> bool {
-        self.index.keys.is_empty()
-    }
 
     /// Resolves parents, writes the index and syncs the file.
     pub fn finish(mut self) -> Result<()> {
@@ -235,9 +229,6 @@ impl Docs {
         self.index().keys.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 
     /// The record in `slot`; panics if `slot >= len()`, which callers rule
     /// out since slots only come from this file's own tables.
@@ -253,9 +244,6 @@ impl Docs {
         self.index().keys.binary_search_by(|k| k.to_native().cmp(&key)).ok().map(|i| i as u32)
     }
 
-    pub fn key_of(&self, slot: u32) -> u64 {
-        self.index().keys[slot as usize].to_native()
-    }
 
     pub fn slot_of_id(&self, id: &str) -> Option<u32> {
         let ids = &self.index().ids;
@@ -279,10 +267,6 @@ impl Docs {
         &idx.children[s as usize..e as usize]
     }
 
-    /// All slots, in key order.
-    pub fn keys(&self) -> &[u64_le] {
-        &self.index().keys
-    }
 }
 
 #[cfg(test)]

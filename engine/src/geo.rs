@@ -130,13 +130,11 @@ impl GeoIndex {
         unsafe { rkyv::access_unchecked::<ArchivedGeoIndexData>(&self.map) }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.data().points.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 
     /// The `k` nearest points accepted by `keep`, nearest first, as
     /// (slot, distance in metres). Several points may share a slot.

@@ -170,9 +170,6 @@ impl StoreTxn {
         Ok(self.txn.open_table(IDS)?.len()?)
     }
 
-    pub fn generation(&self) -> Result<u64> {
-        meta_get(&self.txn, "generation")
-    }
 
     /// Makes everything durable as generation `generation`.
     pub fn commit(mut self, generation: u64) -> Result<()> {
