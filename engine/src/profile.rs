@@ -78,9 +78,15 @@ impl Target {
 
 /// The child of `slot` whose housenumber is `key` ("12b").
 pub fn find_housenumber(docs: &Docs, slot: u32, key: &str) -> Option<u32> {
+    let digits = key.trim_end_matches(|c: char| !c.is_ascii_digit());
     docs.children(slot).iter().map(|c| c.to_native()).find(|c| {
         let r = docs.record(*c);
-        r.kind.as_str() == CHILD_KIND && housenumber_key(first(r, "housenumber")) == key
+        let number = first(r, "housenumber").trim_start_matches('0');
+        // Cheap test on the digits first; the full key only for the few that pass.
+        (digits == "0"
+            || (number.starts_with(digits) && !number[digits.len()..].starts_with(|c: char| c.is_ascii_digit())))
+            && r.kind.as_str() == CHILD_KIND
+            && housenumber_key(first(r, "housenumber")) == key
     })
 }
 

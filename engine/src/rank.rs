@@ -4,7 +4,7 @@
 //! gives a point, nearness (ceiling 0.1); the score is their sum over the sum
 //! of their ceilings.
 
-use crate::text::analysis::bigram_similarity;
+use crate::text::analysis::{bigram_overlap, bigram_similarity, bigrams_into};
 
 pub const IMPORTANCE_WEIGHT: f64 = 0.1;
 pub const GEO_WEIGHT: f64 = 0.1;
@@ -17,19 +17,22 @@ pub const MIN_SCORE: f64 = 0.1;
 /// without autocomplete, bigram similarity decides.
 pub fn text_score(query: &str, labels: &[String], autocomplete: bool) -> f64 {
     let mut best: f64 = 0.0;
+    let (mut q, mut l) = (Vec::new(), Vec::new());
     for label in labels {
-        let s = if autocomplete {
-            if label == query {
-                1.0
-            } else if label.starts_with(query) {
-                0.9
-            } else if label.contains(query) {
-                0.7
-            } else {
-                0.9 * bigram_similarity(label, query)
-            }
+        let s = if autocomplete && label == query {
+            1.0
+        } else if autocomplete && label.starts_with(query) {
+            0.9
+        } else if autocomplete && label.contains(query) {
+            0.7
+        } else if query.chars().nth(1).is_none() || label.chars().nth(1).is_none() {
+            bigram_similarity(label, query) * if autocomplete { 0.9 } else { 1.0 }
         } else {
-            bigram_similarity(label, query)
+            if q.is_empty() {
+                bigrams_into(query, &mut q);
+            }
+            bigrams_into(label, &mut l);
+            bigram_overlap(&l, &q) * if autocomplete { 0.9 } else { 1.0 }
         };
         best = best.max(s);
         if best >= 1.0 {

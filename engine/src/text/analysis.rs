@@ -268,39 +268,52 @@ pub fn indexed_prefix(t: &str) -> &str {
     }
 }
 
-/// Similarity of two strings by their character bigrams: shared bigrams over
-/// all bigrams (a Jaccard index on multisets), in [0, 1]. This is the measure
-/// Addok uses, so scores keep their meaning for its users.
-pub fn bigram_similarity(a: &str, b: &str) -> f64 {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    if a.len() < 2 || b.len() < 2 {
-        return if a == b && !a.is_empty() { 1.0 } else { 0.0 };
+/// The sorted character bigrams of a string, as a multiset.
+pub fn bigrams_into(s: &str, out: &mut Vec<u64>) {
+    out.clear();
+    let mut prev: Option<char> = None;
+    for c in s.chars() {
+        if let Some(p) = prev {
+            out.push((u64::from(u32::from(p)) << 32) | u64::from(u32::from(c)));
+        }
+        prev = Some(c);
     }
-    let mut grams: Vec<(char, char)> = a.windows(2).map(|w| (w[0], w[1])).collect();
-    grams.sort_unstable();
-    let mut used = vec![false; grams.len()];
-    let mut same = 0usize;
-    for w in b.windows(2) {
-        let g = (w[0], w[1]);
-        // Multiset intersection: each bigram of `a` is matched at most once.
-        let start = grams.partition_point(|x| *x < g);
-        let mut i = start;
-        while i < grams.len() && grams[i] == g {
-            if !used[i] {
-                used[i] = true;
+    out.sort_unstable();
+}
+
+/// Similarity of two bigram multisets from [`bigrams_into`]: shared bigrams
+/// over all bigrams (a Jaccard index on multisets), in [0, 1].
+pub fn bigram_overlap(a: &[u64], b: &[u64]) -> f64 {
+    let (mut i, mut j, mut same) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
                 same += 1;
-                break;
+                i += 1;
+                j += 1;
             }
-            i += 1;
         }
     }
-    let all = (a.len() - 1) + (b.len() - 1) - same;
+    let all = a.len() + b.len() - same;
     if all == 0 {
         0.0
     } else {
         same as f64 / all as f64
     }
+}
+
+/// Similarity of two strings by their character bigrams, in [0, 1]. This is
+/// the measure Addok uses, so scores keep their meaning for its users.
+pub fn bigram_similarity(a: &str, b: &str) -> f64 {
+    if a.chars().nth(1).is_none() || b.chars().nth(1).is_none() {
+        return if a == b && !a.is_empty() { 1.0 } else { 0.0 };
+    }
+    let (mut ga, mut gb) = (Vec::new(), Vec::new());
+    bigrams_into(a, &mut ga);
+    bigrams_into(b, &mut gb);
+    bigram_overlap(&ga, &gb)
 }
 
 #[cfg(test)]

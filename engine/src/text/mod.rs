@@ -11,6 +11,7 @@ pub mod analysis;
 use std::path::Path;
 
 use tantivy::collector::TopDocs;
+use tantivy::columnar::Column;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{BooleanQuery, FuzzyTermQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
@@ -84,6 +85,8 @@ pub struct TextQuery {
 pub struct TextIndex {
     reader: IndexReader,
     fields: Fields,
+    /// The `key` column of each segment, opened once.
+    keys: Vec<Column<u64>>,
 }
 
 /// Maps a tantivy error on `path` to ours.
@@ -95,8 +98,15 @@ impl TextIndex {
     pub fn open(dir: &Path, filters: &[&str]) -> Result<TextIndex> {
         let (_, fields) = schema(filters);
         let index = Index::open_in_dir(dir).map_err(text_err)?;
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(text_err)?;
-        Ok(TextIndex { reader, fields })
+        let reader: IndexReader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(text_err)?;
+        let keys = reader
+            .searcher()
+            .segment_readers()
+            .iter()
+            .map(|s| s.fast_fields().u64("key"))
+            .collect::<tantivy::Result<Vec<_>>>()
+            .map_err(text_err)?;
+        Ok(TextIndex { reader, fields, keys })
     }
 
     pub fn num_docs(&self) -> u64 {
@@ -156,8 +166,28 @@ impl TextIndex {
                 }
             }
         }
+        // Without filters the query is a flat union of terms, which tantivy
+        // runs with block-max WAND: common words stop costing a full scan.
+        let query: Box<dyn Query> = if q.filters.is_empty() {
+            Box::new(BooleanQuery::new(should))
+        } else {
+            Box::new(self.filtered(should, &q.filters)?)
+        };
+        let searcher = self.reader.searcher();
+        let top = searcher.search(query.as_ref(), &TopDocs::with_limit(k).order_by_score()).map_err(text_err)?;
+        let mut out = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            if let Some(key) = self.keys.get(addr.segment_ord as usize).and_then(|c| c.first(addr.doc_id)) {
+                out.push((score, key));
+            }
+        }
+        Ok(out)
+    }
+
+    fn filtered(&self, should: Vec<(Occur, Box<dyn Query>)>, filters: &[(String, Vec<String>)]) -> Result<BooleanQuery> {
+        let f = &self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, Box::new(BooleanQuery::new(should)))];
-        for (name, values) in &q.filters {
+        for (name, values) in filters {
             let Some((_, field)) = f.filters.iter().find(|(n, _)| n == name) else {
                 return Err(Error::InvalidQuery(format!("unknown filter {name}")));
             };
@@ -170,17 +200,7 @@ impl TextIndex {
                 .collect();
             clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
         }
-        let query = BooleanQuery::new(clauses);
-        let searcher = self.reader.searcher();
-        let top = searcher.search(&query, &TopDocs::with_limit(k).order_by_score()).map_err(text_err)?;
-        let mut out = Vec::with_capacity(top.len());
-        for (score, addr) in top {
-            let col = searcher.segment_reader(addr.segment_ord).fast_fields().u64("key").map_err(text_err)?;
-            if let Some(key) = col.first(addr.doc_id) {
-                out.push((score, key));
-            }
-        }
-        Ok(out)
+        Ok(BooleanQuery::new(clauses))
     }
 }
 
