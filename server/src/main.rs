@@ -1,5 +1,6 @@
 //! `cairn`: import address data, search it, serve it Addok-compatible.
 
+mod eval;
 mod geojson;
 mod http;
 mod params;
@@ -79,6 +80,23 @@ enum Command {
         #[arg(required = true, num_args = 1..)]
         query: Vec<String>,
     },
+    /// Score search relevance on a file of `query<TAB>expected_id[<TAB>kind]` lines.
+    Eval {
+        /// Database directory (or use --url).
+        #[arg(long, env = "CAIRN_DATA", required_unless_present = "url")]
+        data: Option<PathBuf>,
+        /// Query a running Addok-compatible server instead (http://HOST:PORT).
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, default_value_t = 5)]
+        limit: usize,
+        #[arg(long)]
+        no_autocomplete: bool,
+        /// How many misses to list.
+        #[arg(long, default_value_t = 20)]
+        misses: usize,
+        queries: PathBuf,
+    },
     /// Print the records nearest a point, as GET /reverse.
     Reverse {
         #[arg(long, env = "CAIRN_DATA")]
@@ -133,6 +151,14 @@ fn run(cli: Cli) -> Result<()> {
             let echo = geojson::Echo { query: Some(&q), filters: &sq.filters, center: near, limit };
             println!("{}", geojson::collection(&features, &echo));
             Ok(())
+        }
+        Command::Eval { data, url, limit, no_autocomplete, misses, queries } => {
+            let target = match (url, data) {
+                (Some(u), _) => eval::Target::http(&u)?,
+                (None, Some(d)) => eval::Target::Local(Database::open_read_only(&d).with_context(|| format!("opening {}", d.display()))?),
+                (None, None) => bail!("--data DIR or --url URL is required"),
+            };
+            eval::run(&target, &queries, limit.clamp(1, params::MAX_LIMIT), !no_autocomplete, misses)
         }
         Command::Reverse { data, lat, lon, limit, kind } => {
             let db = Database::open_read_only(&data).with_context(|| format!("opening {}", data.display()))?;

@@ -204,14 +204,21 @@ pub fn parse_query(q: &str) -> ParsedQuery {
         let t = &raw[i];
         let all_digits = !t.is_empty() && t.len() <= 4 && t.bytes().all(|b| b.is_ascii_digit());
         if all_digits && i + 1 < raw.len() {
-            if let Some(letter) = ordinal_letter(&raw[i + 1]) {
-                // "12 b rue" or "12 bis" at the end: a suffix, not a word.
-                let next_is_type_or_end = i + 2 >= raw.len() || is_street_type(&raw[i + 2]);
-                if raw[i + 1].len() > 1 || next_is_type_or_end {
-                    glued.push(format!("{t}{letter}"));
-                    i += 2;
-                    continue;
+            let next = &raw[i + 1];
+            // "12 b rue" or "12 bis" at the end: a suffix, not a word.
+            let next_is_type_or_end = i + 2 >= raw.len() || is_street_type(&raw[i + 2]);
+            let letter = match ordinal_letter(next) {
+                Some(l) if next.len() > 1 || next_is_type_or_end => Some(l.to_owned()),
+                // "14 a allée ...": any single letter before a street type.
+                None if next.len() == 1 && next.as_bytes()[0].is_ascii_lowercase() && i + 2 < raw.len() && is_street_type(&raw[i + 2]) => {
+                    Some(next.clone())
                 }
+                _ => None,
+            };
+            if let Some(letter) = letter {
+                glued.push(format!("{t}{letter}"));
+                i += 2;
+                continue;
             }
         }
         glued.push(t.clone());
@@ -219,13 +226,30 @@ pub fn parse_query(q: &str) -> ParsedQuery {
     }
     let mut housenumber = None;
     let mut text = Vec::with_capacity(glued.len());
-    for (i, t) in glued.iter().enumerate() {
+    let mut i = 0;
+    while i < glued.len() {
+        let t = &glued[i];
+        // Postal noise: "CEDEX", "CEDEX 3".
+        if t == "cedex" {
+            i += 1;
+            while glued.get(i).is_some_and(|n| n.len() <= 2 && n.bytes().all(|b| b.is_ascii_digit())) {
+                i += 1;
+            }
+            continue;
+        }
         let before_type = glued.get(i + 1).is_some_and(|n| is_street_type(n));
         if housenumber.is_none() && is_number_token(t) && (i == 0 || before_type) {
             housenumber = Some(housenumber_key(t));
+            // "Résidence Les Tilleuls Bât B 1, Impasse du Ruisseau": the
+            // address starts at the number; what comes before is a building.
+            if i > 0 {
+                text.clear();
+            }
+            i += 1;
             continue;
         }
         text.push(t.clone());
+        i += 1;
     }
     let mut compare = String::new();
     if let Some(h) = &housenumber {
@@ -340,10 +364,15 @@ mod tests {
         assert_eq!(p.compare, "12b rue de la paix 75002 paris");
         assert_eq!(parse_query("12bis rue x").housenumber.as_deref(), Some("12b"));
         assert_eq!(parse_query("12 B rue x").housenumber.as_deref(), Some("12b"));
+        assert_eq!(parse_query("14 a allee x").housenumber.as_deref(), Some("14a"));
         assert_eq!(parse_query("paris 8 rue x").housenumber.as_deref(), Some("8"));
         // A postcode is not a housenumber, nor a number that is part of a name.
         assert_eq!(parse_query("75002 paris").housenumber, None);
         assert_eq!(parse_query("rue du 8 mai 1945").housenumber, None);
+        // What stands before "<number> <street type>" is a building, CEDEX is postal noise.
+        let p = parse_query("Résidence Les Tilleuls Bât B 16, Rue du Marché 06000 NICE CEDEX 3");
+        assert_eq!(p.housenumber.as_deref(), Some("16"));
+        assert_eq!(p.tokens, vec!["rue", "du", "marche", "06000", "nice"]);
     }
 
     #[test]
