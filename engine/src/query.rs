@@ -76,8 +76,21 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery) -> Result<Vec<Feature>> {
         }
     }
     let prefix = if q.autocomplete { words.pop() } else { None };
-    let tq = TextQuery { words, prefix, filters: text_filters, near: q.near };
-    let candidates = g.text.candidates(&tq, CANDIDATES.max(q.limit * 2))?;
+    let short = housenumber.is_none() && words.len() + usize::from(prefix.is_some()) <= 3;
+    let mut tq = TextQuery { words, prefix, filters: text_filters, near: q.near };
+    let mut candidates = g.text.candidates(&tq, CANDIDATES.max(q.limit * 2))?;
+    // A city or a postcode alone must bring its municipality even when
+    // hundreds of streets share the word: ask the municipalities apart.
+    let municipality_allowed = kinds.as_ref().is_none_or(|k| k.iter().any(|t| t == "municipality"));
+    if short && municipality_allowed {
+        tq.filters.retain(|(n, _)| n != "type");
+        tq.filters.push(("type".to_owned(), vec!["municipality".to_owned()]));
+        for c in g.text.candidates(&tq, 5)? {
+            if !candidates.iter().any(|(_, k)| *k == c.1) {
+                candidates.push(c);
+            }
+        }
+    }
     let mut scored: Vec<Scored> = Vec::with_capacity(candidates.len());
     for (_, key) in candidates {
         let Some(slot) = docs.slot_of_key(key) else { continue };

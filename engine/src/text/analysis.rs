@@ -178,6 +178,33 @@ fn is_street_type(t: &str) -> bool {
             | "carrefour"
             | "traverse"
             | "montee"
+            | "clos"
+            | "cite"
+            | "villa"
+            | "sente"
+            | "venelle"
+            | "parvis"
+            | "mail"
+            | "rampe"
+            | "domaine"
+            | "quartier"
+            | "chaussee"
+            | "galerie"
+            | "jardin"
+            | "parc"
+            | "terrasse"
+            | "port"
+            | "pont"
+            | "rocade"
+            | "cheminement"
+    )
+}
+
+/// Words that name a building or a flat, not a place to search for.
+fn is_building_word(t: &str) -> bool {
+    matches!(
+        t,
+        "residence" | "bat" | "batiment" | "immeuble" | "imm" | "appt" | "appartement" | "apt" | "etage" | "escalier" | "esc" | "porte" | "entree" | "logement" | "log"
     )
 }
 
@@ -226,6 +253,7 @@ pub fn parse_query(q: &str) -> ParsedQuery {
     }
     let mut housenumber = None;
     let mut text = Vec::with_capacity(glued.len());
+    let mut moved = Vec::new();
     let mut i = 0;
     while i < glued.len() {
         let t = &glued[i];
@@ -240,10 +268,15 @@ pub fn parse_query(q: &str) -> ParsedQuery {
         let before_type = glued.get(i + 1).is_some_and(|n| is_street_type(n));
         if housenumber.is_none() && is_number_token(t) && (i == 0 || before_type) {
             housenumber = Some(housenumber_key(t));
-            // "Résidence Les Tilleuls Bât B 1, Impasse du Ruisseau": the
-            // address starts at the number; what comes before is a building.
+            // Words before "<number> <street type>" are either a building
+            // ("Résidence Les Tilleuls Bât B 1, Impasse du Ruisseau"), which
+            // is noise, or a city typed first ("Cannes 7 rue Haute"), which
+            // goes after the street as in a label.
             if i > 0 {
-                text.clear();
+                let before: Vec<String> = std::mem::take(&mut text);
+                if !before.iter().any(|w| is_building_word(w)) {
+                    moved = before;
+                }
             }
             i += 1;
             continue;
@@ -251,6 +284,7 @@ pub fn parse_query(q: &str) -> ParsedQuery {
         text.push(t.clone());
         i += 1;
     }
+    text.extend(moved);
     let mut compare = String::new();
     if let Some(h) = &housenumber {
         compare.push_str(h);
@@ -373,6 +407,10 @@ mod tests {
         let p = parse_query("Résidence Les Tilleuls Bât B 16, Rue du Marché 06000 NICE CEDEX 3");
         assert_eq!(p.housenumber.as_deref(), Some("16"));
         assert_eq!(p.tokens, vec!["rue", "du", "marche", "06000", "nice"]);
+        // A city typed first goes after the street, as in labels.
+        let p = parse_query("Cannes 7 Rue Haute");
+        assert_eq!(p.housenumber.as_deref(), Some("7"));
+        assert_eq!(p.compare, "7 rue haute cannes");
     }
 
     #[test]
