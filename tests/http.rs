@@ -222,3 +222,39 @@ fn sigterm_stops_the_server_cleanly() {
     assert_eq!(s.get_json("/health").0, 200);
     assert!(s.terminate().success());
 }
+
+#[test]
+fn word_order_and_partial_queries() {
+    let s = server();
+    // City first.
+    assert_eq!(first(&search(&s, "paris 12 rue de la paix", ""))["id"], "75102_0001_00012");
+    assert_eq!(first(&search(&s, "lyon rue de la republique", ""))["id"], "69123_0002");
+    // Street without city.
+    assert_eq!(first(&search(&s, "avenue victor hugo", ""))["id"], "69123_0004");
+    // City alone and postcode alone: the municipality first.
+    assert_eq!(first(&search(&s, "marseille", ""))["id"], "13055");
+    assert_eq!(first(&search(&s, "75002", ""))["id"], "75056");
+}
+
+#[test]
+fn two_typos_on_long_words() {
+    let s = server();
+    assert_eq!(first(&search(&s, "rue de la rpeubliqeu lyon", ""))["id"], "69123_0002");
+    // One letter missing, one doubled.
+    assert_eq!(first(&search(&s, "bouleard saint michell marseille", ""))["id"], "13055_0005");
+}
+
+#[test]
+fn scores_rise_with_match_quality() {
+    let s = server();
+    let score = |q: &str| first(&search(&s, q, ""))["score"].as_f64().unwrap();
+    let exact = score("12 Rue de la Paix 75002 Paris");
+    let no_postcode = score("12 rue de la paix paris");
+    let typo = score("12 rue de la paxi paris");
+    let street_only = score("99 rue de la paix");
+    let weak = score("victor paix");
+    // A full label and a shorter label matched exactly are both exact (as in Addok).
+    assert!(exact >= no_postcode && no_postcode > typo, "{exact} {no_postcode} {typo}");
+    assert!(exact > 0.9 && street_only < exact && typo > 0.5, "{exact} {street_only} {typo}");
+    assert!(weak < 0.6 && weak < typo, "{weak}");
+}
