@@ -16,6 +16,7 @@
 //! address-aware analysis), [`rank`] (scores in [0, 1]), [`profile`] (what
 //! the geocoder makes of records), [`import`] (input formats).
 
+pub mod batch;
 mod db;
 mod docs;
 mod error;
@@ -30,6 +31,7 @@ pub mod text;
 
 use std::path::PathBuf;
 
+pub use batch::{BatchFormat, BatchOptions, BatchSummary, Encoding};
 pub use db::{Batch, CommitReport, Database};
 pub use error::{Error, Result};
 pub use geo::{haversine_m, lambert93};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cairn::Database;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -20,10 +20,13 @@ use tokio::net::TcpListener;
 use crate::geojson::{self, Echo};
 use crate::params::{self, BadRequest, Params};
 
-type Body = Full<Bytes>;
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// Largest upload accepted by the CSV endpoints.
+pub const DEFAULT_MAX_UPLOAD: usize = 64 * 1024 * 1024;
 
 fn respond(status: StatusCode, body: &Value) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
@@ -48,14 +51,15 @@ fn internal(e: cairn::Error) -> Response<Body> {
 /// tests and the server share it.
 pub fn handle(db: &Database, method: &Method, path: &str, query: Option<&str>) -> Response<Body> {
     let route = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    if matches!(route, "/search/csv" | "/reverse/csv") {
+        return method_not_allowed("POST");
+    }
     let known = matches!(route, "/search" | "/reverse" | "/health") || route.starts_with("/get/");
     if !known {
         return respond(StatusCode::NOT_FOUND, &json!({"title": "404 Not Found"}));
     }
     if method != Method::GET && method != Method::HEAD {
-        let mut r = respond(StatusCode::METHOD_NOT_ALLOWED, &json!({"title": "405 Method Not Allowed"}));
-        r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET"));
-        return r;
+        return method_not_allowed("GET");
     }
     let p = Params::parse(query);
     match route {
@@ -97,13 +101,179 @@ pub fn handle(db: &Database, method: &Method, path: &str, query: Option<&str>) -
     }
 }
 
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut r = respond(StatusCode::METHOD_NOT_ALLOWED, &json!({"title": "405 Method Not Allowed"}));
+    r.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+fn bad(status: u16, title: impl Into<String>) -> Response<Body> {
+    error(BadRequest { status, title: title.into(), description: None })
+}
+
+/// The form of a CSV request: multipart fields, then query-string ones.
+struct CsvForm {
+    data: Option<(String, Bytes)>,
+    fields: Vec<(String, String)>,
+}
+
+async fn read_form(req: Request<Incoming>, max_upload: usize) -> Result<CsvForm, Response<Body>> {
+    let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let mut fields: Vec<(String, String)> = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
+    let boundary = multer::parse_boundary(&content_type)
+        .map_err(|_| bad(400, "Expected a multipart/form-data body with the file in \"data\""))?;
+    let body = Limited::new(req.into_body(), max_upload).collect().await.map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            bad(413, format!("Upload too large, limit is {max_upload} bytes"))
+        } else {
+            bad(400, format!("Could not read the request body: {e}"))
+        }
+    })?;
+    let bytes = body.to_bytes();
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, Infallible>(bytes) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let mut data = None;
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return Err(bad(400, format!("Malformed multipart body: {e}"))),
+        };
+        let name = field.name().unwrap_or("").to_owned();
+        let file_name = field.file_name().map(str::to_owned);
+        let value = field.bytes().await.map_err(|e| bad(400, format!("Malformed multipart body: {e}")))?;
+        if name == "data" {
+            data = Some((file_name.unwrap_or_else(|| "data.csv".into()), value));
+        } else {
+            fields.push((name, String::from_utf8_lossy(&value).into_owned()));
+        }
+    }
+    Ok(CsvForm { data, fields })
+}
+
+/// Builds batch options from the form, as addok-csv reads them.
+fn csv_options(form: &CsvForm, header: &[String], reverse: bool) -> Result<cairn::BatchOptions, Response<Body>> {
+    let get = |k: &str| form.fields.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let columns: Vec<String> = form.fields.iter().filter(|(n, _)| n == "columns").map(|(_, v)| v.trim().to_owned()).filter(|v| !v.is_empty()).collect();
+    for c in columns.iter().chain(get("postcode").iter()).chain(get("citycode").iter()) {
+        if !header.contains(c) {
+            return Err(bad(400, format!("Cannot found column '{c}' in columns {header:?}")));
+        }
+    }
+    let mut options = cairn::BatchOptions { columns, postcode_column: get("postcode"), citycode_column: get("citycode"), kind: get("type"), ..Default::default() };
+    if let Some(d) = get("delimiter") {
+        let d = if d == "\\t" || d == "tab" { "\t".to_owned() } else { d };
+        match d.as_bytes() {
+            [b] => options.delimiter = Some(*b),
+            _ => return Err(bad(400, "The \"delimiter\" must be one character")),
+        }
+    }
+    match get("encoding").as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("utf-8") | Some("utf-8-sig") | Some("utf8") => {}
+        Some("latin1" | "latin-1" | "iso-8859-1" | "cp1252" | "windows-1252") => options.encoding = cairn::Encoding::Latin1,
+        Some(other) => return Err(bad(400, format!("Unknown encoding {other:?}: use utf-8 or latin1"))),
+    }
+    if let Some(m) = get("min_score") {
+        options.min_score = m.parse().map_err(|_| bad(400, "The \"min_score\" parameter is invalid"))?;
+    }
+    if reverse {
+        let pick = |names: &[&str], given: Option<String>| -> Option<String> {
+            given.or_else(|| header.iter().find(|h| names.contains(&h.to_ascii_lowercase().as_str())).cloned())
+        };
+        let lat = pick(&["latitude", "lat"], get("lat"));
+        let lon = pick(&["longitude", "lon", "lng", "long"], get("lon"));
+        match (lat, lon) {
+            (Some(la), Some(lo)) => options.reverse = Some((la, lo)),
+            _ => return Err(bad(400, format!("No latitude/longitude columns in {header:?}"))),
+        }
+    }
+    Ok(options)
+}
+
+/// `POST /search/csv` and `/reverse/csv`: geocodes the uploaded file and
+/// streams the result as it is produced.
+pub async fn handle_csv(db: Arc<Database>, req: Request<Incoming>, reverse: bool, max_upload: usize) -> Response<Body> {
+    let form = match read_form(req, max_upload).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let Some((name, data)) = form.data.clone() else {
+        return bad(400, "Missing file");
+    };
+    if data.iter().all(|b| b.is_ascii_whitespace()) {
+        return bad(400, "Empty file");
+    }
+    let first_line = String::from_utf8_lossy(data.split(|b| *b == b'\n').next().unwrap_or_default()).trim_start_matches('\u{feff}').to_owned();
+    let delimiter = form.fields.iter().rev().find(|(n, _)| n == "delimiter").and_then(|(_, v)| v.bytes().next());
+    let header: Vec<String> = {
+        let d = delimiter.unwrap_or_else(|| cairn::batch::detect_delimiter(&first_line));
+        csv::ReaderBuilder::new().delimiter(d).has_headers(false).from_reader(first_line.as_bytes())
+            .records().next().and_then(|r| r.ok()).map(|r| r.iter().map(|c| c.trim().to_owned()).collect()).unwrap_or_default()
+    };
+    let options = match csv_options(&form, &header, reverse) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(8);
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let writer = ChannelWriter { tx: &mut tx, handle: &handle, buf: Vec::with_capacity(CHUNK) };
+        // Errors after the head is sent can only cut the body short; the
+        // status line is already out.
+        let _ = db.batch(&data[..], writer, &options, &mut |_| {});
+    });
+    let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s).replace(['"', '\\', '\r', '\n'], "_");
+    let mut r = Response::new(body.boxed());
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{stem}.geocoded.csv\"")) {
+        h.insert(hyper::header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
+const CHUNK: usize = 64 * 1024;
+
+/// Sends what the batch writes to the response body, 64 KiB at a time.
+struct ChannelWriter<'a> {
+    tx: &'a mut http_body_util::channel::Sender<Bytes, Infallible>,
+    handle: &'a tokio::runtime::Handle,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter<'_> {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.handle
+            .block_on(self.tx.send_data(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
+impl std::io::Write for ChannelWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
 fn percent_decode(s: &str) -> String {
     // form_urlencoded decodes %XX (and '+', which ids do not contain).
     form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }
 
 /// Serves until SIGINT or SIGTERM, then lets requests in flight finish.
-pub async fn serve(db: Arc<Database>, listener: TcpListener, shutdown_grace: Duration) -> anyhow::Result<()> {
+pub async fn serve(db: Arc<Database>, listener: TcpListener, shutdown_grace: Duration, max_upload: usize) -> anyhow::Result<()> {
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     let stop = shutdown_signal();
@@ -120,7 +290,14 @@ pub async fn serve(db: Arc<Database>, listener: TcpListener, shutdown_grace: Dur
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let db = db.clone();
                     async move {
-                        let resp = handle(&db, req.method(), req.uri().path(), req.uri().query());
+                        let route = req.uri().path().trim_end_matches('/');
+                        let csv = matches!(route, "/search/csv" | "/reverse/csv");
+                        let resp = if csv && req.method() == Method::POST {
+                            let reverse = route == "/reverse/csv";
+                            handle_csv(db, req, reverse, max_upload).await
+                        } else {
+                            handle(&db, req.method(), req.uri().path(), req.uri().query())
+                        };
                         Ok::<_, Infallible>(resp)
                     }
                 });

@@ -57,6 +57,9 @@ enum Command {
         /// Worker threads (default: one per core).
         #[arg(long, env = "CAIRN_THREADS")]
         threads: Option<usize>,
+        /// Largest upload accepted by /search/csv and /reverse/csv, in bytes (413 beyond).
+        #[arg(long, env = "CAIRN_MAX_UPLOAD", default_value_t = http::DEFAULT_MAX_UPLOAD)]
+        max_upload: usize,
     },
     /// Search and print the same GeoJSON as GET /search.
     Search {
@@ -79,6 +82,49 @@ enum Command {
         no_autocomplete: bool,
         #[arg(required = true, num_args = 1..)]
         query: Vec<String>,
+    },
+    /// Geocode a CSV or NDJSON file: the same rows out, with result columns.
+    Batch {
+        #[arg(long, env = "CAIRN_DATA")]
+        data: PathBuf,
+        /// Input file, or - for standard input.
+        #[arg(long)]
+        input: PathBuf,
+        /// Output file, or - for standard output.
+        #[arg(long)]
+        output: PathBuf,
+        /// Columns joined into the query (default: all), comma-separated or repeated.
+        #[arg(long, value_delimiter = ',')]
+        columns: Vec<String>,
+        /// Column holding each row's postcode filter.
+        #[arg(long)]
+        postcode: Option<String>,
+        /// Column holding each row's citycode filter.
+        #[arg(long)]
+        citycode: Option<String>,
+        /// Result type filter for every row.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Reverse geocode from --lat and --lon columns.
+        #[arg(long, requires_all = ["lat", "lon"])]
+        reverse: bool,
+        #[arg(long)]
+        lat: Option<String>,
+        #[arg(long)]
+        lon: Option<String>,
+        /// Field delimiter (default: detected among , ; tab |).
+        #[arg(long)]
+        delimiter: Option<char>,
+        #[arg(long, value_parser = ["auto", "utf-8", "latin1"], default_value = "auto")]
+        encoding: String,
+        #[arg(long, value_parser = ["csv", "ndjson"])]
+        format: Option<String>,
+        /// Rows whose best score is at or below this stay unmatched (Addok's default).
+        #[arg(long, default_value_t = 0.5)]
+        min_score: f64,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Score search relevance on a file of `query<TAB>expected_id[<TAB>kind]` lines.
     Eval {
@@ -126,13 +172,13 @@ fn run(cli: Cli) -> Result<()> {
             let options = ImportOptions { format, on_error: if skip_invalid { OnError::Skip } else { OnError::Fail } };
             import(&data, &files, &options)
         }
-        Command::Serve { data, demo, listen, threads } => {
+        Command::Serve { data, demo, listen, threads, max_upload } => {
             let data = match (data, demo) {
                 (Some(d), false) => d,
                 (d, true) => prepare_demo(d)?,
                 (None, false) => bail!("--data DIR or --demo is required"),
             };
-            serve(&data, listen, threads)
+            serve(&data, listen, threads, max_upload)
         }
         Command::Search { data, limit, lat, lon, kind, postcode, citycode, no_autocomplete, query } => {
             let db = Database::open_read_only(&data).with_context(|| format!("opening {}", data.display()))?;
@@ -152,6 +198,41 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", geojson::collection(&features, &echo));
             Ok(())
         }
+        Command::Batch { data, input, output, columns, postcode, citycode, kind, reverse, lat, lon, delimiter, encoding, format, min_score, threads } => {
+            let db = Database::open_read_only(&data).with_context(|| format!("opening {}", data.display()))?;
+            let is_ndjson = |p: &Path| p.to_string_lossy().ends_with(".ndjson") || p.to_string_lossy().ends_with(".jsonl");
+            let format = match format.as_deref() {
+                Some("ndjson") => cairn::BatchFormat::Ndjson,
+                Some(_) => cairn::BatchFormat::Csv,
+                None if is_ndjson(&input) => cairn::BatchFormat::Ndjson,
+                None => cairn::BatchFormat::Csv,
+            };
+            let delimiter = match delimiter {
+                Some(c) if c.is_ascii() => Some(c as u8),
+                Some(c) => bail!("--delimiter must be one ASCII character, not {c:?}"),
+                None => None,
+            };
+            let mut options = cairn::BatchOptions {
+                columns,
+                postcode_column: postcode,
+                citycode_column: citycode,
+                kind,
+                reverse: if reverse { lat.zip(lon) } else { None },
+                delimiter,
+                encoding: match encoding.as_str() {
+                    "utf-8" => cairn::Encoding::Utf8,
+                    "latin1" => cairn::Encoding::Latin1,
+                    _ => cairn::Encoding::Auto,
+                },
+                format,
+                min_score,
+                ..cairn::BatchOptions::default()
+            };
+            if let Some(t) = threads {
+                options.threads = t.max(1);
+            }
+            batch(&db, &input, &output, &options)
+        }
         Command::Eval { data, url, limit, no_autocomplete, misses, queries } => {
             let target = match (url, data) {
                 (Some(u), _) => eval::Target::http(&u)?,
@@ -169,6 +250,72 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn batch(db: &Database, input: &Path, output: &Path, options: &cairn::BatchOptions) -> Result<()> {
+    let reader: Box<dyn std::io::Read> = if input == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?)
+    };
+    // Written next to the destination and renamed at the end: a failed run
+    // never leaves half a file where a finished one is expected.
+    let (writer, tmp): (Box<dyn Write>, Option<PathBuf>) = if output == Path::new("-") {
+        (Box::new(std::io::BufWriter::new(std::io::stdout().lock())), None)
+    } else {
+        let tmp = output.with_extension("partial");
+        let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        (Box::new(std::io::BufWriter::with_capacity(1 << 20, f)), Some(tmp))
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {human_pos} rows ({per_sec})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let started = Instant::now();
+    let progress_bar = bar.clone();
+    let summary = db.batch(reader, writer, options, &mut move |n| {
+        if let Some(b) = &progress_bar {
+            b.inc(n);
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let summary = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(t) = &tmp {
+                let _ = std::fs::remove_file(t);
+            }
+            return Err(e.into());
+        }
+    };
+    if let Some(t) = tmp {
+        std::fs::rename(&t, output).with_context(|| format!("renaming {} to {}", t.display(), output.display()))?;
+    }
+    let mut err = std::io::stderr().lock();
+    for (line, reason) in &summary.first_malformed {
+        let _ = writeln!(err, "malformed row at line {line}: {reason}");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let _ = writeln!(
+        err,
+        "{} rows: {} matched, {} unmatched ({} malformed) in {:.2} s ({:.0} rows/s, {} threads)",
+        summary.rows,
+        summary.matched,
+        summary.unmatched,
+        summary.malformed,
+        secs,
+        summary.rows as f64 / secs.max(1e-9),
+        options.threads
+    );
+    Ok(())
 }
 
 fn checked_point(lat: f64, lon: f64) -> Result<Point> {
@@ -257,7 +404,7 @@ fn prepare_demo(dir: Option<PathBuf>) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn serve(data: &Path, listen: SocketAddr, threads: Option<usize>) -> Result<()> {
+fn serve(data: &Path, listen: SocketAddr, threads: Option<usize>, max_upload: usize) -> Result<()> {
     let dir = if data.join("DEMO").exists() { data.join("db") } else { data.to_owned() };
     let db = Arc::new(Database::open(&dir).with_context(|| format!("opening {}", dir.display()))?);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -271,6 +418,6 @@ fn serve(data: &Path, listen: SocketAddr, threads: Option<usize>) -> Result<()> 
         // Tests and scripts wait for this line to know the port.
         println!("cairn listening on http://{addr} ({} documents, generation {})", db.len(), db.generation());
         let _ = std::io::stdout().flush();
-        http::serve(db, listener, Duration::from_secs(10)).await
+        http::serve(db, listener, Duration::from_secs(10), max_upload).await
     })
 }

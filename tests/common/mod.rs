@@ -48,8 +48,13 @@ impl Server {
     }
 
     pub fn serve(dir: tempfile::TempDir) -> Server {
+        Server::serve_with(dir, &[])
+    }
+
+    pub fn serve_with(dir: tempfile::TempDir, extra: &[&str]) -> Server {
         let mut child = Command::new(bin())
             .args(["serve", "--data", &dir.path().display().to_string(), "--listen", "127.0.0.1:0", "--threads", "2"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -109,6 +114,56 @@ pub fn http(addr: &str, method: &str, target: &str) -> (u16, String) {
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, body.to_owned())
+}
+
+/// POSTs a multipart form; each part is (name, file name, content).
+/// Returns (status, headers, body) with a chunked body decoded.
+pub fn post_multipart(addr: &str, target: &str, parts: &[(&str, Option<&str>, &[u8])]) -> (u16, String, Vec<u8>) {
+    let boundary = "cairn-test-boundary-7d2f";
+    let mut body = Vec::new();
+    for (name, file, content) in parts {
+        write!(body, "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"").unwrap();
+        if let Some(f) = file {
+            write!(body, "; filename=\"{f}\"\r\nContent-Type: text/csv").unwrap();
+        }
+        body.extend_from_slice(b"\r\n\r\n");
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    write!(body, "--{boundary}--\r\n").unwrap();
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    write!(
+        s,
+        "POST {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    // The server may answer (413) before reading everything: ignore write errors.
+    let _ = s.write_all(&body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").map_or(raw.len(), |p| p + 4);
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut body = raw[split..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, head, body)
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&raw[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&raw[eol + 2..eol + 2 + size]);
+        raw = &raw[eol + 2 + size + 2..];
+    }
+    out
 }
 
 /// Percent-encodes a query-string value.

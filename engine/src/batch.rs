@@ -1,0 +1,551 @@
+//! Batch geocoding: a CSV (or NDJSON) stream in, the same rows out with the
+//! result columns Addok's CSV endpoint adds, in input order, on all cores.
+//!
+//! Rows are read in chunks; each chunk is geocoded by `threads` workers and
+//! written before the next is read, so memory is bounded by the chunk size
+//! whatever the file size.
+
+use std::io::{BufRead, BufReader, Read, Write};
+
+use crate::error::{Error, Result};
+use crate::profile::Feature;
+use crate::query::{ReverseQuery, SearchQuery};
+use crate::record::Point;
+use crate::Database;
+
+const CHUNK_ROWS: usize = 4096;
+/// Longest query accepted, as for the HTTP API.
+const QUERY_MAX_CHARS: usize = 200;
+
+/// Text encoding of the input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Encoding {
+    /// UTF-8 (with or without BOM) when valid, Windows-1252 otherwise.
+    #[default]
+    Auto,
+    Utf8,
+    /// Windows-1252, a superset of Latin-1 used by French administrations.
+    Latin1,
+}
+
+/// Input and output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BatchFormat {
+    #[default]
+    Csv,
+    /// One JSON object per line; the output adds a `result` object.
+    Ndjson,
+}
+
+/// What to do with each row.
+#[derive(Debug, Clone)]
+pub struct BatchOptions {
+    /// Columns joined (with spaces) into the query; all columns when empty.
+    pub columns: Vec<String>,
+    /// Column holding a postcode filter for each row.
+    pub postcode_column: Option<String>,
+    pub citycode_column: Option<String>,
+    /// Result type filter for every row.
+    pub kind: Option<String>,
+    /// Reverse geocode from these (latitude, longitude) columns instead.
+    pub reverse: Option<(String, String)>,
+    /// Field delimiter; detected from the header line when `None`.
+    pub delimiter: Option<u8>,
+    pub encoding: Encoding,
+    pub format: BatchFormat,
+    /// Rows whose best result scores at or below this stay unmatched (Addok: 0.5).
+    pub min_score: f64,
+    pub threads: usize,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            columns: Vec::new(),
+            postcode_column: None,
+            citycode_column: None,
+            kind: None,
+            reverse: None,
+            delimiter: None,
+            encoding: Encoding::Auto,
+            format: BatchFormat::Csv,
+            min_score: 0.5,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// What a batch did.
+#[derive(Debug, Clone, Default)]
+pub struct BatchSummary {
+    pub rows: u64,
+    pub matched: u64,
+    pub unmatched: u64,
+    /// Malformed rows: count and the first (line, reason).
+    pub malformed: u64,
+    pub first_malformed: Vec<(u64, String)>,
+}
+
+const SEARCH_COLUMNS: [&str; 14] = [
+    "latitude",
+    "longitude",
+    "result_label",
+    "result_score",
+    "result_type",
+    "result_id",
+    "result_housenumber",
+    "result_name",
+    "result_street",
+    "result_postcode",
+    "result_city",
+    "result_context",
+    "result_citycode",
+    "result_status",
+];
+const REVERSE_COLUMNS: [&str; 14] = [
+    "result_latitude",
+    "result_longitude",
+    "result_label",
+    "result_distance",
+    "result_type",
+    "result_id",
+    "result_housenumber",
+    "result_name",
+    "result_street",
+    "result_postcode",
+    "result_city",
+    "result_context",
+    "result_citycode",
+    "result_status",
+];
+
+/// Decodes Windows-1252 to UTF-8 on the fly.
+struct Cp1252<R> {
+    inner: R,
+    pending: Vec<u8>,
+    at: usize,
+}
+
+const CP1252_HIGH: [char; 32] = [
+    '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8d}', 'Ž', '\u{8f}', '\u{90}', '‘', '’', '“', '”', '•',
+    '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9d}', 'ž', 'Ÿ',
+];
+
+impl<R: Read> Read for Cp1252<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at >= self.pending.len() {
+            let mut raw = [0u8; 16 * 1024];
+            let n = self.inner.read(&mut raw)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            self.pending.clear();
+            self.at = 0;
+            for &b in &raw[..n] {
+                let c = match b {
+                    0x80..=0x9f => CP1252_HIGH[(b - 0x80) as usize],
+                    _ => char::from(b),
+                };
+                let mut tmp = [0u8; 4];
+                self.pending.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+            }
+        }
+        let n = buf.len().min(self.pending.len() - self.at);
+        buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Wraps the input so that it reads as UTF-8 without BOM.
+fn decoded<'a>(input: impl Read + 'a, encoding: Encoding) -> Result<Box<dyn BufRead + 'a>> {
+    let mut r = BufReader::with_capacity(1 << 16, input);
+    let head = r.fill_buf().map_err(|e| Error::BadInput { line: 1, reason: e.to_string() })?;
+    let bom = head.starts_with(b"\xef\xbb\xbf");
+    let utf8 = match encoding {
+        Encoding::Utf8 => true,
+        Encoding::Latin1 => false,
+        Encoding::Auto => {
+            bom || match std::str::from_utf8(head) {
+                Ok(_) => true,
+                // A character cut at the end of the buffer is still UTF-8.
+                Err(e) => e.error_len().is_none(),
+            }
+        }
+    };
+    if bom && utf8 {
+        r.consume(3);
+    }
+    if utf8 {
+        Ok(Box::new(r))
+    } else {
+        Ok(Box::new(BufReader::new(Cp1252 { inner: r, pending: Vec::new(), at: 0 })))
+    }
+}
+
+/// The delimiter of a header line: the most frequent of `, ; tab |` outside quotes.
+pub fn detect_delimiter(line: &str) -> u8 {
+    let mut counts = [0usize; 4];
+    let candidates = [b';', b',', b'\t', b'|'];
+    let mut quoted = false;
+    for b in line.bytes() {
+        if b == b'"' {
+            quoted = !quoted;
+        } else if !quoted {
+            if let Some(i) = candidates.iter().position(|c| *c == b) {
+                counts[i] += 1;
+            }
+        }
+    }
+    let best = (0..4).max_by_key(|i| (counts[*i], 4 - i)).unwrap_or(0);
+    if counts[best] == 0 {
+        b','
+    } else {
+        candidates[best]
+    }
+}
+
+fn col(headers: &[String], name: &str) -> Result<usize> {
+    headers.iter().position(|h| h == name).ok_or_else(|| Error::BadInput {
+        line: 1,
+        reason: format!("no column {name:?}; columns are {headers:?}"),
+    })
+}
+
+/// Column positions resolved once from the header.
+struct Plan {
+    query: Vec<usize>,
+    postcode: Option<usize>,
+    citycode: Option<usize>,
+    reverse: Option<(usize, usize)>,
+}
+
+impl Plan {
+    fn new(headers: &[String], o: &BatchOptions) -> Result<Plan> {
+        let query = if o.columns.is_empty() {
+            (0..headers.len()).collect()
+        } else {
+            o.columns.iter().map(|c| col(headers, c)).collect::<Result<_>>()?
+        };
+        Ok(Plan {
+            query,
+            postcode: o.postcode_column.as_deref().map(|c| col(headers, c)).transpose()?,
+            citycode: o.citycode_column.as_deref().map(|c| col(headers, c)).transpose()?,
+            reverse: match &o.reverse {
+                Some((lat, lon)) => Some((col(headers, lat)?, col(headers, lon)?)),
+                None => None,
+            },
+        })
+    }
+}
+
+/// The outcome of one row.
+enum Outcome {
+    Found(Box<Feature>),
+    NotFound,
+    Skipped,
+    Malformed,
+}
+
+fn geocode_row(db: &Database, plan: &Plan, o: &BatchOptions, row: &[String]) -> Result<Outcome> {
+    let cell = |i: usize| row.get(i).map(|s| s.trim()).unwrap_or("");
+    let mut filters = Vec::new();
+    if let Some(k) = &o.kind {
+        filters.push(("type".to_owned(), vec![k.clone()]));
+    }
+    for (name, c) in [("postcode", plan.postcode), ("citycode", plan.citycode)] {
+        if let Some(v) = c.map(cell).filter(|v| !v.is_empty()) {
+            filters.push((name.to_owned(), vec![v.to_owned()]));
+        }
+    }
+    let found = if let Some((la, lo)) = plan.reverse {
+        let (Ok(lat), Ok(lon)) = (cell(la).parse::<f64>(), cell(lo).parse::<f64>()) else {
+            return Ok(Outcome::Skipped);
+        };
+        let at = Point { lat, lon };
+        if !at.is_valid() {
+            return Ok(Outcome::Skipped);
+        }
+        db.reverse(&ReverseQuery { at, limit: 1, filters })?
+    } else {
+        let q: Vec<&str> = plan.query.iter().map(|i| cell(*i)).filter(|s| !s.is_empty()).collect();
+        let q = q.join(" ");
+        if q.is_empty() || q.chars().count() > QUERY_MAX_CHARS * 2 {
+            return Ok(Outcome::Skipped);
+        }
+        let mut sq = SearchQuery::new(q);
+        sq.limit = 1;
+        sq.autocomplete = false;
+        sq.filters = filters;
+        db.search(&sq)?
+    };
+    Ok(match found.into_iter().next() {
+        Some(f) if plan.reverse.is_some() || f.score > o.min_score => Outcome::Found(Box::new(f)),
+        _ => Outcome::NotFound,
+    })
+}
+
+fn result_cells(outcome: &Outcome, reverse: bool) -> Vec<String> {
+    let mut cells = vec![String::new(); SEARCH_COLUMNS.len()];
+    let status = match outcome {
+        Outcome::Found(f) => {
+            let p = |n: &str| match f.prop(n) {
+                Some(crate::Prop::Str(s)) => s.clone(),
+                Some(crate::Prop::Int(i)) => i.to_string(),
+                Some(crate::Prop::Num(x)) => x.to_string(),
+                None => String::new(),
+            };
+            cells[0] = f.point.lat.to_string();
+            cells[1] = f.point.lon.to_string();
+            cells[2] = p("label");
+            cells[3] = if reverse { p("distance") } else { format!("{:.2}", f.score) };
+            cells[4] = p("type");
+            cells[5] = p("id");
+            cells[6] = p("housenumber");
+            cells[7] = p("name");
+            cells[8] = p("street");
+            cells[9] = p("postcode");
+            cells[10] = p("city");
+            cells[11] = p("context");
+            cells[12] = p("citycode");
+            "ok"
+        }
+        Outcome::NotFound => "not-found",
+        Outcome::Skipped => "skipped",
+        Outcome::Malformed => "malformed",
+    };
+    cells[13] = status.to_owned();
+    cells
+}
+
+/// Runs the rows through `threads` workers, keeping their order.
+fn geocode_chunk(db: &Database, plan: &Plan, o: &BatchOptions, rows: &[(u64, Vec<String>, bool)]) -> Result<Vec<Outcome>> {
+    let threads = o.threads.clamp(1, 256);
+    let per = rows.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = rows
+            .chunks(per)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|(_, row, ok)| if *ok { geocode_row(db, plan, o, row) } else { Ok(Outcome::Malformed) })
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(rows.len());
+        for h in handles {
+            out.extend(h.join().map_err(|_| Error::Store("a batch worker panicked".into()))??);
+        }
+        Ok(out)
+    })
+}
+
+fn tally(summary: &mut BatchSummary, outcome: &Outcome) {
+    summary.rows += 1;
+    match outcome {
+        Outcome::Found(_) => summary.matched += 1,
+        _ => summary.unmatched += 1,
+    }
+}
+
+impl Database {
+    /// Geocodes every row of `input` into `output`. `progress` is called
+    /// with the number of rows done after each chunk.
+    pub fn batch(
+        &self,
+        input: impl Read,
+        output: impl Write,
+        options: &BatchOptions,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<BatchSummary> {
+        let input = decoded(input, options.encoding)?;
+        match options.format {
+            BatchFormat::Csv => self.batch_csv(input, output, options, progress),
+            BatchFormat::Ndjson => self.batch_ndjson(input, output, options, progress),
+        }
+    }
+
+    fn batch_csv(
+        &self,
+        mut input: Box<dyn BufRead + '_>,
+        output: impl Write,
+        o: &BatchOptions,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<BatchSummary> {
+        let head = input.fill_buf().map_err(|e| Error::BadInput { line: 1, reason: e.to_string() })?;
+        let first_line = String::from_utf8_lossy(head.split(|b| *b == b'\n').next().unwrap_or_default()).into_owned();
+        if first_line.trim().is_empty() {
+            return Err(Error::BadInput { line: 1, reason: "empty file: a header line is required".into() });
+        }
+        let delimiter = o.delimiter.unwrap_or_else(|| detect_delimiter(&first_line));
+        let mut rdr = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).has_headers(true).from_reader(input);
+        let headers: Vec<String> = rdr
+            .byte_headers()
+            .map_err(|e| Error::BadInput { line: 1, reason: e.to_string() })?
+            .iter()
+            .map(|h| String::from_utf8_lossy(h).trim().to_owned())
+            .collect();
+        let plan = Plan::new(&headers, o)?;
+        let io = |e: csv::Error| Error::Store(format!("writing output: {e}"));
+        let mut w = csv::WriterBuilder::new().delimiter(delimiter).flexible(true).from_writer(output);
+        let extra: &[&str] = if o.reverse.is_some() { &REVERSE_COLUMNS } else { &SEARCH_COLUMNS };
+        w.write_record(headers.iter().map(String::as_str).chain(extra.iter().copied())).map_err(io)?;
+        let mut summary = BatchSummary::default();
+        let mut record = csv::ByteRecord::new();
+        let mut done = false;
+        while !done {
+            let mut rows: Vec<(u64, Vec<String>, bool)> = Vec::with_capacity(CHUNK_ROWS);
+            while rows.len() < CHUNK_ROWS {
+                match rdr.read_byte_record(&mut record) {
+                    Ok(false) => {
+                        done = true;
+                        break;
+                    }
+                    Ok(true) => {
+                        let line = record.position().map_or(0, |p| p.line());
+                        let row: Vec<String> = record.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+                        let ok = row.len() == headers.len();
+                        if !ok {
+                            summary.malformed += 1;
+                            if summary.first_malformed.len() < 20 {
+                                summary.first_malformed.push((line, format!("{} fields, the header has {}", row.len(), headers.len())));
+                            }
+                        }
+                        rows.push((line, row, ok));
+                    }
+                    Err(e) => {
+                        let line = e.position().map_or(0, |p| p.line());
+                        summary.malformed += 1;
+                        if summary.first_malformed.len() < 20 {
+                            summary.first_malformed.push((line, e.to_string()));
+                        }
+                        rows.push((line, Vec::new(), false));
+                    }
+                }
+            }
+            let outcomes = geocode_chunk(self, &plan, o, &rows)?;
+            for ((_, row, _), outcome) in rows.iter().zip(&outcomes) {
+                tally(&mut summary, outcome);
+                let mut cells: Vec<String> = row.clone();
+                cells.resize(headers.len(), String::new());
+                cells.extend(result_cells(outcome, o.reverse.is_some()));
+                w.write_record(&cells).map_err(io)?;
+            }
+            progress(rows.len() as u64);
+        }
+        w.flush().map_err(|e| Error::Store(format!("writing output: {e}")))?;
+        Ok(summary)
+    }
+
+    fn batch_ndjson(
+        &self,
+        input: Box<dyn BufRead + '_>,
+        mut output: impl Write,
+        o: &BatchOptions,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<BatchSummary> {
+        let mut summary = BatchSummary::default();
+        let mut lines = input.lines();
+        let mut line_no = 0u64;
+        let mut done = false;
+        let write_err = |e: std::io::Error| Error::Store(format!("writing output: {e}"));
+        // Fields are read by name into a row, then handled like CSV columns.
+        let query_fields = if o.columns.is_empty() { vec!["q".to_owned()] } else { o.columns.clone() };
+        let mut headers = query_fields.clone();
+        headers.extend([&o.postcode_column, &o.citycode_column].into_iter().flatten().cloned());
+        if let Some((la, lo)) = &o.reverse {
+            headers.extend([la.clone(), lo.clone()]);
+        }
+        let plan = Plan::new(&headers, &BatchOptions { columns: query_fields, ..o.clone() })?;
+        while !done {
+            let mut objects: Vec<Option<serde_json::Map<String, serde_json::Value>>> = Vec::new();
+            let mut rows: Vec<(u64, Vec<String>, bool)> = Vec::with_capacity(CHUNK_ROWS);
+            while rows.len() < CHUNK_ROWS {
+                let Some(line) = lines.next() else {
+                    done = true;
+                    break;
+                };
+                line_no += 1;
+                let line = line.map_err(|e| Error::BadInput { line: line_no, reason: e.to_string() })?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&line) {
+                    Ok(obj) => {
+                        let row = headers
+                            .iter()
+                            .map(|h| match obj.get(h) {
+                                Some(serde_json::Value::String(s)) => s.clone(),
+                                Some(serde_json::Value::Null) | None => String::new(),
+                                Some(v) => v.to_string(),
+                            })
+                            .collect();
+                        rows.push((line_no, row, true));
+                        objects.push(Some(obj));
+                    }
+                    Err(e) => {
+                        summary.malformed += 1;
+                        if summary.first_malformed.len() < 20 {
+                            summary.first_malformed.push((line_no, e.to_string()));
+                        }
+                        rows.push((line_no, Vec::new(), false));
+                        objects.push(None);
+                    }
+                }
+            }
+            let outcomes = geocode_chunk(self, &plan, o, &rows)?;
+            for (obj, outcome) in objects.into_iter().zip(&outcomes) {
+                tally(&mut summary, outcome);
+                let mut obj = obj.unwrap_or_default();
+                let extra: &[&str] = if o.reverse.is_some() { &REVERSE_COLUMNS } else { &SEARCH_COLUMNS };
+                let cells = result_cells(outcome, o.reverse.is_some());
+                let result: serde_json::Map<String, serde_json::Value> = extra
+                    .iter()
+                    .zip(cells)
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| {
+                        let key = k.trim_start_matches("result_").to_owned();
+                        // Programs want numbers as numbers.
+                        let value = match (key.as_str(), v.parse::<f64>().ok().and_then(serde_json::Number::from_f64)) {
+                            ("latitude" | "longitude" | "score" | "distance", Some(n)) => serde_json::Value::Number(n),
+                            _ => serde_json::Value::String(v),
+                        };
+                        (key, value)
+                    })
+                    .collect();
+                obj.insert("result".to_owned(), serde_json::Value::Object(result));
+                serde_json::to_writer(&mut output, &obj).map_err(|e| Error::Store(format!("writing output: {e}")))?;
+                output.write_all(b"\n").map_err(write_err)?;
+            }
+            progress(rows.len() as u64);
+        }
+        output.flush().map_err(write_err)?;
+        Ok(summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delimiters_are_detected_outside_quotes() {
+        assert_eq!(detect_delimiter("a;b;c"), b';');
+        assert_eq!(detect_delimiter("a,b,c"), b',');
+        assert_eq!(detect_delimiter("a\tb\tc"), b'\t');
+        assert_eq!(detect_delimiter("a|b|c"), b'|');
+        assert_eq!(detect_delimiter("\"a,b,c\";d"), b';');
+        assert_eq!(detect_delimiter("single"), b',');
+    }
+
+    #[test]
+    fn latin1_is_transcoded() {
+        let mut out = String::new();
+        decoded(&b"rue de l'\xe9glise \x80\n"[..], Encoding::Auto).unwrap().read_to_string(&mut out).unwrap();
+        assert_eq!(out, "rue de l'église €\n");
+        let mut out = String::new();
+        decoded(&b"\xef\xbb\xbfid;adresse\n"[..], Encoding::Auto).unwrap().read_to_string(&mut out).unwrap();
+        assert_eq!(out, "id;adresse\n");
+    }
+}

@@ -1,0 +1,201 @@
+//! Batch geocoding: `cairn batch` and `POST /search/csv`, `/reverse/csv`.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{bin, fixture, import, post_multipart, Server};
+
+fn db() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    import(dir.path(), &[&fixture("small.ndjson")]);
+    dir
+}
+
+/// Runs `cairn batch` on `input` bytes through stdin/stdout; returns (stdout, stderr).
+fn batch(data: &Path, input: &[u8], args: &[&str]) -> (String, String) {
+    let mut child = Command::new(bin())
+        .args(["batch", "--data", &data.display().to_string(), "--input", "-", "--output", "-"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Feed stdin from another thread: output comes while input goes in.
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap().unwrap();
+    assert!(out.status.success(), "batch failed: {}", String::from_utf8_lossy(&out.stderr));
+    (String::from_utf8(out.stdout).expect("output is UTF-8"), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn rows(out: &str, delimiter: u8) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .from_reader(out.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect()
+}
+
+fn column(rows: &[Vec<String>], name: &str) -> Vec<String> {
+    let i = rows[0].iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name} in {:?}", rows[0]));
+    rows[1..].iter().map(|r| r[i].clone()).collect()
+}
+
+const ADDRESSES: [(&str, &str, &str, &str); 3] = [
+    ("1", "12 rue de la paix", "75002", "Paris"),
+    ("2", "8 avenue victor hugo", "", "Lyon"),
+    ("3", "nulle part du tout", "", "zzz"),
+];
+
+#[test]
+fn delimiters_are_detected_and_kept() {
+    let dir = db();
+    for d in [b',', b';', b'\t', b'|'] {
+        let sep = (d as char).to_string();
+        let mut input = ["id", "adresse", "cp", "ville"].join(&sep) + "\n";
+        for (id, a, cp, v) in ADDRESSES {
+            input += &[id, a, cp, v].join(&sep);
+            input += "\n";
+        }
+        let (out, err) = batch(dir.path(), input.as_bytes(), &["--columns", "adresse,cp,ville"]);
+        let r = rows(&out, d);
+        assert_eq!(r[0][..4], ["id", "adresse", "cp", "ville"], "delimiter {sep:?}");
+        assert_eq!(column(&r, "result_id"), vec!["75102_0001_00012", "69123_0004_00008", ""], "delimiter {sep:?}");
+        assert_eq!(column(&r, "result_status"), vec!["ok", "ok", "not-found"]);
+        assert!(err.contains("3 rows: 2 matched, 1 unmatched"), "{err}");
+    }
+}
+
+#[test]
+fn quoting_bom_and_latin1() {
+    let dir = db();
+    // Quoted fields with the delimiter and quotes inside survive unchanged.
+    let input = "\u{feff}id;adresse;ville\n1;\"12, rue de la paix\";Paris\n2;\"le \"\"grand\"\" bois\";Lyon\n";
+    let (out, _) = batch(dir.path(), input.as_bytes(), &["--columns", "adresse,ville"]);
+    let r = rows(&out, b';');
+    assert_eq!(r[0][0], "id", "the BOM is not part of the first column");
+    assert_eq!(r[1][1], "12, rue de la paix");
+    assert_eq!(r[2][1], "le \"grand\" bois");
+    assert_eq!(column(&r, "result_id"), vec!["75102_0001_00012", "69123_b001"]);
+    // Windows-1252 input (é = 0xE9) is read as such and written as UTF-8.
+    let latin1 = b"id;adresse;ville\n1;rue de la r\xe9publique;Marseille\n";
+    let (out, _) = batch(dir.path(), latin1, &["--columns", "adresse,ville"]);
+    let r = rows(&out, b';');
+    assert_eq!(r[1][1], "rue de la république");
+    assert_eq!(column(&r, "result_id"), vec!["13055_0003"]);
+    assert_eq!(column(&r, "result_city"), vec!["Marseille"]);
+}
+
+#[test]
+fn order_is_kept_across_chunks_and_threads() {
+    let dir = db();
+    let mut input = String::from("n,adresse\n");
+    let queries = ["12 rue de la paix paris", "3 rue de la republique marseille", "nowhere zzz", "lyon", "8 avenue victor hugo lyon"];
+    let expected = ["75102_0001_00012", "13055_0003_00003", "", "69123", "69123_0004_00008"];
+    let n = 10_000;
+    for i in 0..n {
+        input += &format!("{i},{}\n", queries[i % queries.len()]);
+    }
+    let (out, err) = batch(dir.path(), input.as_bytes(), &["--columns", "adresse", "--threads", "3"]);
+    let r = rows(&out, b',');
+    assert_eq!(r.len(), n + 1);
+    for (i, row) in r[1..].iter().enumerate() {
+        assert_eq!(row[0], i.to_string());
+        assert_eq!(column(&[r[0].clone(), row.clone()], "result_id")[0], expected[i % queries.len()], "row {i}");
+    }
+    assert!(err.contains(&format!("{n} rows")), "{err}");
+}
+
+#[test]
+fn filters_by_column_and_type() {
+    let dir = db();
+    let input = "q;cp\nrue de la republique;13001\nrue de la republique;69002\n";
+    let (out, _) = batch(dir.path(), input.as_bytes(), &["--columns", "q", "--postcode", "cp"]);
+    assert_eq!(column(&rows(&out, b';'), "result_id"), vec!["13055_0003", "69123_0002"]);
+    let (out, _) = batch(dir.path(), b"q\nlyon\n", &["--type", "street", "--min-score", "0"]);
+    assert_eq!(column(&rows(&out, b','), "result_type"), vec!["street"]);
+}
+
+#[test]
+fn malformed_rows_are_reported_and_kept_in_place() {
+    let dir = db();
+    let input = "id;adresse\n1;12 rue de la paix paris\n2;too;many;fields\n3;lyon\n";
+    let (out, err) = batch(dir.path(), input.as_bytes(), &["--columns", "adresse"]);
+    let r = rows(&out, b';');
+    assert_eq!(column(&r, "result_status"), vec!["ok", "malformed", "ok"]);
+    assert!(err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn reverse_batch() {
+    let dir = db();
+    let input = "name,lat,lon\na,48.86906,2.33156\nb,not,anumber\nc,43.2996,5.3702\n";
+    let (out, _) = batch(dir.path(), input.as_bytes(), &["--reverse", "--lat", "lat", "--lon", "lon"]);
+    let r = rows(&out, b',');
+    assert_eq!(column(&r, "result_id"), vec!["75102_0001_00012", "", "13055_0003_00003"]);
+    assert_eq!(column(&r, "result_status"), vec!["ok", "skipped", "ok"]);
+    assert!(column(&r, "result_distance")[0].parse::<u32>().unwrap() <= 2);
+}
+
+#[test]
+fn ndjson_in_and_out() {
+    let dir = db();
+    let input = "{\"q\": \"12 rue de la paix paris\", \"ref\": 7}\nnot json\n{\"q\": \"nowhere zzz\"}\n";
+    let (out, err) = batch(dir.path(), input.as_bytes(), &["--format", "ndjson"]);
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["ref"], 7);
+    assert_eq!(lines[0]["result"]["id"], "75102_0001_00012");
+    assert!(lines[0]["result"]["score"].as_f64().unwrap() > 0.9);
+    assert_eq!(lines[1]["result"]["status"], "malformed");
+    assert_eq!(lines[2]["result"]["status"], "not-found");
+    assert!(err.contains("line 2"), "{err}");
+}
+
+#[test]
+fn http_csv_matches_the_cli_byte_for_byte() {
+    let server = Server::start(&[&fixture("small.ndjson")]);
+    let input = b"id;adresse;cp;ville\n1;12 rue de la paix;75002;Paris\n2;8 av victor hugo;;Lyon\n3;nowhere;;zzz\n4;bad\n";
+    let (status, head, body) = post_multipart(
+        &server.addr,
+        "/search/csv",
+        &[("data", Some("in.csv"), input), ("columns", None, b"adresse"), ("columns", None, b"ville"), ("postcode", None, b"cp")],
+    );
+    assert_eq!(status, 200, "{head}");
+    assert!(head.to_ascii_lowercase().contains("content-type: text/csv"));
+    assert!(head.contains("in.geocoded.csv"));
+    let (cli, _) = batch(server.dir.path(), input, &["--columns", "adresse,ville", "--postcode", "cp"]);
+    assert_eq!(String::from_utf8(body).unwrap(), cli);
+    // Trailing slash and reverse.
+    let (status, _, body) = post_multipart(&server.addr, "/reverse/csv/", &[("data", Some("p.csv"), b"lat,lon\n48.86906,2.33156\n")]);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8(body).unwrap().contains("75102_0001_00012"));
+}
+
+#[test]
+fn http_csv_errors() {
+    let dir = db();
+    let server = Server::serve_with(dir, &["--max-upload", "1000"]);
+    let (status, _, body) = post_multipart(&server.addr, "/search/csv", &[("columns", None, b"a")]);
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("Missing file"));
+    let (status, _, body) = post_multipart(&server.addr, "/search/csv", &[("data", Some("x.csv"), b"a,b\n1,2\n"), ("columns", None, b"nope")]);
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("nope"));
+    let big = vec![b'a'; 5000];
+    let (status, _, body) = post_multipart(&server.addr, "/search/csv", &[("data", Some("x.csv"), &big)]);
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    let (status, _) = server.request("GET", "/search/csv");
+    assert_eq!(status, 405);
+    // Still serving.
+    assert_eq!(server.get_json("/search?q=paris").0, 200);
+}
