@@ -83,6 +83,15 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery) -> Result<Vec<Feature>> {
     // hundreds of streets share the word: ask the municipalities apart.
     let municipality_allowed = kinds.as_ref().is_none_or(|k| k.iter().any(|t| t == "municipality"));
     if short && municipality_allowed {
+        // Only words rare enough to name a place: "rue de la" names none, and
+        // a filtered union of common words is the most expensive query there is.
+        let rare = g.text.num_docs() / 50 + 100;
+        tq.words.retain(|w| g.text.word_freq(w) <= rare);
+        if tq.prefix.as_ref().is_some_and(|p| g.text.prefix_freq(p) > rare) {
+            tq.prefix = None;
+        }
+    }
+    if short && municipality_allowed && (!tq.words.is_empty() || tq.prefix.is_some()) {
         tq.filters.retain(|(n, _)| n != "type");
         tq.filters.push(("type".to_owned(), vec!["municipality".to_owned()]));
         for c in g.text.candidates(&tq, 5)? {

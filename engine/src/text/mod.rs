@@ -119,7 +119,8 @@ impl TextIndex {
         self.reader.searcher().doc_freq(&t).unwrap_or(0)
     }
 
-    fn prefix_freq(&self, prefix: &str) -> u64 {
+    /// Number of indexed documents with a word starting with `prefix`.
+    pub fn prefix_freq(&self, prefix: &str) -> u64 {
         let t = Term::from_field_text(self.fields.prefix, analysis::indexed_prefix(prefix));
         self.reader.searcher().doc_freq(&t).unwrap_or(0)
     }
