@@ -99,7 +99,13 @@ fn quoting_bom_and_latin1() {
 fn order_is_kept_across_chunks_and_threads() {
     let dir = db();
     let mut input = String::from("n,adresse\n");
-    let queries = ["12 rue de la paix paris", "3 rue de la republique marseille", "nowhere zzz", "lyon", "8 avenue victor hugo lyon"];
+    let queries = [
+        "12 rue de la paix paris",
+        "3 rue de la republique marseille",
+        "nowhere zzz",
+        "lyon",
+        "8 avenue victor hugo lyon",
+    ];
     let expected = ["75102_0001_00012", "13055_0003_00003", "", "69123", "69123_0004_00008"];
     let n = 10_000;
     for i in 0..n {
@@ -164,11 +170,17 @@ fn ndjson_in_and_out() {
 #[test]
 fn http_csv_matches_the_cli_byte_for_byte() {
     let server = Server::start(&[&fixture("small.ndjson")]);
-    let input = b"id;adresse;cp;ville\n1;12 rue de la paix;75002;Paris\n2;8 av victor hugo;;Lyon\n3;nowhere;;zzz\n4;bad\n";
+    let input =
+        b"id;adresse;cp;ville\n1;12 rue de la paix;75002;Paris\n2;8 av victor hugo;;Lyon\n3;nowhere;;zzz\n4;bad\n";
     let (status, head, body) = post_multipart(
         &server.addr,
         "/search/csv",
-        &[("data", Some("in.csv"), input), ("columns", None, b"adresse"), ("columns", None, b"ville"), ("postcode", None, b"cp")],
+        &[
+            ("data", Some("in.csv"), input),
+            ("columns", None, b"adresse"),
+            ("columns", None, b"ville"),
+            ("postcode", None, b"cp"),
+        ],
     );
     assert_eq!(status, 200, "{head}");
     assert!(head.to_ascii_lowercase().contains("content-type: text/csv"));
@@ -176,7 +188,8 @@ fn http_csv_matches_the_cli_byte_for_byte() {
     let (cli, _) = batch(server.dir.path(), input, &["--columns", "adresse,ville", "--postcode", "cp"]);
     assert_eq!(String::from_utf8(body).unwrap(), cli);
     // Trailing slash and reverse.
-    let (status, _, body) = post_multipart(&server.addr, "/reverse/csv/", &[("data", Some("p.csv"), b"lat,lon\n48.86906,2.33156\n")]);
+    let (status, _, body) =
+        post_multipart(&server.addr, "/reverse/csv/", &[("data", Some("p.csv"), b"lat,lon\n48.86906,2.33156\n")]);
     assert_eq!(status, 200);
     assert!(String::from_utf8(body).unwrap().contains("75102_0001_00012"));
 }
@@ -188,7 +201,11 @@ fn http_csv_errors() {
     let (status, _, body) = post_multipart(&server.addr, "/search/csv", &[("columns", None, b"a")]);
     assert_eq!(status, 400);
     assert!(String::from_utf8_lossy(&body).contains("Missing file"));
-    let (status, _, body) = post_multipart(&server.addr, "/search/csv", &[("data", Some("x.csv"), b"a,b\n1,2\n"), ("columns", None, b"nope")]);
+    let (status, _, body) = post_multipart(
+        &server.addr,
+        "/search/csv",
+        &[("data", Some("x.csv"), b"a,b\n1,2\n"), ("columns", None, b"nope")],
+    );
     assert_eq!(status, 400);
     assert!(String::from_utf8_lossy(&body).contains("nope"));
     let big = vec![b'a'; 5000];

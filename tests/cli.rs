@@ -11,13 +11,15 @@ use common::{cairn, enc, fixture, ids, import, repo_file, Server};
 
 fn stdout_json(out: &std::process::Output) -> serde_json::Value {
     assert!(out.status.success(), "cairn failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 #[test]
 fn import_prints_a_summary() {
     let dir = tempfile::tempdir().unwrap();
-    let out = cairn(&["import", "--data", &dir.path().display().to_string(), &fixture("small.ndjson").display().to_string()]);
+    let out =
+        cairn(&["import", "--data", &dir.path().display().to_string(), &fixture("small.ndjson").display().to_string()]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("imported 16 documents"), "{text}");
@@ -28,12 +30,24 @@ fn import_prints_a_summary() {
 fn cli_search_and_reverse_print_the_servers_geojson() {
     let server = Server::start(&[&fixture("small.ndjson")]);
     let data = server.dir.path().display().to_string();
-    let cli = stdout_json(&cairn(&["search", "--data", &data, "--limit", "3", "12", "rue", "de", "la", "paix", "paris"]));
+    let cli =
+        stdout_json(&cairn(&["search", "--data", &data, "--limit", "3", "12", "rue", "de", "la", "paix", "paris"]));
     let (_, http) = server.get_json(&format!("/search?q={}&limit=3", enc("12 rue de la paix paris")));
     assert_eq!(cli, http);
     assert_eq!(ids(&cli)[0], "75102_0001_00012");
 
-    let cli = stdout_json(&cairn(&["search", "--data", &data, "--type", "street", "--lat", "43.3", "--lon", "5.37", "rue de la republique"]));
+    let cli = stdout_json(&cairn(&[
+        "search",
+        "--data",
+        &data,
+        "--type",
+        "street",
+        "--lat",
+        "43.3",
+        "--lon",
+        "5.37",
+        "rue de la republique",
+    ]));
     let (_, http) = server.get_json("/search?q=rue+de+la+republique&type=street&lat=43.3&lon=5.37");
     assert_eq!(cli, http);
 
@@ -77,7 +91,10 @@ fn malformed_lines_fail_the_import_or_are_skipped() {
     // Nothing of the failed import is visible; the previous generation is.
     let v = stdout_json(&cairn(&["search", "--data", &data, "rue neuve"]));
     assert!(!ids(&v).contains(&"x1".to_owned()));
-    assert_eq!(ids(&stdout_json(&cairn(&["search", "--data", &data, "12 rue de la paix paris"])))[0], "75102_0001_00012");
+    assert_eq!(
+        ids(&stdout_json(&cairn(&["search", "--data", &data, "12 rue de la paix paris"])))[0],
+        "75102_0001_00012"
+    );
 
     let out = cairn(&["import", "--data", &data, "--skip-invalid", &bad.display().to_string()]);
     assert!(out.status.success());
@@ -113,7 +130,12 @@ fn flate(bytes: &[u8]) -> Vec<u8> {
 #[test]
 fn a_server_holding_the_database_makes_import_fail_clearly() {
     let server = Server::start(&[&fixture("small.ndjson")]);
-    let out = cairn(&["import", "--data", &server.dir.path().display().to_string(), &fixture("small.ndjson").display().to_string()]);
+    let out = cairn(&[
+        "import",
+        "--data",
+        &server.dir.path().display().to_string(),
+        &fixture("small.ndjson").display().to_string(),
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("in use"), "{}", String::from_utf8_lossy(&out.stderr));
 }
@@ -156,7 +178,8 @@ fn killing_an_import_leaves_the_previous_generation_intact() {
         // A reader sees exactly one consistent generation.
         let v = stdout_json(&cairn(&["search", "--data", &data_s, "12 rue de la paix paris"]));
         assert_eq!(ids(&v)[0], "75102_0001_00012", "after kill at {delay_ms} ms");
-        let big_found = ids(&stdout_json(&cairn(&["search", "--data", &data_s, "rue nombre 17 toulouse"]))).contains(&"big_17".to_owned());
+        let big_found = ids(&stdout_json(&cairn(&["search", "--data", &data_s, "rue nombre 17 toulouse"])))
+            .contains(&"big_17".to_owned());
         if !finished {
             // Reopening read-write recovers and still holds the fixture.
             let db = cairn::Database::open(&data).expect("reopen after kill");
@@ -169,7 +192,10 @@ fn killing_an_import_leaves_the_previous_generation_intact() {
                 // The kill came after the commit point: the whole file is there.
                 assert_eq!(db.len(), 16 + 4000 * 41);
             }
-            assert!(std::fs::read_dir(&data).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().ends_with(".tmp")));
+            assert!(std::fs::read_dir(&data)
+                .unwrap()
+                .flatten()
+                .all(|e| !e.file_name().to_string_lossy().ends_with(".tmp")));
         }
     }
 }
@@ -192,7 +218,11 @@ fn bundled_dataset_answers_the_development_queries() {
         k.0 += 1;
         k.1 += usize::from(ok);
         if let Some(f) = found.first() {
-            if ok { right.push(f.score) } else { wrong.push(f.score) }
+            if ok {
+                right.push(f.score)
+            } else {
+                wrong.push(f.score)
+            }
         }
     }
     let (n, ok) = kinds.values().fold((0, 0), |a, k| (a.0 + k.0, a.1 + k.1));

@@ -138,7 +138,8 @@ fn reverse_finds_the_nearest_with_distance() {
     assert!(p["distance"].as_i64().unwrap() <= 2);
     assert!(p["score"].as_f64().unwrap() > 0.99);
     let (_, v) = s.get_json("/reverse?lat=48.86906&lon=2.33156&limit=3");
-    let d: Vec<i64> = v["features"].as_array().unwrap().iter().map(|f| f["properties"]["distance"].as_i64().unwrap()).collect();
+    let d: Vec<i64> =
+        v["features"].as_array().unwrap().iter().map(|f| f["properties"]["distance"].as_i64().unwrap()).collect();
     assert_eq!(d.len(), 3);
     assert!(d.windows(2).all(|w| w[0] <= w[1]), "{d:?}");
     let (_, v) = s.get_json("/reverse?lat=48.86906&lon=2.33156&type=street");
@@ -197,7 +198,8 @@ fn bad_input_gets_a_4xx_with_a_json_reason() {
         let (got, body) = s.request("GET", &target);
         assert_eq!(got, status, "{target}: {body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{target}: not JSON: {body}"));
-        let text: String = ["title", "description", "type"].iter().filter_map(|k| v[*k].as_str()).collect::<Vec<_>>().join(" ");
+        let text: String =
+            ["title", "description", "type"].iter().filter_map(|k| v[*k].as_str()).collect::<Vec<_>>().join(" ");
         assert!(text.contains(needle), "{target}: {v}");
     }
     let (status, body) = s.request("POST", "/search?q=paris");

@@ -31,7 +31,15 @@ fn str_of(v: &serde_json::Value) -> String {
 /// Builds queries from the source file: streets with a housenumber, cities.
 fn sample(source: &PathBuf, n: usize) -> Sample {
     let input = cairn::import::open_input(source, |_| {}).expect("open source");
-    let mut s = Sample { full: vec![], no_postcode: vec![], prefix: vec![], typo: vec![], street_city: vec![], city: vec![], points: vec![] };
+    let mut s = Sample {
+        full: vec![],
+        no_postcode: vec![],
+        prefix: vec![],
+        typo: vec![],
+        street_city: vec![],
+        city: vec![],
+        points: vec![],
+    };
     for (i, line) in input.lines().enumerate() {
         let Ok(line) = line else { break };
         let Ok(doc) = serde_json::from_str::<serde_json::Value>(&line) else { continue };

@@ -127,8 +127,8 @@ struct Cp1252<R> {
 }
 
 const CP1252_HIGH: [char; 32] = [
-    '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8d}', 'Ž', '\u{8f}', '\u{90}', '‘', '’', '“', '”', '•',
-    '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9d}', 'ž', 'Ÿ',
+    '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8d}', 'Ž', '\u{8f}', '\u{90}', '‘', '’',
+    '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9d}', 'ž', 'Ÿ',
 ];
 
 impl<R: Read> Read for Cp1252<R> {
@@ -206,10 +206,10 @@ pub fn detect_delimiter(line: &str) -> u8 {
 }
 
 fn col(headers: &[String], name: &str) -> Result<usize> {
-    headers.iter().position(|h| h == name).ok_or_else(|| Error::BadInput {
-        line: 1,
-        reason: format!("no column {name:?}; columns are {headers:?}"),
-    })
+    headers
+        .iter()
+        .position(|h| h == name)
+        .ok_or_else(|| Error::BadInput { line: 1, reason: format!("no column {name:?}; columns are {headers:?}") })
 }
 
 /// Column positions resolved once from the header.
@@ -319,7 +319,12 @@ fn result_cells(outcome: &Outcome, reverse: bool) -> Vec<String> {
 }
 
 /// Runs the rows through `threads` workers, keeping their order.
-fn geocode_chunk(db: &Database, plan: &Plan, o: &BatchOptions, rows: &[(u64, Vec<String>, bool)]) -> Result<Vec<Outcome>> {
+fn geocode_chunk(
+    db: &Database,
+    plan: &Plan,
+    o: &BatchOptions,
+    rows: &[(u64, Vec<String>, bool)],
+) -> Result<Vec<Outcome>> {
     let threads = o.threads.clamp(1, 256);
     let per = rows.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
@@ -379,7 +384,8 @@ impl Database {
             return Err(Error::BadInput { line: 1, reason: "empty file: a header line is required".into() });
         }
         let delimiter = o.delimiter.unwrap_or_else(|| detect_delimiter(&first_line));
-        let mut rdr = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).has_headers(true).from_reader(input);
+        let mut rdr =
+            csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).has_headers(true).from_reader(input);
         let headers: Vec<String> = rdr
             .byte_headers()
             .map_err(|e| Error::BadInput { line: 1, reason: e.to_string() })?
@@ -409,7 +415,9 @@ impl Database {
                         if !ok {
                             summary.malformed += 1;
                             if summary.first_malformed.len() < 20 {
-                                summary.first_malformed.push((line, format!("{} fields, the header has {}", row.len(), headers.len())));
+                                summary
+                                    .first_malformed
+                                    .push((line, format!("{} fields, the header has {}", row.len(), headers.len())));
                             }
                         }
                         rows.push((line, row, ok));

@@ -95,7 +95,11 @@ impl Database {
         let committed = store.generation()?;
         let db = Database { dir, store: None, current: RwLock::new(None) };
         db.recover(&store, committed)?;
-        let current = if committed > 0 { Some(Arc::new(Generation::open(&gen_dir(&db.dir, committed), committed)?)) } else { None };
+        let current = if committed > 0 {
+            Some(Arc::new(Generation::open(&gen_dir(&db.dir, committed), committed)?))
+        } else {
+            None
+        };
         Ok(Database { store: Some(Mutex::new(store)), current: RwLock::new(current), ..db })
     }
 
@@ -106,7 +110,10 @@ impl Database {
         let current = match read_current(&dir)? {
             0 => {
                 if !dir.join(STORE_FILE).exists() {
-                    return Err(Error::io(&dir, std::io::Error::new(std::io::ErrorKind::NotFound, "no cairn database here")));
+                    return Err(Error::io(
+                        &dir,
+                        std::io::Error::new(std::io::ErrorKind::NotFound, "no cairn database here"),
+                    ));
                 }
                 None
             }
@@ -434,7 +441,10 @@ mod tests {
         let db = Database::open(dir.path()).unwrap();
         assert_eq!(db.generation(), 2);
         assert!(db.get("c").is_none());
-        assert!(fs::read_dir(dir.path()).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().ends_with(".tmp")));
+        assert!(fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().ends_with(".tmp")));
     }
 
     #[test]

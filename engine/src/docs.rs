@@ -98,8 +98,6 @@ impl DocsBuilder {
         Ok(slot)
     }
 
-
-
     /// Resolves parents, writes the index and syncs the file.
     pub fn finish(mut self) -> Result<()> {
         self.out.flush().map_err(|e| Error::io(&self.path, e))?;
@@ -214,7 +212,9 @@ impl Docs {
                 return Err(corrupt("bad parent links"));
             }
         }
-        if idx.children.iter().any(|c| c.to_native() as usize >= n) || idx.ids.iter().any(|e| e.slot.to_native() as usize >= n) {
+        if idx.children.iter().any(|c| c.to_native() as usize >= n)
+            || idx.ids.iter().any(|e| e.slot.to_native() as usize >= n)
+        {
             return Err(corrupt("bad slot reference"));
         }
         Ok(Docs { map, index_at, index_len })
@@ -222,13 +222,14 @@ impl Docs {
 
     fn index(&self) -> &ArchivedDocsIndexData {
         // SAFETY: validated in `open`; the mapping is immutable.
-        unsafe { rkyv::access_unchecked::<ArchivedDocsIndexData>(&self.map[self.index_at..self.index_at + self.index_len]) }
+        unsafe {
+            rkyv::access_unchecked::<ArchivedDocsIndexData>(&self.map[self.index_at..self.index_at + self.index_len])
+        }
     }
 
     pub fn len(&self) -> usize {
         self.index().keys.len()
     }
-
 
     /// The record in `slot`; panics if `slot >= len()`, which callers rule
     /// out since slots only come from this file's own tables.
@@ -243,7 +244,6 @@ impl Docs {
     pub fn slot_of_key(&self, key: u64) -> Option<u32> {
         self.index().keys.binary_search_by(|k| k.to_native().cmp(&key)).ok().map(|i| i as u32)
     }
-
 
     pub fn slot_of_id(&self, id: &str) -> Option<u32> {
         let ids = &self.index().ids;
@@ -266,7 +266,6 @@ impl Docs {
         let (s, e) = (idx.child_starts[slot as usize].to_native(), idx.child_starts[slot as usize + 1].to_native());
         &idx.children[s as usize..e as usize]
     }
-
 }
 
 #[cfg(test)]

@@ -96,8 +96,8 @@ impl GeoBuilder {
         }
         data.starts.push(self.points.len() as u32);
         data.points = self.points.into_iter().map(|(_, p)| p).collect();
-        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&data)
-            .map_err(|e| Error::Store(format!("geo index: {e}")))?;
+        let bytes =
+            rkyv::to_bytes::<rkyv::rancor::Error>(&data).map_err(|e| Error::Store(format!("geo index: {e}")))?;
         let mut f = File::create(path).map_err(|e| Error::io(path, e))?;
         f.write_all(&bytes).map_err(|e| Error::io(path, e))?;
         f.sync_all().map_err(|e| Error::io(path, e))
@@ -134,7 +134,6 @@ impl GeoIndex {
     pub fn len(&self) -> usize {
         self.data().points.len()
     }
-
 
     /// The `k` nearest points accepted by `keep`, nearest first, as
     /// (slot, distance in metres). Several points may share a slot.

@@ -218,10 +218,17 @@ fn ndjson_records(line: &str) -> std::result::Result<Vec<Record>, String> {
                     .filter_map(|(k, v)| json_value(v).map(|value| Field { name: k.clone(), value })),
             );
             ensure_xy(&mut hf, p);
-            out.push(Record { id: hid, kind: "housenumber".into(), parent: Some(id.clone()), point: Some(p), fields: hf });
+            out.push(Record {
+                id: hid,
+                kind: "housenumber".into(),
+                parent: Some(id.clone()),
+                point: Some(p),
+                fields: hf,
+            });
         }
     }
-    let parent = if kind == "housenumber" { obj.get("parent").and_then(|p| p.as_str()).map(str::to_owned) } else { None };
+    let parent =
+        if kind == "housenumber" { obj.get("parent").and_then(|p| p.as_str()).map(str::to_owned) } else { None };
     out.insert(0, Record { id, kind, parent, point: Some(point), fields });
     Ok(out)
 }
@@ -236,7 +243,9 @@ fn read_ndjson(
     let mut line_no = 0u64;
     loop {
         buf.clear();
-        let n = input.read_until(b'\n', &mut buf).map_err(|e| Error::BadInput { line: line_no + 1, reason: e.to_string() })?;
+        let n = input
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::BadInput { line: line_no + 1, reason: e.to_string() })?;
         if n == 0 {
             return Ok(());
         }
@@ -296,9 +305,18 @@ fn read_ban_csv(
     let mut rdr = csv::ReaderBuilder::new().delimiter(b';').flexible(true).from_reader(input);
     let headers = rdr.headers().map_err(|e| Error::BadInput { line: 1, reason: e.to_string() })?.clone();
     let col = |name: &str| headers.iter().position(|h| h.trim_start_matches('\u{feff}') == name);
-    let need = |name: &str| col(name).ok_or_else(|| Error::BadInput { line: 1, reason: format!("missing column {name:?}") });
-    let (c_id, c_num, c_voie, c_cp, c_insee, c_commune, c_lon, c_lat) =
-        (need("id")?, need("numero")?, need("nom_voie")?, need("code_postal")?, need("code_insee")?, need("nom_commune")?, need("lon")?, need("lat")?);
+    let need =
+        |name: &str| col(name).ok_or_else(|| Error::BadInput { line: 1, reason: format!("missing column {name:?}") });
+    let (c_id, c_num, c_voie, c_cp, c_insee, c_commune, c_lon, c_lat) = (
+        need("id")?,
+        need("numero")?,
+        need("nom_voie")?,
+        need("code_postal")?,
+        need("code_insee")?,
+        need("nom_commune")?,
+        need("lon")?,
+        need("lat")?,
+    );
     let (c_fantoir, c_rep, c_x, c_y) = (col("id_fantoir"), col("rep"), col("x"), col("y"));
     let mut streets: HashMap<String, Agg> = HashMap::new();
     let mut cities: HashMap<String, Agg> = HashMap::new();
@@ -343,10 +361,22 @@ fn read_ban_csv(
             fields.push(Field { name: "y".into(), value: Value::Num(y) });
         }
         ensure_xy(&mut fields, p);
-        sink(Record { id: id.to_owned(), kind: "housenumber".into(), parent: Some(street_id.clone()), point: Some(p), fields })?;
+        sink(Record {
+            id: id.to_owned(),
+            kind: "housenumber".into(),
+            parent: Some(street_id.clone()),
+            point: Some(p),
+            fields,
+        })?;
         let s = streets.entry(street_id.clone()).or_insert_with(|| {
             street_order.push(street_id.clone());
-            Agg { name: voie.into(), postcode: get(c_cp).into(), citycode: insee.into(), city: get(c_commune).into(), ..Agg::default() }
+            Agg {
+                name: voie.into(),
+                postcode: get(c_cp).into(),
+                citycode: insee.into(),
+                city: get(c_commune).into(),
+                ..Agg::default()
+            }
         });
         s.add(p);
         let c = cities.entry(insee.to_owned()).or_insert_with(|| Agg {
@@ -377,7 +407,13 @@ fn read_ban_csv(
     for sid in street_order {
         if let Some(a) = streets.remove(&sid) {
             let imp = ((1.0 + a.n as f64).ln() / 20.0).min(1.0);
-            sink(Record { id: sid, kind: "street".into(), parent: None, point: Some(a.centre()), fields: common(&a, imp) })?;
+            sink(Record {
+                id: sid,
+                kind: "street".into(),
+                parent: None,
+                point: Some(a.centre()),
+                fields: common(&a, imp),
+            })?;
         }
     }
     let mut codes: Vec<String> = cities.keys().cloned().collect();
@@ -385,7 +421,13 @@ fn read_ban_csv(
     for code in codes {
         if let Some(a) = cities.remove(&code) {
             let imp = ((1.0 + a.n as f64 / 3.0).ln() / 20.0).min(1.0);
-            sink(Record { id: code, kind: "municipality".into(), parent: None, point: Some(a.centre()), fields: common(&a, imp) })?;
+            sink(Record {
+                id: code,
+                kind: "municipality".into(),
+                parent: None,
+                point: Some(a.centre()),
+                fields: common(&a, imp),
+            })?;
         }
     }
     Ok(())
@@ -423,7 +465,9 @@ mod tests {
 
     #[test]
     fn ndjson_bad_lines_fail_or_skip_with_line_numbers() {
-        let input = format!("{STREET}\nnot json\n{{\"id\": \"x\", \"type\": \"street\", \"name\": \"a\", \"lat\": 99, \"lon\": 1}}\n");
+        let input = format!(
+            "{STREET}\nnot json\n{{\"id\": \"x\", \"type\": \"street\", \"name\": \"a\", \"lat\": 99, \"lon\": 1}}\n"
+        );
         let (r, _, _) = collect(&input, Format::BanNdjson, OnError::Fail);
         assert!(matches!(r, Err(Error::BadInput { line: 2, .. })), "{r:?}");
         let (r, recs, skipped) = collect(&input, Format::BanNdjson, OnError::Skip);

@@ -76,7 +76,8 @@ impl Database {
                 let format = match options.format {
                     Some(f) => f,
                     None => {
-                        let head = std::io::BufRead::fill_buf(&mut input).map_err(|e| Error::Io { path: path.clone(), source: e })?;
+                        let head = std::io::BufRead::fill_buf(&mut input)
+                            .map_err(|e| Error::Io { path: path.clone(), source: e })?;
                         import::detect_format(path, head)?
                     }
                 };

@@ -118,9 +118,12 @@ pub fn label(docs: &Docs, t: Target) -> String {
 pub fn compare_labels(docs: &Docs, t: Target) -> Vec<String> {
     let r = docs.record(t.slot);
     let join = |parts: &[&str]| parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join(" ");
-    let names: Vec<String> = r.get("name").map(|v| v.strs()).unwrap_or_default().iter().map(|n| compare_form(n)).collect();
-    let postcodes: Vec<String> = r.get("postcode").map(|v| v.strs()).unwrap_or_default().iter().map(|n| compare_form(n)).collect();
-    let cities: Vec<String> = r.get("city").map(|v| v.strs()).unwrap_or_default().iter().map(|n| compare_form(n)).collect();
+    let names: Vec<String> =
+        r.get("name").map(|v| v.strs()).unwrap_or_default().iter().map(|n| compare_form(n)).collect();
+    let postcodes: Vec<String> =
+        r.get("postcode").map(|v| v.strs()).unwrap_or_default().iter().map(|n| compare_form(n)).collect();
+    let cities: Vec<String> =
+        r.get("city").map(|v| v.strs()).unwrap_or_default().iter().map(|n| compare_form(n)).collect();
     let number = t.child.map(|c| housenumber_key(first(docs.record(c), "housenumber"))).unwrap_or_default();
     let pc = postcodes.first().map(String::as_str).unwrap_or("");
     let mut out = Vec::new();

@@ -170,7 +170,6 @@ impl StoreTxn {
         Ok(self.txn.open_table(IDS)?.len()?)
     }
 
-
     /// Makes everything durable as generation `generation`.
     pub fn commit(mut self, generation: u64) -> Result<()> {
         self.flush()?;

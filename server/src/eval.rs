@@ -57,11 +57,7 @@ impl Target {
                 let mut sq = SearchQuery::new(q);
                 sq.limit = limit;
                 sq.autocomplete = autocomplete;
-                Ok(db
-                    .search(&sq)?
-                    .iter()
-                    .map(|f| (f.prop_str("id").unwrap_or("").to_owned(), f.score))
-                    .collect())
+                Ok(db.search(&sq)?.iter().map(|f| (f.prop_str("id").unwrap_or("").to_owned(), f.score)).collect())
             }
             Target::Http { host, path_prefix } => {
                 let qs: String = form_urlencoded::Serializer::new(String::new())
@@ -70,7 +66,8 @@ impl Target {
                     .append_pair("autocomplete", if autocomplete { "1" } else { "0" })
                     .finish();
                 let body = http_get(host, &format!("{path_prefix}/search?{qs}"))?;
-                let v: serde_json::Value = serde_json::from_str(&body).with_context(|| format!("not JSON: {body:.200}"))?;
+                let v: serde_json::Value =
+                    serde_json::from_str(&body).with_context(|| format!("not JSON: {body:.200}"))?;
                 Ok(v["features"]
                     .as_array()
                     .map(|fs| {
@@ -166,7 +163,14 @@ pub fn run(target: &Target, file: &Path, limit: usize, autocomplete: bool, show_
     println!("{:<20} {:>6} {:>8} {:>8} {:>8}", "kind", "n", "top1", "top5", "MRR");
     let line = |k: &str, t: &Tally| {
         let n = t.n.max(1) as f64;
-        println!("{:<20} {:>6} {:>7.1}% {:>7.1}% {:>8.3}", k, t.n, 100.0 * t.top1 as f64 / n, 100.0 * t.top5 as f64 / n, t.rr / n);
+        println!(
+            "{:<20} {:>6} {:>7.1}% {:>7.1}% {:>8.3}",
+            k,
+            t.n,
+            100.0 * t.top1 as f64 / n,
+            100.0 * t.top5 as f64 / n,
+            t.rr / n
+        );
     };
     for (k, t) in &by_kind {
         line(k, t);
@@ -181,7 +185,14 @@ pub fn run(target: &Target, file: &Path, limit: usize, autocomplete: bool, show_
     );
     for (c, got, rank) in misses.iter().take(show_misses) {
         let rank = rank.map_or("-".to_owned(), |r| (r + 1).to_string());
-        println!("miss [{}] {:?}: expected {} (rank {}), got {}", c.kind, c.query, c.expected, rank, got.as_deref().unwrap_or("nothing"));
+        println!(
+            "miss [{}] {:?}: expected {} (rank {}), got {}",
+            c.kind,
+            c.query,
+            c.expected,
+            rank,
+            got.as_deref().unwrap_or("nothing")
+        );
     }
     if misses.len() > show_misses {
         println!("... {} misses in all", misses.len());

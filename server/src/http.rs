@@ -83,10 +83,9 @@ pub fn handle(db: &Database, method: &Method, path: &str, query: Option<&str>) -
                 Err(e) => internal(e),
             },
         },
-        "/health" => respond(
-            StatusCode::OK,
-            &json!({"status": "HEALTHY", "generation": db.generation(), "documents": db.len()}),
-        ),
+        "/health" => {
+            respond(StatusCode::OK, &json!({"status": "HEALTHY", "generation": db.generation(), "documents": db.len()}))
+        }
         _ => {
             let raw = &route["/get/".len()..];
             let id = percent_decode(raw);
@@ -119,7 +118,8 @@ struct CsvForm {
 
 async fn read_form(req: Request<Incoming>, max_upload: usize) -> Result<CsvForm, Response<Body>> {
     let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let mut fields: Vec<(String, String)> = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
+    let mut fields: Vec<(String, String)> =
+        form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
     let boundary = multer::parse_boundary(&content_type)
         .map_err(|_| bad(400, "Expected a multipart/form-data body with the file in \"data\""))?;
     let body = Limited::new(req.into_body(), max_upload).collect().await.map_err(|e| {
@@ -153,14 +153,28 @@ async fn read_form(req: Request<Incoming>, max_upload: usize) -> Result<CsvForm,
 
 /// Builds batch options from the form, as addok-csv reads them.
 fn csv_options(form: &CsvForm, header: &[String], reverse: bool) -> Result<cairn::BatchOptions, Response<Body>> {
-    let get = |k: &str| form.fields.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.trim().to_owned()).filter(|v| !v.is_empty());
-    let columns: Vec<String> = form.fields.iter().filter(|(n, _)| n == "columns").map(|(_, v)| v.trim().to_owned()).filter(|v| !v.is_empty()).collect();
+    let get = |k: &str| {
+        form.fields.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.trim().to_owned()).filter(|v| !v.is_empty())
+    };
+    let columns: Vec<String> = form
+        .fields
+        .iter()
+        .filter(|(n, _)| n == "columns")
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect();
     for c in columns.iter().chain(get("postcode").iter()).chain(get("citycode").iter()) {
         if !header.contains(c) {
             return Err(bad(400, format!("Cannot found column '{c}' in columns {header:?}")));
         }
     }
-    let mut options = cairn::BatchOptions { columns, postcode_column: get("postcode"), citycode_column: get("citycode"), kind: get("type"), ..Default::default() };
+    let mut options = cairn::BatchOptions {
+        columns,
+        postcode_column: get("postcode"),
+        citycode_column: get("citycode"),
+        kind: get("type"),
+        ..Default::default()
+    };
     if let Some(d) = get("delimiter") {
         let d = if d == "\\t" || d == "tab" { "\t".to_owned() } else { d };
         match d.as_bytes() {
@@ -170,7 +184,9 @@ fn csv_options(form: &CsvForm, header: &[String], reverse: bool) -> Result<cairn
     }
     match get("encoding").as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("utf-8") | Some("utf-8-sig") | Some("utf8") => {}
-        Some("latin1" | "latin-1" | "iso-8859-1" | "cp1252" | "windows-1252") => options.encoding = cairn::Encoding::Latin1,
+        Some("latin1" | "latin-1" | "iso-8859-1" | "cp1252" | "windows-1252") => {
+            options.encoding = cairn::Encoding::Latin1
+        }
         Some(other) => return Err(bad(400, format!("Unknown encoding {other:?}: use utf-8 or latin1"))),
     }
     if let Some(m) = get("min_score") {
@@ -203,12 +219,21 @@ pub async fn handle_csv(db: Arc<Database>, req: Request<Incoming>, reverse: bool
     if data.iter().all(|b| b.is_ascii_whitespace()) {
         return bad(400, "Empty file");
     }
-    let first_line = String::from_utf8_lossy(data.split(|b| *b == b'\n').next().unwrap_or_default()).trim_start_matches('\u{feff}').to_owned();
+    let first_line = String::from_utf8_lossy(data.split(|b| *b == b'\n').next().unwrap_or_default())
+        .trim_start_matches('\u{feff}')
+        .to_owned();
     let delimiter = form.fields.iter().rev().find(|(n, _)| n == "delimiter").and_then(|(_, v)| v.bytes().next());
     let header: Vec<String> = {
         let d = delimiter.unwrap_or_else(|| cairn::batch::detect_delimiter(&first_line));
-        csv::ReaderBuilder::new().delimiter(d).has_headers(false).from_reader(first_line.as_bytes())
-            .records().next().and_then(|r| r.ok()).map(|r| r.iter().map(|c| c.trim().to_owned()).collect()).unwrap_or_default()
+        csv::ReaderBuilder::new()
+            .delimiter(d)
+            .has_headers(false)
+            .from_reader(first_line.as_bytes())
+            .records()
+            .next()
+            .and_then(|r| r.ok())
+            .map(|r| r.iter().map(|c| c.trim().to_owned()).collect())
+            .unwrap_or_default()
     };
     let options = match csv_options(&form, &header, reverse) {
         Ok(o) => o,
@@ -273,7 +298,12 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Serves until SIGINT or SIGTERM, then lets requests in flight finish.
-pub async fn serve(db: Arc<Database>, listener: TcpListener, shutdown_grace: Duration, max_upload: usize) -> anyhow::Result<()> {
+pub async fn serve(
+    db: Arc<Database>,
+    listener: TcpListener,
+    shutdown_grace: Duration,
+    max_upload: usize,
+) -> anyhow::Result<()> {
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     let stop = shutdown_signal();

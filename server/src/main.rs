@@ -198,9 +198,26 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", geojson::collection(&features, &echo));
             Ok(())
         }
-        Command::Batch { data, input, output, columns, postcode, citycode, kind, reverse, lat, lon, delimiter, encoding, format, min_score, threads } => {
+        Command::Batch {
+            data,
+            input,
+            output,
+            columns,
+            postcode,
+            citycode,
+            kind,
+            reverse,
+            lat,
+            lon,
+            delimiter,
+            encoding,
+            format,
+            min_score,
+            threads,
+        } => {
             let db = Database::open_read_only(&data).with_context(|| format!("opening {}", data.display()))?;
-            let is_ndjson = |p: &Path| p.to_string_lossy().ends_with(".ndjson") || p.to_string_lossy().ends_with(".jsonl");
+            let is_ndjson =
+                |p: &Path| p.to_string_lossy().ends_with(".ndjson") || p.to_string_lossy().ends_with(".jsonl");
             let format = match format.as_deref() {
                 Some("ndjson") => cairn::BatchFormat::Ndjson,
                 Some(_) => cairn::BatchFormat::Csv,
@@ -236,14 +253,20 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval { data, url, limit, no_autocomplete, misses, queries } => {
             let target = match (url, data) {
                 (Some(u), _) => eval::Target::http(&u)?,
-                (None, Some(d)) => eval::Target::Local(Database::open_read_only(&d).with_context(|| format!("opening {}", d.display()))?),
+                (None, Some(d)) => eval::Target::Local(
+                    Database::open_read_only(&d).with_context(|| format!("opening {}", d.display()))?,
+                ),
                 (None, None) => bail!("--data DIR or --url URL is required"),
             };
             eval::run(&target, &queries, limit.clamp(1, params::MAX_LIMIT), !no_autocomplete, misses)
         }
         Command::Reverse { data, lat, lon, limit, kind } => {
             let db = Database::open_read_only(&data).with_context(|| format!("opening {}", data.display()))?;
-            let rq = ReverseQuery { at: checked_point(lat, lon)?, limit: limit.clamp(1, params::MAX_LIMIT), filters: filters(kind, vec![], vec![]) };
+            let rq = ReverseQuery {
+                at: checked_point(lat, lon)?,
+                limit: limit.clamp(1, params::MAX_LIMIT),
+                filters: filters(kind, vec![], vec![]),
+            };
             let features = db.reverse(&rq)?;
             let echo = geojson::Echo { query: None, filters: &rq.filters, center: None, limit: rq.limit };
             println!("{}", geojson::collection(&features, &echo));
@@ -349,8 +372,10 @@ fn import(data: &Path, files: &[PathBuf], options: &ImportOptions) -> Result<()>
     let bar = if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(total);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         Some(bar)
     } else {

@@ -88,8 +88,13 @@ impl Params {
     fn filters(&self) -> Vec<(String, Vec<String>)> {
         let mut out = Vec::new();
         for name in FILTERS {
-            let mut values: Vec<String> =
-                self.all(name).iter().flat_map(|v| v.split([' ', '+', ','])).filter(|v| !v.is_empty()).map(str::to_owned).collect();
+            let mut values: Vec<String> = self
+                .all(name)
+                .iter()
+                .flat_map(|v| v.split([' ', '+', ',']))
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .collect();
             values.sort();
             values.dedup();
             values.truncate(MAX_FILTER_VALUES);
@@ -184,6 +189,9 @@ mod tests {
         assert_eq!(search_of(&format!("q={}", "a".repeat(201))).unwrap_err().status, 413);
         // Punctuation runs count as one character, as in Addok.
         assert!(search_of(&format!("q={}cholet", ",".repeat(300))).is_ok());
-        assert_eq!(reverse(&Params::parse(Some("lat=1"))).unwrap_err().description.unwrap(), "The \"lon\" parameter is required.");
+        assert_eq!(
+            reverse(&Params::parse(Some("lat=1"))).unwrap_err().description.unwrap(),
+            "The \"lon\" parameter is required."
+        );
     }
 }

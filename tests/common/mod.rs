@@ -179,7 +179,10 @@ pub fn enc(s: &str) -> String {
 }
 
 pub fn ids(v: &serde_json::Value) -> Vec<String> {
-    v["features"].as_array().map(|f| f.iter().map(|f| f["properties"]["id"].as_str().unwrap_or("").to_owned()).collect()).unwrap_or_default()
+    v["features"]
+        .as_array()
+        .map(|f| f.iter().map(|f| f["properties"]["id"].as_str().unwrap_or("").to_owned()).collect())
+        .unwrap_or_default()
 }
 
 pub fn first(v: &serde_json::Value) -> &serde_json::Value {

@@ -35,18 +35,18 @@ pub fn fold(s: &str) -> String {
 
 fn fold_char(c: char) -> Option<&'static str> {
     Some(match c {
-        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' | 'ā' | 'Ā' | 'ă'
-        | 'Ă' | 'ą' | 'Ą' => "a",
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' | 'ā' | 'Ā' | 'ă' | 'Ă' | 'ą' | 'Ą' => {
+            "a"
+        }
         'æ' | 'Æ' => "ae",
         'ç' | 'Ç' | 'ć' | 'Ć' | 'č' | 'Č' => "c",
         'ď' | 'Ď' | 'đ' | 'Đ' => "d",
-        'è' | 'é' | 'ê' | 'ë' | 'È' | 'É' | 'Ê' | 'Ë' | 'ē' | 'Ē' | 'ė' | 'ę' | 'Ę' | 'ě' | 'Ě' => {
-            "e"
-        }
+        'è' | 'é' | 'ê' | 'ë' | 'È' | 'É' | 'Ê' | 'Ë' | 'ē' | 'Ē' | 'ė' | 'ę' | 'Ę' | 'ě' | 'Ě' => "e",
         'ì' | 'í' | 'î' | 'ï' | 'Ì' | 'Í' | 'Î' | 'Ï' | 'ī' | 'Ī' | 'ı' => "i",
         'ñ' | 'Ñ' | 'ń' | 'Ń' | 'ň' | 'Ň' => "n",
-        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' | 'Ø' | 'ō' | 'Ō' | 'ő'
-        | 'Ő' => "o",
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' | 'Ø' | 'ō' | 'Ō' | 'ő' | 'Ő' => {
+            "o"
+        }
         'œ' | 'Œ' => "oe",
         'ù' | 'ú' | 'û' | 'ü' | 'Ù' | 'Ú' | 'Û' | 'Ü' | 'ū' | 'Ū' | 'ů' | 'Ů' | 'ű' | 'Ű' => "u",
         'ý' | 'ÿ' | 'Ý' | 'Ÿ' => "y",
@@ -204,7 +204,21 @@ fn is_street_type(t: &str) -> bool {
 fn is_building_word(t: &str) -> bool {
     matches!(
         t,
-        "residence" | "bat" | "batiment" | "immeuble" | "imm" | "appt" | "appartement" | "apt" | "etage" | "escalier" | "esc" | "porte" | "entree" | "logement" | "log"
+        "residence"
+            | "bat"
+            | "batiment"
+            | "immeuble"
+            | "imm"
+            | "appt"
+            | "appartement"
+            | "apt"
+            | "etage"
+            | "escalier"
+            | "esc"
+            | "porte"
+            | "entree"
+            | "logement"
+            | "log"
     )
 }
 
@@ -237,7 +251,11 @@ pub fn parse_query(q: &str) -> ParsedQuery {
             let letter = match ordinal_letter(next) {
                 Some(l) if next.len() > 1 || next_is_type_or_end => Some(l.to_owned()),
                 // "14 a allée ...": any single letter before a street type.
-                None if next.len() == 1 && next.as_bytes()[0].is_ascii_lowercase() && i + 2 < raw.len() && is_street_type(&raw[i + 2]) => {
+                None if next.len() == 1
+                    && next.as_bytes()[0].is_ascii_lowercase()
+                    && i + 2 < raw.len()
+                    && is_street_type(&raw[i + 2]) =>
+                {
                     Some(next.clone())
                 }
                 _ => None,

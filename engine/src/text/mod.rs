@@ -14,9 +14,7 @@ use tantivy::collector::TopDocs;
 use tantivy::columnar::Column;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{BooleanQuery, FuzzyTermQuery, Occur, Query, TermQuery};
-use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STRING,
-};
+use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STRING};
 use tantivy::tokenizer::{PreTokenizedString, Token};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
@@ -55,7 +53,13 @@ fn pretokenized(tokens: &[String]) -> PreTokenizedString {
         .iter()
         .enumerate()
         .map(|(position, t)| {
-            let tok = Token { offset_from: offset, offset_to: offset + t.len(), position, text: t.clone(), position_length: 1 };
+            let tok = Token {
+                offset_from: offset,
+                offset_to: offset + t.len(),
+                position,
+                text: t.clone(),
+                position_length: 1,
+            };
             offset += t.len() + 1;
             tok
         })
@@ -98,7 +102,8 @@ impl TextIndex {
     pub fn open(dir: &Path, filters: &[&str]) -> Result<TextIndex> {
         let (_, fields) = schema(filters);
         let index = Index::open_in_dir(dir).map_err(text_err)?;
-        let reader: IndexReader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(text_err)?;
+        let reader: IndexReader =
+            index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(text_err)?;
         let keys = reader
             .searcher()
             .segment_readers()
@@ -185,7 +190,11 @@ impl TextIndex {
         Ok(out)
     }
 
-    fn filtered(&self, should: Vec<(Occur, Box<dyn Query>)>, filters: &[(String, Vec<String>)]) -> Result<BooleanQuery> {
+    fn filtered(
+        &self,
+        should: Vec<(Occur, Box<dyn Query>)>,
+        filters: &[(String, Vec<String>)],
+    ) -> Result<BooleanQuery> {
         let f = &self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, Box::new(BooleanQuery::new(should)))];
         for (name, values) in filters {
