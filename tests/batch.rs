@@ -216,3 +216,30 @@ fn http_csv_errors() {
     // Still serving.
     assert_eq!(server.get_json("/search?q=paris").0, 200);
 }
+
+#[test]
+fn result_columns_select_and_order_the_added_columns() {
+    let server = Server::start(&[&fixture("small.ndjson")]);
+    let input = b"q\n12 rue de la paix paris\n";
+    let (out, _) = batch(server.dir.path(), input, &["--result-columns", "result_id,result_score"]);
+    let r = rows(&out, b',');
+    assert_eq!(r[0], vec!["q", "result_id", "result_score"]);
+    assert_eq!(r[1][1], "75102_0001_00012");
+    let (status, _, body) = post_multipart(
+        &server.addr,
+        "/search/csv",
+        &[
+            ("data", Some("in.csv"), input),
+            ("result_columns", None, b"result_id"),
+            ("result_columns", None, b"result_score"),
+        ],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(String::from_utf8(body).unwrap(), out);
+    let (status, _, body) = post_multipart(
+        &server.addr,
+        "/search/csv",
+        &[("data", Some("in.csv"), input), ("result_columns", None, b"nope")],
+    );
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+}

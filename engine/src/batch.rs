@@ -55,6 +55,8 @@ pub struct BatchOptions {
     pub format: BatchFormat,
     /// Rows whose best result scores at or below this stay unmatched (Addok: 0.5).
     pub min_score: f64,
+    /// Result columns to add, in this order (Addok's `result_columns`); all when empty.
+    pub result_columns: Vec<String>,
     pub threads: usize,
 }
 
@@ -70,6 +72,7 @@ impl Default for BatchOptions {
             encoding: Encoding::Auto,
             format: BatchFormat::Csv,
             min_score: 0.5,
+            result_columns: Vec::new(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
@@ -285,6 +288,31 @@ fn geocode_row(db: &Database, plan: &Plan, o: &BatchOptions, row: &[String]) -> 
     })
 }
 
+impl BatchOptions {
+    /// Checks what can be checked before reading any input, so that a server
+    /// can refuse a request before it starts answering.
+    pub fn check(&self) -> Result<()> {
+        result_selection(self).map(|_| ())
+    }
+}
+
+/// The result columns to write and their positions in [`result_cells`].
+fn result_selection(o: &BatchOptions) -> Result<Vec<(&'static str, usize)>> {
+    let all: &[&'static str] = if o.reverse.is_some() { &REVERSE_COLUMNS } else { &SEARCH_COLUMNS };
+    if o.result_columns.is_empty() {
+        return Ok(all.iter().copied().zip(0..).collect());
+    }
+    o.result_columns
+        .iter()
+        .map(|c| {
+            all.iter().position(|a| a == c).map(|i| (all[i], i)).ok_or_else(|| Error::BadInput {
+                line: 0,
+                reason: format!("unknown result column {c:?}; result columns are {all:?}"),
+            })
+        })
+        .collect()
+}
+
 fn result_cells(outcome: &Outcome, reverse: bool) -> Vec<String> {
     let mut cells = vec![String::new(); SEARCH_COLUMNS.len()];
     let status = match outcome {
@@ -395,8 +423,8 @@ impl Database {
         let plan = Plan::new(&headers, o)?;
         let io = |e: csv::Error| Error::Store(format!("writing output: {e}"));
         let mut w = csv::WriterBuilder::new().delimiter(delimiter).flexible(true).from_writer(output);
-        let extra: &[&str] = if o.reverse.is_some() { &REVERSE_COLUMNS } else { &SEARCH_COLUMNS };
-        w.write_record(headers.iter().map(String::as_str).chain(extra.iter().copied())).map_err(io)?;
+        let extra = result_selection(o)?;
+        w.write_record(headers.iter().map(String::as_str).chain(extra.iter().map(|(name, _)| *name))).map_err(io)?;
         let mut summary = BatchSummary::default();
         let mut record = csv::ByteRecord::new();
         let mut done = false;
@@ -437,7 +465,8 @@ impl Database {
                 tally(&mut summary, outcome);
                 let mut cells: Vec<String> = row.clone();
                 cells.resize(headers.len(), String::new());
-                cells.extend(result_cells(outcome, o.reverse.is_some()));
+                let result = result_cells(outcome, o.reverse.is_some());
+                cells.extend(extra.iter().map(|(_, i)| result[*i].clone()));
                 w.write_record(&cells).map_err(io)?;
             }
             progress(rows.len() as u64);
@@ -466,6 +495,7 @@ impl Database {
             headers.extend([la.clone(), lo.clone()]);
         }
         let plan = Plan::new(&headers, &BatchOptions { columns: query_fields, ..o.clone() })?;
+        let extra = result_selection(o)?;
         while !done {
             let mut objects: Vec<Option<serde_json::Map<String, serde_json::Value>>> = Vec::new();
             let mut rows: Vec<(u64, Vec<String>, bool)> = Vec::with_capacity(CHUNK_ROWS);
@@ -506,11 +536,10 @@ impl Database {
             for (obj, outcome) in objects.into_iter().zip(&outcomes) {
                 tally(&mut summary, outcome);
                 let mut obj = obj.unwrap_or_default();
-                let extra: &[&str] = if o.reverse.is_some() { &REVERSE_COLUMNS } else { &SEARCH_COLUMNS };
                 let cells = result_cells(outcome, o.reverse.is_some());
                 let result: serde_json::Map<String, serde_json::Value> = extra
                     .iter()
-                    .zip(cells)
+                    .map(|(k, i)| (k, cells[*i].clone()))
                     .filter(|(_, v)| !v.is_empty())
                     .map(|(k, v)| {
                         let key = k.trim_start_matches("result_").to_owned();

@@ -168,7 +168,15 @@ fn csv_options(form: &CsvForm, header: &[String], reverse: bool) -> Result<cairn
             return Err(bad(400, format!("Cannot found column '{c}' in columns {header:?}")));
         }
     }
+    let result_columns: Vec<String> = form
+        .fields
+        .iter()
+        .filter(|(n, _)| n == "result_columns")
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect();
     let mut options = cairn::BatchOptions {
+        result_columns,
         columns,
         postcode_column: get("postcode"),
         citycode_column: get("citycode"),
@@ -239,6 +247,13 @@ pub async fn handle_csv(db: Arc<Database>, req: Request<Incoming>, reverse: bool
         Ok(o) => o,
         Err(r) => return r,
     };
+    if let Err(e) = options.check() {
+        let reason = match e {
+            cairn::Error::BadInput { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        return bad(400, reason);
+    }
     let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(8);
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {

@@ -122,6 +122,9 @@ enum Command {
         /// Rows whose best score is at or below this stay unmatched (Addok's default).
         #[arg(long, default_value_t = 0.5)]
         min_score: f64,
+        /// Result columns to add, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        result_columns: Vec<String>,
         /// Worker threads (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
@@ -213,6 +216,7 @@ fn run(cli: Cli) -> Result<()> {
             encoding,
             format,
             min_score,
+            result_columns,
             threads,
         } => {
             let db = Database::open_read_only(&data).with_context(|| format!("opening {}", data.display()))?;
@@ -243,6 +247,7 @@ fn run(cli: Cli) -> Result<()> {
                 },
                 format,
                 min_score,
+                result_columns,
                 ..cairn::BatchOptions::default()
             };
             if let Some(t) = threads {
