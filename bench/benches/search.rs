@@ -29,7 +29,7 @@ fn str_of(v: &serde_json::Value) -> String {
 }
 
 /// Builds queries from the source file: streets with a housenumber, cities.
-fn sample(source: &PathBuf, n: usize) -> Sample {
+fn sample(source: &std::path::Path, n: usize) -> Sample {
     let input = cairn::import::open_input(source, |_| {}).expect("open source");
     let mut s = Sample {
         full: vec![],

@@ -186,7 +186,7 @@ impl Docs {
         let t = map.len() - 24;
         let index_at = u64::from_le_bytes(map[t..t + 8].try_into().map_err(|_| corrupt("trailer"))?) as usize;
         let index_len = u64::from_le_bytes(map[t + 8..t + 16].try_into().map_err(|_| corrupt("trailer"))?) as usize;
-        if index_at % ALIGN != 0 || index_at.checked_add(index_len).is_none_or(|e| e > t) {
+        if !index_at.is_multiple_of(ALIGN) || index_at.checked_add(index_len).is_none_or(|e| e > t) {
             return Err(corrupt("index out of bounds"));
         }
         let idx = rkyv::access::<ArchivedDocsIndexData, rkyv::rancor::Error>(&map[index_at..index_at + index_len])
@@ -203,7 +203,7 @@ impl Docs {
         }
         for i in 0..n {
             let (s, l) = (idx.starts[i].to_native() as usize, idx.lens[i].to_native() as usize);
-            if s % ALIGN != 0 || s.checked_add(l).is_none_or(|e| e > index_at) {
+            if !s.is_multiple_of(ALIGN) || s.checked_add(l).is_none_or(|e| e > index_at) {
                 return Err(corrupt("record out of bounds"));
             }
             rkyv::access::<ArchivedRecord, rkyv::rancor::Error>(&map[s..s + l]).map_err(|e| corrupt(&e.to_string()))?;

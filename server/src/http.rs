@@ -116,6 +116,7 @@ struct CsvForm {
     fields: Vec<(String, String)>,
 }
 
+#[allow(clippy::result_large_err)]
 async fn read_form(req: Request<Incoming>, max_upload: usize) -> Result<CsvForm, Response<Body>> {
     let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let mut fields: Vec<(String, String)> =
@@ -152,6 +153,7 @@ async fn read_form(req: Request<Incoming>, max_upload: usize) -> Result<CsvForm,
 }
 
 /// Builds batch options from the form, as addok-csv reads them.
+#[allow(clippy::result_large_err)] // the error is the response itself, built once
 fn csv_options(form: &CsvForm, header: &[String], reverse: bool) -> Result<cairn::BatchOptions, Response<Body>> {
     let get = |k: &str| {
         form.fields.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.trim().to_owned()).filter(|v| !v.is_empty())

@@ -428,7 +428,7 @@ fn prepare_demo(dir: Option<PathBuf>) -> Result<PathBuf> {
     let src = dir.join("demo.ndjson.gz");
     std::fs::write(&src, DEMO_DATA)?;
     eprintln!("importing the demo dataset into {} ...", dir.display());
-    import(&dir.join("db"), &[src.clone()], &ImportOptions::default())?;
+    import(&dir.join("db"), std::slice::from_ref(&src), &ImportOptions::default())?;
     std::fs::remove_file(&src)?;
     std::fs::write(&stamp_file, stamp)?;
     Ok(dir)

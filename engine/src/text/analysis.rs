@@ -326,10 +326,9 @@ pub fn compare_form(label: &str) -> String {
 pub fn edge_ngrams(tokens: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for t in tokens {
-        let chars: Vec<(usize, char)> = t.char_indices().collect();
-        let n = chars.len();
-        for len in MIN_PREFIX..=n.min(MAX_PREFIX) {
-            let end = if len == n { t.len() } else { chars[len].0 };
+        // Byte offsets of the ends of the first 1, 2, ... characters.
+        let ends = t.char_indices().skip(1).map(|(i, _)| i).chain(std::iter::once(t.len()));
+        for end in ends.skip(MIN_PREFIX - 1).take(MAX_PREFIX + 1 - MIN_PREFIX) {
             out.push(t[..end].to_owned());
         }
     }
