@@ -295,16 +295,7 @@ fn batch(db: &Database, input: &Path, output: &Path, options: &cairn::BatchOptio
         let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         (Box::new(std::io::BufWriter::with_capacity(1 << 20, f)), Some(tmp))
     };
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {human_pos} rows ({per_sec})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        Some(bar)
-    } else {
-        None
-    };
+    let bar = progress_bar(None, "{spinner} [{elapsed_precise}] {human_pos} rows ({per_sec})");
     let started = Instant::now();
     let progress_bar = bar.clone();
     let summary = db.batch(reader, writer, options, &mut move |n| {
@@ -346,6 +337,21 @@ fn batch(db: &Database, input: &Path, output: &Path, options: &cairn::BatchOptio
     Ok(())
 }
 
+/// A progress bar on stderr when it is a terminal; none for pipes and logs.
+fn progress_bar(len: Option<u64>, template: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match len {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
 fn checked_point(lat: f64, lon: f64) -> Result<Point> {
     let p = Point { lat, lon };
     if !p.is_valid() {
@@ -374,18 +380,10 @@ fn import(data: &Path, files: &[PathBuf], options: &ImportOptions) -> Result<()>
     }
     let db = Database::open(data).with_context(|| format!("opening {}", data.display()))?;
     let total: u64 = files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum();
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Some(bar)
-    } else {
-        None
-    };
+    let bar = progress_bar(
+        Some(total),
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+    );
     let started = Instant::now();
     let progress_bar = bar.clone();
     let report = db.import(files, options, &mut move |n| {
