@@ -316,10 +316,21 @@ pub fn parse_query(q: &str) -> ParsedQuery {
     ParsedQuery { housenumber, tokens: text, compare }
 }
 
-/// The comparable form of a label: tokens joined by one space, with a leading
-/// housenumber glued the same way [`parse_query`] glues it.
+/// The comparable form of a label part (a name, a city, a postcode): its
+/// tokens joined by one space. Housenumbers are added by the caller as keys.
 pub fn compare_form(label: &str) -> String {
-    parse_query(label).compare
+    let folded = fold(label);
+    let mut out = String::with_capacity(folded.len());
+    for t in folded.split_whitespace() {
+        let canonical = synonyms().map.get(t);
+        for w in canonical.map_or_else(|| vec![t], |c| c.iter().map(String::as_str).collect()) {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(w);
+        }
+    }
+    out
 }
 
 /// Edge n-grams of each token, for autocompletion of the last query word.
