@@ -56,12 +56,17 @@ pub struct Generation {
 
 impl Generation {
     fn open(dir: &Path, number: u64) -> Result<Generation> {
-        Ok(Generation {
-            number,
-            docs: Docs::open(&dir.join("docs"))?,
-            geo: GeoIndex::open(&dir.join("geo"))?,
-            text: TextIndex::open(&dir.join("text"), &profile::FILTERS)?,
-        })
+        let docs = Docs::open(&dir.join("docs"))?;
+        let geo = GeoIndex::open(&dir.join("geo"))?;
+        // Each file is checked on its own at open; this checks that they
+        // belong together, so a query can never index past the documents.
+        if geo.max_slot().is_some_and(|s| s as usize >= docs.len()) {
+            return Err(Error::Corrupt {
+                path: dir.join("geo"),
+                reason: "refers to documents that do not exist".into(),
+            });
+        }
+        Ok(Generation { number, docs, geo, text: TextIndex::open(&dir.join("text"), &profile::FILTERS)? })
     }
 }
 

@@ -130,6 +130,11 @@ impl GeoIndex {
         unsafe { rkyv::access_unchecked::<ArchivedGeoIndexData>(&self.map) }
     }
 
+    /// The largest slot the index refers to, to check it against the documents.
+    pub fn max_slot(&self) -> Option<u32> {
+        self.data().points.iter().map(|p| p.slot.to_native()).max()
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.data().points.len()
