@@ -453,6 +453,16 @@ mod tests {
     }
 
     #[test]
+    fn mismatched_generation_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        two_generations(dir.path());
+        let mut geo = GeoBuilder::default();
+        geo.add(Point { lat: 45.0, lon: 5.0 }, 999);
+        geo.write(&gen_dir(dir.path(), 2).join("geo")).unwrap();
+        assert!(matches!(Database::open_read_only(dir.path()), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
     fn read_only_readers_see_the_published_generation() {
         let dir = tempfile::tempdir().unwrap();
         two_generations(dir.path());
