@@ -89,27 +89,11 @@ pub struct BatchSummary {
     pub first_malformed: Vec<(u64, String)>,
 }
 
-const SEARCH_COLUMNS: [&str; 14] = [
-    "latitude",
-    "longitude",
-    "result_label",
-    "result_score",
-    "result_type",
-    "result_id",
-    "result_housenumber",
-    "result_name",
-    "result_street",
-    "result_postcode",
-    "result_city",
-    "result_context",
-    "result_citycode",
-    "result_status",
-];
-const REVERSE_COLUMNS: [&str; 14] = [
-    "result_latitude",
-    "result_longitude",
-    "result_label",
-    "result_distance",
+/// The first result columns: where the result is and how good it is.
+const SEARCH_HEAD: [&str; 4] = ["latitude", "longitude", "result_label", "result_score"];
+const REVERSE_HEAD: [&str; 4] = ["result_latitude", "result_longitude", "result_label", "result_distance"];
+/// The columns both kinds of batch add after their head.
+const RESULT_TAIL: [&str; 10] = [
     "result_type",
     "result_id",
     "result_housenumber",
@@ -298,7 +282,8 @@ impl BatchOptions {
 
 /// The result columns to write and their positions in [`result_cells`].
 fn result_selection(o: &BatchOptions) -> Result<Vec<(&'static str, usize)>> {
-    let all: &[&'static str] = if o.reverse.is_some() { &REVERSE_COLUMNS } else { &SEARCH_COLUMNS };
+    let head = if o.reverse.is_some() { REVERSE_HEAD } else { SEARCH_HEAD };
+    let all: Vec<&'static str> = head.iter().chain(RESULT_TAIL.iter()).copied().collect();
     if o.result_columns.is_empty() {
         return Ok(all.iter().copied().zip(0..).collect());
     }
@@ -314,7 +299,7 @@ fn result_selection(o: &BatchOptions) -> Result<Vec<(&'static str, usize)>> {
 }
 
 fn result_cells(outcome: &Outcome, reverse: bool) -> Vec<String> {
-    let mut cells = vec![String::new(); SEARCH_COLUMNS.len()];
+    let mut cells = vec![String::new(); SEARCH_HEAD.len() + RESULT_TAIL.len()];
     let status = match outcome {
         Outcome::Found(f) => {
             let p = |n: &str| match f.prop(n) {

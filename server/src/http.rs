@@ -158,27 +158,18 @@ fn csv_options(form: &CsvForm, header: &[String], reverse: bool) -> Result<cairn
     let get = |k: &str| {
         form.fields.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.trim().to_owned()).filter(|v| !v.is_empty())
     };
-    let columns: Vec<String> = form
-        .fields
-        .iter()
-        .filter(|(n, _)| n == "columns")
-        .map(|(_, v)| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .collect();
+    // Repeatable fields: every non-empty value, in order.
+    let all = |k: &str| -> Vec<String> {
+        form.fields.iter().filter(|(n, _)| n == k).map(|(_, v)| v.trim().to_owned()).filter(|v| !v.is_empty()).collect()
+    };
+    let columns = all("columns");
     for c in columns.iter().chain(get("postcode").iter()).chain(get("citycode").iter()) {
         if !header.contains(c) {
             return Err(bad(400, format!("Cannot found column '{c}' in columns {header:?}")));
         }
     }
-    let result_columns: Vec<String> = form
-        .fields
-        .iter()
-        .filter(|(n, _)| n == "result_columns")
-        .map(|(_, v)| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .collect();
     let mut options = cairn::BatchOptions {
-        result_columns,
+        result_columns: all("result_columns"),
         columns,
         postcode_column: get("postcode"),
         citycode_column: get("citycode"),
