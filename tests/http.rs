@@ -260,3 +260,25 @@ fn scores_rise_with_match_quality() {
     assert!(exact > 0.9 && street_only < exact && typo > 0.5, "{exact} {street_only} {typo}");
     assert!(weak < 0.6 && weak < typo, "{weak}");
 }
+
+#[test]
+fn repeated_queries_are_served_from_the_cache() {
+    let s = server();
+    let (_, first) = s.request("GET", "/search?q=lyon&limit=2");
+    // Same request, parameters in another order: the same entry.
+    let (_, second) = s.request("GET", "/search?limit=2&q=lyon");
+    assert_eq!(first, second);
+    let (_, h) = s.get_json("/health");
+    assert_eq!(h["cache"]["hits"], 1, "{h}");
+    assert_eq!(h["cache"]["misses"], 1, "{h}");
+    // Invalid requests are answered, never cached.
+    assert_eq!(s.request("GET", "/search?q=lyon&limit=abc").0, 400);
+    assert_eq!(s.get_json("/health").1["cache"]["entries"], 1);
+
+    let dir = tempfile::tempdir().unwrap();
+    common::import(dir.path(), &[&fixture("small.ndjson")]);
+    let off = Server::serve_with(dir, &["--cache-bytes", "0"]);
+    off.request("GET", "/search?q=lyon");
+    off.request("GET", "/search?q=lyon");
+    assert_eq!(off.get_json("/health").1["cache"]["hits"], 0);
+}

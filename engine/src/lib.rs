@@ -17,6 +17,7 @@
 //! the geocoder makes of records), [`import`] (input formats).
 
 pub mod batch;
+mod cache;
 mod db;
 mod docs;
 mod error;
@@ -32,6 +33,7 @@ pub mod text;
 use std::path::PathBuf;
 
 pub use batch::{BatchFormat, BatchOptions, BatchSummary, Encoding};
+pub use cache::{CacheConfig, CacheStats, ResponseCache};
 pub use db::{Batch, CommitReport, Database};
 pub use error::{Error, Result};
 pub use geo::{haversine_m, lambert93};

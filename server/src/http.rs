@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn::Database;
+use cairn::{Database, ResponseCache};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, CONTENT_TYPE};
@@ -26,7 +26,11 @@ type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 pub const DEFAULT_MAX_UPLOAD: usize = 64 * 1024 * 1024;
 
 fn respond(status: StatusCode, body: &Value) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
+    respond_bytes(status, Bytes::from(body.to_string()))
+}
+
+fn respond_bytes(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut r = Response::new(Full::new(body).boxed());
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
@@ -49,7 +53,13 @@ fn internal(e: cairn::Error) -> Response<Body> {
 
 /// Routes one request. Pure function of the request and the database, so
 /// tests and the server share it.
-pub fn handle(db: &Database, method: &Method, path: &str, query: Option<&str>) -> Response<Body> {
+pub fn handle(
+    db: &Database,
+    cache: Option<&ResponseCache>,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+) -> Response<Body> {
     let route = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
     if matches!(route, "/search/csv" | "/reverse/csv") {
         return method_not_allowed("POST");
@@ -62,29 +72,55 @@ pub fn handle(db: &Database, method: &Method, path: &str, query: Option<&str>) -
         return method_not_allowed("GET");
     }
     let p = Params::parse(query);
+    // Valid requests only reach the cache; the key is the route and the
+    // query's pairs in sorted order, on the generation that answers.
+    let cached = |compute: &dyn Fn() -> Result<(Value, bool), cairn::Error>| -> Response<Body> {
+        let generation = db.generation();
+        let key = cache.map(|_| {
+            let mut pairs: Vec<&str> = query.unwrap_or("").split('&').filter(|s| !s.is_empty()).collect();
+            pairs.sort_unstable();
+            format!("{route}?{}", pairs.join("&"))
+        });
+        if let (Some(c), Some(k)) = (cache, &key) {
+            if let Some(body) = c.get(generation, k) {
+                return respond_bytes(StatusCode::OK, Bytes::from_owner(body));
+            }
+        }
+        match compute() {
+            Ok((v, found)) => {
+                let body: Arc<[u8]> = Arc::from(v.to_string().into_bytes());
+                if let (Some(c), Some(k)) = (cache, &key) {
+                    c.insert(generation, k, body.clone(), found);
+                }
+                respond_bytes(StatusCode::OK, Bytes::from_owner(body))
+            }
+            Err(e) => internal(e),
+        }
+    };
     match route {
         "/search" => match params::search(&p) {
             Err(e) => error(e),
-            Ok(q) => match db.search(&q) {
-                Ok(features) => {
-                    let echo = Echo { query: Some(&q.q), filters: &q.filters, center: q.near, limit: q.limit };
-                    respond(StatusCode::OK, &geojson::collection(&features, &echo))
-                }
-                Err(e) => internal(e),
-            },
+            Ok(q) => cached(&|| {
+                let features = db.search(&q)?;
+                let echo = Echo { query: Some(&q.q), filters: &q.filters, center: q.near, limit: q.limit };
+                Ok((geojson::collection(&features, &echo), !features.is_empty()))
+            }),
         },
         "/reverse" => match params::reverse(&p) {
             Err(e) => error(e),
-            Ok(q) => match db.reverse(&q) {
-                Ok(features) => {
-                    let echo = Echo { query: None, filters: &q.filters, center: None, limit: q.limit };
-                    respond(StatusCode::OK, &geojson::collection(&features, &echo))
-                }
-                Err(e) => internal(e),
-            },
+            Ok(q) => cached(&|| {
+                let features = db.reverse(&q)?;
+                let echo = Echo { query: None, filters: &q.filters, center: None, limit: q.limit };
+                Ok((geojson::collection(&features, &echo), !features.is_empty()))
+            }),
         },
         "/health" => {
-            respond(StatusCode::OK, &json!({"status": "HEALTHY", "generation": db.generation(), "documents": db.len()}))
+            let c = cache.map(|c| c.stats()).unwrap_or_default();
+            let cache = json!({"hits": c.hits, "misses": c.misses, "evictions": c.evictions, "entries": c.entries, "bytes": c.bytes});
+            respond(
+                StatusCode::OK,
+                &json!({"status": "HEALTHY", "generation": db.generation(), "documents": db.len(), "cache": cache}),
+            )
         }
         _ => {
             let raw = &route["/get/".len()..];
@@ -308,6 +344,7 @@ fn percent_decode(s: &str) -> String {
 /// Serves until SIGINT or SIGTERM, then lets requests in flight finish.
 pub async fn serve(
     db: Arc<Database>,
+    cache: Option<Arc<ResponseCache>>,
     listener: TcpListener,
     shutdown_grace: Duration,
     max_upload: usize,
@@ -325,8 +362,10 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let db = db.clone();
+                let cache = cache.clone();
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let db = db.clone();
+                    let cache = cache.clone();
                     async move {
                         let route = req.uri().path().trim_end_matches('/');
                         let csv = matches!(route, "/search/csv" | "/reverse/csv");
@@ -334,7 +373,7 @@ pub async fn serve(
                             let reverse = route == "/reverse/csv";
                             handle_csv(db, req, reverse, max_upload).await
                         } else {
-                            handle(&db, req.method(), req.uri().path(), req.uri().query())
+                            handle(&db, cache.as_deref(), req.method(), req.uri().path(), req.uri().query())
                         };
                         Ok::<_, Infallible>(resp)
                     }

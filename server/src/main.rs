@@ -57,6 +57,15 @@ enum Command {
         /// Worker threads (default: one per core).
         #[arg(long, env = "CAIRN_THREADS")]
         threads: Option<usize>,
+        /// Response cache size in bytes; 0 turns the cache off.
+        #[arg(long, env = "CAIRN_CACHE_BYTES", default_value_t = 64 << 20)]
+        cache_bytes: u64,
+        /// Seconds a cached response with results stays valid.
+        #[arg(long, env = "CAIRN_CACHE_TTL", default_value_t = 300)]
+        cache_ttl: u64,
+        /// Seconds a cached response without results stays valid.
+        #[arg(long, env = "CAIRN_CACHE_EMPTY_TTL", default_value_t = 30)]
+        cache_empty_ttl: u64,
         /// Largest upload accepted by /search/csv and /reverse/csv, in bytes (413 beyond).
         #[arg(long, env = "CAIRN_MAX_UPLOAD", default_value_t = http::DEFAULT_MAX_UPLOAD)]
         max_upload: usize,
@@ -175,13 +184,20 @@ fn run(cli: Cli) -> Result<()> {
             let options = ImportOptions { format, on_error: if skip_invalid { OnError::Skip } else { OnError::Fail } };
             import(&data, &files, &options)
         }
-        Command::Serve { data, demo, listen, threads, max_upload } => {
+        Command::Serve { data, demo, listen, threads, max_upload, cache_bytes, cache_ttl, cache_empty_ttl } => {
             let data = match (data, demo) {
                 (Some(d), false) => d,
                 (d, true) => prepare_demo(d)?,
                 (None, false) => bail!("--data DIR or --demo is required"),
             };
-            serve(&data, listen, threads, max_upload)
+            let cache = (cache_bytes > 0).then(|| {
+                Arc::new(cairn::ResponseCache::new(cairn::CacheConfig {
+                    max_bytes: cache_bytes,
+                    found_ttl: Duration::from_secs(cache_ttl),
+                    empty_ttl: Duration::from_secs(cache_empty_ttl),
+                }))
+            });
+            serve(&data, listen, threads, max_upload, cache)
         }
         Command::Search { data, limit, lat, lon, kind, postcode, citycode, no_autocomplete, query } => {
             let db = Database::open_read_only(&data).with_context(|| format!("opening {}", data.display()))?;
@@ -432,7 +448,13 @@ fn prepare_demo(dir: Option<PathBuf>) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn serve(data: &Path, listen: SocketAddr, threads: Option<usize>, max_upload: usize) -> Result<()> {
+fn serve(
+    data: &Path,
+    listen: SocketAddr,
+    threads: Option<usize>,
+    max_upload: usize,
+    cache: Option<Arc<cairn::ResponseCache>>,
+) -> Result<()> {
     let dir = if data.join("DEMO").exists() { data.join("db") } else { data.to_owned() };
     let db = Arc::new(Database::open(&dir).with_context(|| format!("opening {}", dir.display()))?);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -446,6 +468,6 @@ fn serve(data: &Path, listen: SocketAddr, threads: Option<usize>, max_upload: us
         // Tests and scripts wait for this line to know the port.
         println!("cairn listening on http://{addr} ({} documents, generation {})", db.len(), db.generation());
         let _ = std::io::stdout().flush();
-        http::serve(db, listener, Duration::from_secs(10), max_upload).await
+        http::serve(db, cache, listener, Duration::from_secs(10), max_upload).await
     })
 }

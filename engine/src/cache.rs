@@ -1,0 +1,181 @@
+//! A size-bounded cache of finished responses, shared by all threads.
+//!
+//! Keys carry the generation they were computed on, so a commit makes every
+//! older entry unreachable at once (they age out of the LRU). Found and empty
+//! results have separate lifetimes: an empty answer is cheap to recompute
+//! and more likely to change when data is added.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quick_cache::sync::Cache;
+use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
+
+#[derive(Clone)]
+struct Entry {
+    body: Arc<[u8]>,
+    found: bool,
+    at: Instant,
+}
+
+/// Weighs an entry by the bytes it holds, so the bound is in bytes.
+#[derive(Clone)]
+struct ByBytes;
+
+impl Weighter<String, Entry> for ByBytes {
+    fn weight(&self, key: &String, val: &Entry) -> u64 {
+        (key.len() + val.body.len() + 64) as u64
+    }
+}
+
+#[derive(Clone, Default)]
+struct CountEvictions(Arc<AtomicU64>);
+
+impl Lifecycle<String, Entry> for CountEvictions {
+    type RequestState = ();
+    fn on_evict(&self, _: &mut (), _: String, _: Entry) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Bounds and lifetimes of a [`ResponseCache`].
+#[derive(Debug, Clone, Copy)]
+pub struct CacheConfig {
+    /// Upper bound of keys plus bodies, in bytes.
+    pub max_bytes: u64,
+    /// How long a response with results stays valid.
+    pub found_ttl: Duration,
+    /// How long a response without results stays valid.
+    pub empty_ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { max_bytes: 64 << 20, found_ttl: Duration::from_secs(300), empty_ttl: Duration::from_secs(30) }
+    }
+}
+
+/// Counters of a [`ResponseCache`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// The response cache.
+pub struct ResponseCache {
+    inner: Cache<String, Entry, ByBytes, DefaultHashBuilder, CountEvictions>,
+    config: CacheConfig,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: CountEvictions,
+}
+
+fn full_key(generation: u64, key: &str) -> String {
+    use std::fmt::Write;
+    let mut k = String::with_capacity(key.len() + 21);
+    let _ = write!(k, "{generation}\u{0}{key}");
+    k
+}
+
+impl ResponseCache {
+    pub fn new(config: CacheConfig) -> ResponseCache {
+        let evictions = CountEvictions::default();
+        // Estimated items: responses are a few KiB.
+        let items = (config.max_bytes / 2048).clamp(16, 1 << 22) as usize;
+        let inner =
+            Cache::with(items, config.max_bytes.max(1), ByBytes, DefaultHashBuilder::default(), evictions.clone());
+        ResponseCache { inner, config, hits: AtomicU64::new(0), misses: AtomicU64::new(0), evictions }
+    }
+
+    /// The body cached for this request on this generation, if still fresh.
+    pub fn get(&self, generation: u64, key: &str) -> Option<Arc<[u8]>> {
+        let k = full_key(generation, key);
+        match self.inner.get(&k) {
+            Some(e) => {
+                let ttl = if e.found { self.config.found_ttl } else { self.config.empty_ttl };
+                if e.at.elapsed() <= ttl {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    return Some(e.body);
+                }
+                self.inner.remove(&k);
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Keeps a finished body; `found` says whether it holds any result.
+    pub fn insert(&self, generation: u64, key: &str, body: Arc<[u8]>, found: bool) {
+        let ttl = if found { self.config.found_ttl } else { self.config.empty_ttl };
+        if ttl.is_zero() || self.config.max_bytes == 0 {
+            return;
+        }
+        self.inner.insert(full_key(generation, key), Entry { body, found, at: Instant::now() });
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            evictions: self.evictions.0.load(Ordering::Relaxed),
+            entries: self.inner.len() as u64,
+            bytes: self.inner.weight(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(s: &str) -> Arc<[u8]> {
+        Arc::from(s.as_bytes())
+    }
+
+    #[test]
+    fn hits_belong_to_their_generation() {
+        let c = ResponseCache::new(CacheConfig::default());
+        assert!(c.get(1, "/search?q=a").is_none());
+        c.insert(1, "/search?q=a", body("one"), true);
+        assert_eq!(c.get(1, "/search?q=a").as_deref(), Some(&b"one"[..]));
+        // A new generation never sees the old entry.
+        assert!(c.get(2, "/search?q=a").is_none());
+        let s = c.stats();
+        assert_eq!((s.hits, s.misses, s.entries), (1, 2, 1));
+    }
+
+    #[test]
+    fn empty_results_expire_on_their_own_clock() {
+        let c = ResponseCache::new(CacheConfig {
+            found_ttl: Duration::from_secs(60),
+            empty_ttl: Duration::from_millis(1),
+            ..CacheConfig::default()
+        });
+        c.insert(1, "found", body("x"), true);
+        c.insert(1, "empty", body("[]"), false);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(c.get(1, "found").is_some());
+        assert!(c.get(1, "empty").is_none());
+    }
+
+    #[test]
+    fn the_byte_bound_evicts() {
+        let c = ResponseCache::new(CacheConfig { max_bytes: 64 * 1024, ..CacheConfig::default() });
+        let big = body(&"x".repeat(1000));
+        for i in 0..1000 {
+            c.insert(1, &format!("k{i}"), big.clone(), true);
+        }
+        let s = c.stats();
+        assert!(s.bytes <= 64 * 1024, "{s:?}");
+        assert!(s.evictions > 0 && s.entries < 1000, "{s:?}");
+    }
+}
