@@ -243,3 +243,19 @@ fn result_columns_select_and_order_the_added_columns() {
     );
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
 }
+
+#[test]
+fn http_tab_delimiter_spelled_out() {
+    let server = Server::start(&[&fixture("small.ndjson")]);
+    let input = b"id\tadresse\n1\t12 rue de la paix paris\n";
+    for d in [&b"tab"[..], &b"\\t"[..]] {
+        let (status, _, body) = post_multipart(
+            &server.addr,
+            "/search/csv",
+            &[("data", Some("in.tsv"), input), ("columns", None, b"adresse"), ("delimiter", None, d)],
+        );
+        let body = String::from_utf8(body).unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("75102_0001_00012"), "{body}");
+    }
+}

@@ -237,3 +237,29 @@ fn bundled_dataset_answers_the_development_queries() {
         assert!(wrong[wrong.len() / 2] < right[right.len() / 2], "scores are calibrated");
     }
 }
+
+#[test]
+fn demo_never_clears_a_directory_it_did_not_make() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("precious.txt"), "keep me").unwrap();
+    let out = cairn(&["serve", "--demo", "--data", &dir.path().display().to_string(), "--listen", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a cairn demo directory"));
+    assert_eq!(std::fs::read_to_string(dir.path().join("precious.txt")).unwrap(), "keep me");
+}
+
+#[test]
+fn an_id_repeated_in_one_file_keeps_the_last_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("dup.ndjson");
+    let line = |id: &str, name: &str| {
+        format!(r#"{{"id": "{id}", "type": "street", "name": "{name}", "city": "Paris", "lat": 48.8, "lon": 2.3}}"#)
+    };
+    std::fs::write(&f, [line("a", "Rue Alpha"), line("b", "Rue Beta"), line("a", "Rue Gamma")].join("\n")).unwrap();
+    let data = dir.path().join("db");
+    import(&data, &[&f]);
+    let v = stdout_json(&cairn(&["search", "--data", &data.display().to_string(), "rue gamma paris"]));
+    assert_eq!(ids(&v)[0], "a");
+    let db = cairn::Database::open_read_only(&data).unwrap();
+    assert_eq!(db.len(), 2);
+}

@@ -3,18 +3,15 @@ use std::path::PathBuf;
 /// Everything that can go wrong in the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("I/O error on {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    // The source is in the message, not chained, so it prints once.
+    #[error("I/O error on {path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("the database at {0} is in use by another process")]
     Locked(PathBuf),
     #[error("storage error: {0}")]
     Store(String),
     #[error("full-text index error: {0}")]
-    Text(#[from] tantivy::TantivyError),
+    Text(tantivy::TantivyError),
     #[error("corrupt file {path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
     #[error("line {line}: {reason}")]
@@ -29,9 +26,15 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<tantivy::TantivyError> for Error {
+    fn from(e: tantivy::TantivyError) -> Self {
+        Error::Text(e)
+    }
+}
+
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+    pub(crate) fn io(path: impl Into<PathBuf>, err: std::io::Error) -> Self {
+        Error::Io { path: path.into(), err }
     }
 }
 

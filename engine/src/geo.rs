@@ -119,7 +119,8 @@ impl GeoIndex {
         let data = rkyv::access::<ArchivedGeoIndexData, rkyv::rancor::Error>(&map)
             .map_err(|e| Error::Corrupt { path: path.into(), reason: e.to_string() })?;
         let (nc, ns, np) = (data.cells.len(), data.starts.len(), data.points.len());
-        if ns != nc + 1 || data.starts.iter().any(|s| s.to_native() as usize > np) {
+        let decreasing = data.starts.windows(2).any(|w| w[0].to_native() > w[1].to_native());
+        if ns != nc + 1 || decreasing || data.starts.iter().any(|s| s.to_native() as usize > np) {
             return Err(Error::Corrupt { path: path.into(), reason: "inconsistent cell table".into() });
         }
         Ok(GeoIndex { map })

@@ -79,7 +79,7 @@ impl Database {
                     Some(f) => f,
                     None => {
                         let head = std::io::BufRead::fill_buf(&mut input)
-                            .map_err(|e| Error::Io { path: path.clone(), source: e })?;
+                            .map_err(|e| Error::Io { path: path.clone(), err: e })?;
                         import::detect_format(path, head)?
                     }
                 };

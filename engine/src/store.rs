@@ -70,7 +70,7 @@ impl Store {
     pub fn begin(&self) -> Result<StoreTxn> {
         let txn = self.db.begin_write()?;
         let next_block = meta_get(&txn, "next_block")?;
-        Ok(StoreTxn { txn, next_block, pending: Vec::new(), pending_bytes: 0, pending_block: None })
+        Ok(StoreTxn { txn, next_block, pending: Vec::new(), pending_bytes: 0, pending_block: None, next_pos: 0 })
     }
 }
 
@@ -87,6 +87,8 @@ pub struct StoreTxn {
     pending: Vec<(u64, Record)>,
     pending_bytes: usize,
     pending_block: Option<u64>,
+    /// Next position in the open block: never reused, even after a delete.
+    next_pos: u64,
 }
 
 impl StoreTxn {
@@ -103,11 +105,12 @@ impl StoreTxn {
                 b
             }
         };
-        let key = (block << 16) | self.pending.len() as u64;
+        let key = (block << 16) | self.next_pos;
+        self.next_pos += 1;
         self.pending_bytes += approx_size(&record);
         self.txn.open_table(IDS)?.insert(record.id.as_str(), key)?;
         self.pending.push((key, record));
-        if self.pending.len() >= BLOCK_RECORDS || self.pending_bytes >= BLOCK_BYTES {
+        if self.next_pos as usize >= BLOCK_RECORDS || self.pending_bytes >= BLOCK_BYTES {
             self.flush()?;
         }
         Ok((key, old))
@@ -149,6 +152,7 @@ impl StoreTxn {
             }
             self.pending.clear();
             self.pending_bytes = 0;
+            self.next_pos = 0;
         }
         Ok(())
     }
@@ -234,6 +238,20 @@ mod tests {
         t.commit(2).unwrap();
         assert_eq!(all(&store), vec![("a".into(), "A2".into())]);
         assert_eq!(store.generation().unwrap(), 2);
+    }
+
+    #[test]
+    fn an_id_repeated_in_one_transaction_keeps_keys_increasing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+        let mut t = store.begin().unwrap();
+        let (k1, _) = t.put(rec("a", "A")).unwrap();
+        let (k2, _) = t.put(rec("b", "B")).unwrap();
+        let (k3, old) = t.put(rec("a", "A2")).unwrap();
+        assert_eq!(old, Some(k1));
+        assert!(k1 < k2 && k2 < k3);
+        t.commit(1).unwrap();
+        assert_eq!(all(&store), vec![("b".into(), "B".into()), ("a".into(), "A2".into())]);
     }
 
     #[test]

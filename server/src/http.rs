@@ -188,6 +188,18 @@ async fn read_form(req: Request<Incoming>, max_upload: usize) -> Result<CsvForm,
     Ok(CsvForm { data, fields })
 }
 
+/// A delimiter as a form gives it: one character, or `tab` / `\t` spelled out.
+fn form_delimiter(v: &str) -> Option<u8> {
+    match v {
+        "\t" => Some(b'\t'),
+        _ => match v.trim() {
+            "tab" | "\\t" => Some(b'\t'),
+            t if t.len() == 1 => t.bytes().next(),
+            _ => None,
+        },
+    }
+}
+
 /// Builds batch options from the form, as addok-csv reads them.
 #[allow(clippy::result_large_err)] // the error is the response itself, built once
 fn csv_options(form: &CsvForm, header: &[String], reverse: bool) -> Result<cairn::BatchOptions, Response<Body>> {
@@ -212,11 +224,11 @@ fn csv_options(form: &CsvForm, header: &[String], reverse: bool) -> Result<cairn
         kind: get("type"),
         ..Default::default()
     };
-    if let Some(d) = get("delimiter") {
-        let d = if d == "\\t" || d == "tab" { "\t".to_owned() } else { d };
-        match d.as_bytes() {
-            [b] => options.delimiter = Some(*b),
-            _ => return Err(bad(400, "The \"delimiter\" must be one character")),
+    if let Some(d) = form.fields.iter().rev().find(|(n, _)| n == "delimiter").map(|(_, v)| v.as_str()) {
+        match form_delimiter(d) {
+            Some(b) => options.delimiter = Some(b),
+            None if d.trim().is_empty() => {}
+            None => return Err(bad(400, "The \"delimiter\" must be one character")),
         }
     }
     match get("encoding").as_deref().map(str::to_ascii_lowercase).as_deref() {
@@ -259,7 +271,7 @@ pub async fn handle_csv(db: Arc<Database>, req: Request<Incoming>, reverse: bool
     let first_line = String::from_utf8_lossy(data.split(|b| *b == b'\n').next().unwrap_or_default())
         .trim_start_matches('\u{feff}')
         .to_owned();
-    let delimiter = form.fields.iter().rev().find(|(n, _)| n == "delimiter").and_then(|(_, v)| v.bytes().next());
+    let delimiter = form.fields.iter().rev().find(|(n, _)| n == "delimiter").and_then(|(_, v)| form_delimiter(v));
     let header: Vec<String> = {
         let d = delimiter.unwrap_or_else(|| cairn::batch::detect_delimiter(&first_line));
         csv::ReaderBuilder::new()

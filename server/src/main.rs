@@ -182,7 +182,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Import { data, format, skip_invalid, files } => {
             let format = format.map(|f| f.parse::<Format>()).transpose()?;
             let options = ImportOptions { format, on_error: if skip_invalid { OnError::Skip } else { OnError::Fail } };
-            import(&data, &files, &options)
+            import(&data, &files, &options, false)
         }
         Command::Serve { data, demo, listen, threads, max_upload, cache_bytes, cache_ttl, cache_empty_ttl } => {
             let data = match (data, demo) {
@@ -388,7 +388,7 @@ fn filters(kind: Vec<String>, postcode: Vec<String>, citycode: Vec<String>) -> V
         .collect()
 }
 
-fn import(data: &Path, files: &[PathBuf], options: &ImportOptions) -> Result<()> {
+fn import(data: &Path, files: &[PathBuf], options: &ImportOptions, summary_on_stderr: bool) -> Result<()> {
     for f in files {
         if !f.is_file() {
             bail!("{}: no such file", f.display());
@@ -419,10 +419,15 @@ fn import(data: &Path, files: &[PathBuf], options: &ImportOptions) -> Result<()>
     if report.skipped.count > report.skipped.first.len() as u64 {
         let _ = writeln!(err, "... {} lines skipped in all", report.skipped.count);
     }
-    println!(
+    let summary = format!(
         "imported {} documents in {:.2} s ({} skipped lines); generation {}, {} documents in total",
         report.commit.written, secs, report.skipped.count, report.commit.generation, report.commit.total
     );
+    if summary_on_stderr {
+        let _ = writeln!(err, "{summary}");
+    } else {
+        println!("{summary}");
+    }
     Ok(())
 }
 
@@ -436,13 +441,19 @@ fn prepare_demo(dir: Option<PathBuf>) -> Result<PathBuf> {
         return Ok(dir);
     }
     if dir.exists() {
+        // Only ever clear a directory an older demo made, or an empty one.
+        let empty = std::fs::read_dir(&dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+        if !stamp_file.exists() && !empty {
+            bail!("{} is not a cairn demo directory and not empty: choose another --data for --demo", dir.display());
+        }
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir)?;
     let src = dir.join("demo.ndjson.gz");
     std::fs::write(&src, DEMO_DATA)?;
     eprintln!("importing the demo dataset into {} ...", dir.display());
-    import(&dir.join("db"), std::slice::from_ref(&src), &ImportOptions::default())?;
+    // The summary goes to stderr: stdout's first line is the server's banner.
+    import(&dir.join("db"), std::slice::from_ref(&src), &ImportOptions::default(), true)?;
     std::fs::remove_file(&src)?;
     std::fs::write(&stamp_file, stamp)?;
     Ok(dir)
