@@ -279,11 +279,15 @@ pub struct Batch {
 impl Batch {
     /// Adds a record, replacing any record with the same id.
     pub fn put(&mut self, record: Record) -> Result<()> {
-        let (key, old) = self.txn.put(record.clone())?;
+        // The text is taken before the store owns the record, so the record
+        // is never copied; the key is known only once it is stored.
+        let doc = profile::text_doc(0, &record);
+        let (key, old) = self.txn.put(record)?;
         if let Some(old) = old {
             self.text.delete(old);
         }
-        if let Some(d) = profile::text_doc(key, &record) {
+        if let Some(mut d) = doc {
+            d.key = key;
             self.text.add(d)?;
         }
         self.written += 1;
