@@ -247,7 +247,7 @@ impl Database {
     /// Searches the visible generation.
     pub fn search(&self, q: &SearchQuery) -> Result<Vec<Feature>> {
         match self.snapshot() {
-            Some(g) => query::search(&g, q),
+            Some(g) => query::search(&g, q, None),
             None => Ok(Vec::new()),
         }
     }

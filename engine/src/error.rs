@@ -22,6 +22,8 @@ pub enum Error {
     ReadOnly,
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    #[error("the query ran out of its time budget")]
+    Timeout,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

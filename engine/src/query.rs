@@ -1,8 +1,10 @@
 //! A query's path: parse the text, fetch candidates from the full-text
 //! index, resolve housenumbers, score with [`crate::rank`], build features.
 
-use crate::db::Generation;
-use crate::error::Result;
+use std::time::Instant;
+
+use crate::db::{Database, Generation};
+use crate::error::{Error, Result};
 use crate::geo::haversine_m;
 use crate::profile::{self, Feature, Target, CHILD_KIND};
 use crate::rank;
@@ -47,7 +49,26 @@ struct Scored {
     distance: Option<f64>,
 }
 
-pub(crate) fn search(g: &Generation, q: &SearchQuery) -> Result<Vec<Feature>> {
+impl Database {
+    /// Searches like [`Database::search`], but gives up with
+    /// [`Error::Timeout`] once `deadline` has passed, so that one costly
+    /// query cannot hold a server's worker for long.
+    pub fn search_until(&self, q: &SearchQuery, deadline: Instant) -> Result<Vec<Feature>> {
+        match self.snapshot() {
+            Some(g) => search(&g, q, Some(deadline)),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+fn check(deadline: Option<Instant>) -> Result<()> {
+    match deadline {
+        Some(d) if Instant::now() >= d => Err(Error::Timeout),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>) -> Result<Vec<Feature>> {
     let docs = &g.docs;
     let parsed = parse_query(&q.q);
     let mut words = parsed.tokens;
@@ -79,6 +100,7 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery) -> Result<Vec<Feature>> {
     let short = housenumber.is_none() && words.len() + usize::from(prefix.is_some()) <= 3;
     let mut tq = TextQuery { words, prefix, filters: text_filters, near: q.near };
     let mut candidates = g.text.candidates(&tq, CANDIDATES.max(q.limit * 2))?;
+    check(deadline)?;
     // A city or a postcode alone must bring its municipality even when
     // hundreds of streets share the word: ask the municipalities apart.
     let municipality_allowed = kinds.as_ref().is_none_or(|k| k.iter().any(|t| t == "municipality"));
@@ -101,7 +123,10 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery) -> Result<Vec<Feature>> {
         }
     }
     let mut scored: Vec<Scored> = Vec::with_capacity(candidates.len());
-    for (_, key) in candidates {
+    for (i, (_, key)) in candidates.into_iter().enumerate() {
+        if i % 8 == 7 {
+            check(deadline)?;
+        }
         let Some(slot) = docs.slot_of_key(key) else { continue };
         let mut target = Target { slot, child: None };
         if let (Some(h), true) = (&housenumber, resolve_numbers) {

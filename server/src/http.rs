@@ -1,29 +1,37 @@
-//! The HTTP front end: Addok's routes over hyper 1.x, HTTP/1.1 and HTTP/2.
+//! The HTTP front end: Addok's routes over hyper 1.x, HTTP/1.1 and HTTP/2,
+//! with the response cache, compression, limits, rate limiting, metrics and
+//! an access log around them.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cairn::{Database, ResponseCache};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, CONTENT_TYPE};
+use hyper::header::{
+    HeaderName, HeaderValue, ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, CONTENT_ENCODING, CONTENT_TYPE,
+    RETRY_AFTER, VARY,
+};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
+use crate::compress::Encoding;
+use crate::config::{AccessLog, Limits};
 use crate::geojson::{self, Echo};
+use crate::metrics::{Gauges, Metrics, Route};
 use crate::params::{self, BadRequest, Params};
+use crate::ratelimit::RateLimiter;
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
-/// Largest upload accepted by the CSV endpoints.
-pub const DEFAULT_MAX_UPLOAD: usize = 64 * 1024 * 1024;
+const JSON: &str = "application/json; charset=utf-8";
 
 fn respond(status: StatusCode, body: &Value) -> Response<Body> {
     respond_bytes(status, Bytes::from(body.to_string()))
@@ -33,7 +41,7 @@ fn respond_bytes(status: StatusCode, body: Bytes) -> Response<Body> {
     let mut r = Response::new(Full::new(body).boxed());
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
     h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     r
 }
@@ -51,87 +59,242 @@ fn internal(e: cairn::Error) -> Response<Body> {
     respond(StatusCode::INTERNAL_SERVER_ERROR, &json!({"title": "Internal error", "description": e.to_string()}))
 }
 
-/// Routes one request. Pure function of the request and the database, so
-/// tests and the server share it.
-pub fn handle(
-    db: &Database,
-    cache: Option<&ResponseCache>,
-    method: &Method,
-    path: &str,
-    query: Option<&str>,
-) -> Response<Body> {
-    let route = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
-    if matches!(route, "/search/csv" | "/reverse/csv") {
-        return method_not_allowed("POST");
+fn set_header(r: &mut Response<Body>, name: HeaderName, value: impl ToString) {
+    if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
+        r.headers_mut().insert(name, v);
     }
-    let known = matches!(route, "/search" | "/reverse" | "/health") || route.starts_with("/get/");
-    if !known {
-        return respond(StatusCode::NOT_FOUND, &json!({"title": "404 Not Found"}));
+}
+
+/// Everything a request may need: the database and the server's parts.
+pub struct App {
+    pub db: Arc<Database>,
+    pub cache: Option<ResponseCache>,
+    pub metrics: Metrics,
+    pub limiter: Option<RateLimiter>,
+    pub limits: Limits,
+    pub access_log: AccessLog,
+}
+
+/// Cached bodies start with one byte naming the coding they are in.
+const TAG_IDENTITY: u8 = 0;
+const TAG_GZIP: u8 = 1;
+const TAG_BROTLI: u8 = 2;
+
+impl App {
+    pub fn new(db: Arc<Database>, cache: Option<ResponseCache>, limits: Limits) -> App {
+        App { db, cache, metrics: Metrics::default(), limiter: None, limits, access_log: AccessLog::Off }
     }
-    if method != Method::GET && method != Method::HEAD {
-        return method_not_allowed("GET");
+
+    /// A JSON body, compressed when the client accepts it and it is worth it.
+    fn json(&self, status: StatusCode, body: Bytes, enc: Encoding) -> Response<Body> {
+        let (tag, body) = self.encode(body, enc);
+        self.tagged(status, tag, body)
     }
-    let p = Params::parse(query);
-    // Valid requests only reach the cache; the key is the route and the
-    // query's pairs in sorted order, on the generation that answers.
-    let cached = |compute: &dyn Fn() -> Result<(Value, bool), cairn::Error>| -> Response<Body> {
-        let generation = db.generation();
-        let key = cache.map(|_| {
+
+    fn encode(&self, body: Bytes, enc: Encoding) -> (u8, Bytes) {
+        if body.len() < self.limits.compress_min_bytes {
+            return (TAG_IDENTITY, body);
+        }
+        match enc {
+            Encoding::Identity => (TAG_IDENTITY, body),
+            Encoding::Gzip => (TAG_GZIP, Bytes::from(enc.compress(&body))),
+            Encoding::Brotli => (TAG_BROTLI, Bytes::from(enc.compress(&body))),
+        }
+    }
+
+    fn tagged(&self, status: StatusCode, tag: u8, body: Bytes) -> Response<Body> {
+        let mut r = respond_bytes(status, body);
+        let coding = match tag {
+            TAG_GZIP => Some("gzip"),
+            TAG_BROTLI => Some("br"),
+            _ => None,
+        };
+        let h = r.headers_mut();
+        if let Some(c) = coding {
+            h.insert(CONTENT_ENCODING, HeaderValue::from_static(c));
+        }
+        h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+        r
+    }
+
+    /// Answers one request: limits and rate first, then the route; counts
+    /// and logs it.
+    pub async fn call(self: Arc<Self>, req: Request<Incoming>, client: IpAddr) -> Response<Body> {
+        let started = Instant::now();
+        let route = Route::of(req.uri().path());
+        let method = req.method().clone();
+        let target = req.uri().path_and_query().map(|p| p.as_str().to_owned());
+        let rate = match (&self.limiter, route) {
+            (_, Route::Health | Route::Ready | Route::Metrics) | (None, _) => None,
+            (Some(l), _) => Some(l.check(client)),
+        };
+        let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+        let mut resp = if uri_len > self.limits.max_uri_bytes {
+            bad(414, format!("Request target too long, {uri_len} bytes, limit is {}", self.limits.max_uri_bytes))
+        } else if rate.is_some_and(|d| !d.allowed) {
+            let mut r = bad(429, "Too many requests");
+            set_header(&mut r, RETRY_AFTER, rate.map_or(1, |d| d.retry_after_secs));
+            r
+        } else {
+            self.route(route, req).await
+        };
+        if let Some(d) = rate {
+            set_header(&mut resp, HeaderName::from_static("x-ratelimit-limit"), d.limit);
+            set_header(&mut resp, HeaderName::from_static("x-ratelimit-remaining"), d.remaining);
+            set_header(&mut resp, HeaderName::from_static("x-ratelimit-reset"), d.reset_secs);
+        }
+        let elapsed = started.elapsed();
+        self.metrics.record(route, resp.status().as_u16(), elapsed);
+        if self.access_log != AccessLog::Off {
+            tracing::info!(
+                client = %client,
+                method = %method,
+                target = target.as_deref().unwrap_or(""),
+                status = resp.status().as_u16(),
+                micros = elapsed.as_micros() as u64,
+                "request"
+            );
+        }
+        resp
+    }
+
+    async fn route(self: &Arc<Self>, route: Route, req: Request<Incoming>) -> Response<Body> {
+        let enc = Encoding::negotiate(req.headers().get(ACCEPT_ENCODING).and_then(|v| v.to_str().ok()));
+        match route {
+            Route::SearchCsv | Route::ReverseCsv => {
+                if req.method() != Method::POST {
+                    return method_not_allowed("POST");
+                }
+                handle_csv(self.db.clone(), req, route == Route::ReverseCsv, self.limits.max_upload, enc).await
+            }
+            Route::Other => respond(StatusCode::NOT_FOUND, &json!({"title": "404 Not Found"})),
+            _ if req.method() != Method::GET && req.method() != Method::HEAD => method_not_allowed("GET"),
+            _ => self.get(route, req.uri().path(), req.uri().query(), enc),
+        }
+    }
+
+    /// The GET routes: pure functions of the request and the database.
+    pub fn get(&self, route: Route, path: &str, query: Option<&str>, enc: Encoding) -> Response<Body> {
+        let db = &self.db;
+        let p = Params::parse(query);
+        let deadline = self.limits.time_budget.map(|b| Instant::now() + b);
+        match route {
+            Route::Search => match params::search(&p, self.limits.max_limit) {
+                Err(e) => error(e),
+                Ok(q) => self.cached(route, query, enc, &|| {
+                    let features = match deadline {
+                        Some(d) => db.search_until(&q, d)?,
+                        None => db.search(&q)?,
+                    };
+                    let echo = Echo { query: Some(&q.q), filters: &q.filters, center: q.near, limit: q.limit };
+                    Ok((geojson::collection(&features, &echo), !features.is_empty()))
+                }),
+            },
+            Route::Reverse => match params::reverse(&p, self.limits.max_limit) {
+                Err(e) => error(e),
+                Ok(q) => self.cached(route, query, enc, &|| {
+                    let features = db.reverse(&q)?;
+                    let echo = Echo { query: None, filters: &q.filters, center: None, limit: q.limit };
+                    Ok((geojson::collection(&features, &echo), !features.is_empty()))
+                }),
+            },
+            Route::Health => {
+                let c = self.cache.as_ref().map(|c| c.stats()).unwrap_or_default();
+                let cache = json!({"hits": c.hits, "misses": c.misses, "evictions": c.evictions, "entries": c.entries, "bytes": c.bytes});
+                respond(
+                    StatusCode::OK,
+                    &json!({"status": "HEALTHY", "generation": db.generation(), "documents": db.len(), "cache": cache}),
+                )
+            }
+            Route::Ready => self.ready(),
+            Route::Metrics => {
+                let gauges = Gauges {
+                    documents: db.len(),
+                    generation: db.generation(),
+                    cache: self.cache.as_ref().map(|c| c.stats()),
+                    extra: Vec::new(),
+                };
+                let mut r = self.json(StatusCode::OK, Bytes::from(self.metrics.render(&gauges)), enc);
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+                r
+            }
+            Route::Get => {
+                let raw = path.trim_end_matches('/').strip_prefix("/get/").unwrap_or("");
+                let id = percent_decode(raw);
+                match db.get(&id) {
+                    Some(f) => self.json(StatusCode::OK, Bytes::from(geojson::feature(&f).to_string()), enc),
+                    None => respond(
+                        StatusCode::NOT_FOUND,
+                        &json!({"title": "404 Not Found", "description": format!("no document with id {id:?}")}),
+                    ),
+                }
+            }
+            _ => respond(StatusCode::NOT_FOUND, &json!({"title": "404 Not Found"})),
+        }
+    }
+
+    /// Ready when a generation is open and a query runs on it.
+    fn ready(&self) -> Response<Body> {
+        let db = &self.db;
+        let not_ready =
+            |why: String| respond(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "NOT_READY", "description": why}));
+        if db.generation() == 0 {
+            return not_ready("no data has been imported yet".into());
+        }
+        let probe = cairn::ReverseQuery { at: cairn::Point { lat: 0.0, lon: 0.0 }, limit: 1, filters: Vec::new() };
+        match db.reverse(&probe) {
+            Ok(_) => respond(
+                StatusCode::OK,
+                &json!({"status": "READY", "generation": db.generation(), "documents": db.len()}),
+            ),
+            Err(e) => not_ready(format!("the index does not answer: {e}")),
+        }
+    }
+
+    /// Answers from the cache, or computes, caches and answers. Only valid
+    /// requests get here; the key is the coding, the route and the query's
+    /// pairs in sorted order, under the generation that answers.
+    fn cached(
+        &self,
+        route: Route,
+        query: Option<&str>,
+        enc: Encoding,
+        compute: &dyn Fn() -> Result<(Value, bool), cairn::Error>,
+    ) -> Response<Body> {
+        let generation = self.db.generation();
+        let key = self.cache.as_ref().map(|_| {
             let mut pairs: Vec<&str> = query.unwrap_or("").split('&').filter(|s| !s.is_empty()).collect();
             pairs.sort_unstable();
-            format!("{route}?{}", pairs.join("&"))
+            format!("{}{}?{}", enc.name().unwrap_or(""), route.name(), pairs.join("&"))
         });
-        if let (Some(c), Some(k)) = (cache, &key) {
+        if let (Some(c), Some(k)) = (&self.cache, &key) {
             if let Some(body) = c.get(generation, k) {
-                return respond_bytes(StatusCode::OK, Bytes::from_owner(body));
+                let tag = body.first().copied().unwrap_or(TAG_IDENTITY);
+                return self.tagged(StatusCode::OK, tag, Bytes::from_owner(body).slice(1..));
             }
         }
         match compute() {
             Ok((v, found)) => {
-                let body: Arc<[u8]> = Arc::from(v.to_string().into_bytes());
-                if let (Some(c), Some(k)) = (cache, &key) {
-                    c.insert(generation, k, body.clone(), found);
+                let (tag, body) = self.encode(Bytes::from(v.to_string()), enc);
+                if let (Some(c), Some(k)) = (&self.cache, &key) {
+                    let mut stored = Vec::with_capacity(body.len() + 1);
+                    stored.push(tag);
+                    stored.extend_from_slice(&body);
+                    c.insert(generation, k, Arc::from(stored), found);
                 }
-                respond_bytes(StatusCode::OK, Bytes::from_owner(body))
+                self.tagged(StatusCode::OK, tag, body)
+            }
+            Err(cairn::Error::Timeout) => {
+                let budget = self.limits.time_budget.unwrap_or_default();
+                let mut r = bad(
+                    503,
+                    format!("The query took longer than the time budget of {budget:?}; try a more precise query"),
+                );
+                set_header(&mut r, RETRY_AFTER, 1);
+                r
             }
             Err(e) => internal(e),
-        }
-    };
-    match route {
-        "/search" => match params::search(&p) {
-            Err(e) => error(e),
-            Ok(q) => cached(&|| {
-                let features = db.search(&q)?;
-                let echo = Echo { query: Some(&q.q), filters: &q.filters, center: q.near, limit: q.limit };
-                Ok((geojson::collection(&features, &echo), !features.is_empty()))
-            }),
-        },
-        "/reverse" => match params::reverse(&p) {
-            Err(e) => error(e),
-            Ok(q) => cached(&|| {
-                let features = db.reverse(&q)?;
-                let echo = Echo { query: None, filters: &q.filters, center: None, limit: q.limit };
-                Ok((geojson::collection(&features, &echo), !features.is_empty()))
-            }),
-        },
-        "/health" => {
-            let c = cache.map(|c| c.stats()).unwrap_or_default();
-            let cache = json!({"hits": c.hits, "misses": c.misses, "evictions": c.evictions, "entries": c.entries, "bytes": c.bytes});
-            respond(
-                StatusCode::OK,
-                &json!({"status": "HEALTHY", "generation": db.generation(), "documents": db.len(), "cache": cache}),
-            )
-        }
-        _ => {
-            let raw = &route["/get/".len()..];
-            let id = percent_decode(raw);
-            match db.get(&id) {
-                Some(f) => respond(StatusCode::OK, &geojson::feature(&f)),
-                None => respond(
-                    StatusCode::NOT_FOUND,
-                    &json!({"title": "404 Not Found", "description": format!("no document with id {id:?}")}),
-                ),
-            }
         }
     }
 }
@@ -257,7 +420,15 @@ fn csv_options(form: &CsvForm, header: &[String], reverse: bool) -> Result<cairn
 
 /// `POST /search/csv` and `/reverse/csv`: geocodes the uploaded file and
 /// streams the result as it is produced.
-pub async fn handle_csv(db: Arc<Database>, req: Request<Incoming>, reverse: bool, max_upload: usize) -> Response<Body> {
+/// The body is compressed as it streams when the client accepts it: its
+/// size is not known in advance, and a geocoded file is rarely small.
+async fn handle_csv(
+    db: Arc<Database>,
+    req: Request<Incoming>,
+    reverse: bool,
+    max_upload: usize,
+    enc: Encoding,
+) -> Response<Body> {
     let form = match read_form(req, max_upload).await {
         Ok(f) => f,
         Err(r) => return r,
@@ -298,7 +469,7 @@ pub async fn handle_csv(db: Arc<Database>, req: Request<Incoming>, reverse: bool
     let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(8);
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let writer = ChannelWriter { tx: &mut tx, handle: &handle, buf: Vec::with_capacity(CHUNK) };
+        let writer = enc.writer(ChannelWriter { tx: &mut tx, handle: &handle, buf: Vec::with_capacity(CHUNK) });
         // Errors after the head is sent can only cut the body short; the
         // status line is already out.
         let _ = db.batch(&data[..], writer, &options, &mut |_| {});
@@ -308,6 +479,10 @@ pub async fn handle_csv(db: Arc<Database>, req: Request<Incoming>, reverse: bool
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
     h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    if let Some(c) = enc.name() {
+        h.insert(CONTENT_ENCODING, HeaderValue::from_static(c));
+    }
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{stem}.geocoded.csv\"")) {
         h.insert(hyper::header::CONTENT_DISPOSITION, v);
     }
@@ -335,6 +510,14 @@ impl ChannelWriter<'_> {
     }
 }
 
+// A compressing writer finishes its stream when dropped, after the batch's
+// last flush: what it writes then must still be sent.
+impl Drop for ChannelWriter<'_> {
+    fn drop(&mut self) {
+        let _ = self.send();
+    }
+}
+
 impl std::io::Write for ChannelWriter<'_> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         self.buf.extend_from_slice(data);
@@ -353,42 +536,34 @@ fn percent_decode(s: &str) -> String {
     form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }
 
-/// Serves until SIGINT or SIGTERM, then lets requests in flight finish.
-pub async fn serve(
-    db: Arc<Database>,
-    cache: Option<Arc<ResponseCache>>,
-    listener: TcpListener,
-    shutdown_grace: Duration,
-    max_upload: usize,
-) -> anyhow::Result<()> {
-    let builder = auto::Builder::new(TokioExecutor::new());
+/// Serves until SIGINT or SIGTERM, then stops accepting and lets requests
+/// in flight finish, for at most `shutdown_timeout`.
+pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown_timeout: Duration) -> anyhow::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // A client that trickles its head holds a connection, not a worker;
+        // this bounds how long.
+        .header_read_timeout(Duration::from_secs(30))
+        .max_buf_size(app.limits.max_header_bytes)
+        .max_headers(app.limits.max_headers);
+    builder.http2().max_header_list_size(app.limits.max_header_bytes.min(u32::MAX as usize) as u32);
     let graceful = GracefulShutdown::new();
     let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer): (_, SocketAddr) = match accepted {
+                let (stream, peer): (_, SocketAddr) = match accepted {
                     Ok(a) => a,
                     Err(_) => continue,
                 };
                 let _ = stream.set_nodelay(true);
-                let db = db.clone();
-                let cache = cache.clone();
+                let app = app.clone();
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let db = db.clone();
-                    let cache = cache.clone();
-                    async move {
-                        let route = req.uri().path().trim_end_matches('/');
-                        let csv = matches!(route, "/search/csv" | "/reverse/csv");
-                        let resp = if csv && req.method() == Method::POST {
-                            let reverse = route == "/reverse/csv";
-                            handle_csv(db, req, reverse, max_upload).await
-                        } else {
-                            handle(&db, cache.as_deref(), req.method(), req.uri().path(), req.uri().query())
-                        };
-                        Ok::<_, Infallible>(resp)
-                    }
+                    let app = app.clone();
+                    async move { Ok::<_, Infallible>(app.call(req, peer.ip()).await) }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
@@ -402,7 +577,7 @@ pub async fn serve(
     drop(listener);
     tokio::select! {
         _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(shutdown_grace) => {}
+        _ = tokio::time::sleep(shutdown_timeout) => {}
     }
     Ok(())
 }

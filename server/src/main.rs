@@ -1,12 +1,15 @@
 //! `cairn`: import address data, search it, serve it Addok-compatible.
 
+mod compress;
+mod config;
 mod eval;
 mod geojson;
 mod http;
+mod metrics;
 mod params;
+mod ratelimit;
 
 use std::io::{IsTerminal, Write};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,31 +48,7 @@ enum Command {
         files: Vec<PathBuf>,
     },
     /// Serve the Addok HTTP API.
-    Serve {
-        /// Database directory.
-        #[arg(long, env = "CAIRN_DATA", required_unless_present = "demo")]
-        data: Option<PathBuf>,
-        /// Import the bundled dataset (once) and serve it.
-        #[arg(long)]
-        demo: bool,
-        #[arg(long, env = "CAIRN_LISTEN", default_value = "127.0.0.1:7878")]
-        listen: SocketAddr,
-        /// Worker threads (default: one per core).
-        #[arg(long, env = "CAIRN_THREADS")]
-        threads: Option<usize>,
-        /// Response cache size in bytes; 0 turns the cache off.
-        #[arg(long, env = "CAIRN_CACHE_BYTES", default_value_t = 64 << 20)]
-        cache_bytes: u64,
-        /// Seconds a cached response with results stays valid.
-        #[arg(long, env = "CAIRN_CACHE_TTL", default_value_t = 300)]
-        cache_ttl: u64,
-        /// Seconds a cached response without results stays valid.
-        #[arg(long, env = "CAIRN_CACHE_EMPTY_TTL", default_value_t = 30)]
-        cache_empty_ttl: u64,
-        /// Largest upload accepted by /search/csv and /reverse/csv, in bytes (413 beyond).
-        #[arg(long, env = "CAIRN_MAX_UPLOAD", default_value_t = http::DEFAULT_MAX_UPLOAD)]
-        max_upload: usize,
-    },
+    Serve(config::ServeArgs),
     /// Search and print the same GeoJSON as GET /search.
     Search {
         #[arg(long, env = "CAIRN_DATA")]
@@ -184,20 +163,14 @@ fn run(cli: Cli) -> Result<()> {
             let options = ImportOptions { format, on_error: if skip_invalid { OnError::Skip } else { OnError::Fail } };
             import(&data, &files, &options, false)
         }
-        Command::Serve { data, demo, listen, threads, max_upload, cache_bytes, cache_ttl, cache_empty_ttl } => {
-            let data = match (data, demo) {
-                (Some(d), false) => d,
-                (d, true) => prepare_demo(d)?,
+        Command::Serve(args) => {
+            let settings = args.resolve()?;
+            let data = match (&settings.data, settings.demo) {
+                (Some(d), false) => d.clone(),
+                (d, true) => prepare_demo(d.clone())?,
                 (None, false) => bail!("--data DIR or --demo is required"),
             };
-            let cache = (cache_bytes > 0).then(|| {
-                Arc::new(cairn::ResponseCache::new(cairn::CacheConfig {
-                    max_bytes: cache_bytes,
-                    found_ttl: Duration::from_secs(cache_ttl),
-                    empty_ttl: Duration::from_secs(cache_empty_ttl),
-                }))
-            });
-            serve(&data, listen, threads, max_upload, cache)
+            serve(&data, settings)
         }
         Command::Search { data, limit, lat, lon, kind, postcode, citycode, no_autocomplete, query } => {
             let db = Database::open_read_only(&data).with_context(|| format!("opening {}", data.display()))?;
@@ -459,26 +432,35 @@ fn prepare_demo(dir: Option<PathBuf>) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn serve(
-    data: &Path,
-    listen: SocketAddr,
-    threads: Option<usize>,
-    max_upload: usize,
-    cache: Option<Arc<cairn::ResponseCache>>,
-) -> Result<()> {
+fn serve(data: &Path, settings: config::Settings) -> Result<()> {
     let dir = if data.join("DEMO").exists() { data.join("db") } else { data.to_owned() };
     let db = Arc::new(Database::open(&dir).with_context(|| format!("opening {}", dir.display()))?);
+    match settings.access_log {
+        config::AccessLog::Off => {}
+        config::AccessLog::Text => tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init(),
+        config::AccessLog::Json => {
+            tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_target(false).init()
+        }
+    }
+    let mut app = http::App::new(db.clone(), settings.cache.map(cairn::ResponseCache::new), settings.limits);
+    app.limiter = settings.rate.map(|(rate, burst)| ratelimit::RateLimiter::new(rate, burst));
+    app.access_log = settings.access_log;
     let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = threads {
-        rt.worker_threads(n.max(1));
+    if let Some(n) = settings.threads {
+        rt.worker_threads(n);
     }
     let rt = rt.enable_all().build()?;
-    rt.block_on(async move {
+    let listen = settings.listen;
+    let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
         // Tests and scripts wait for this line to know the port.
         println!("cairn listening on http://{addr} ({} documents, generation {})", db.len(), db.generation());
         let _ = std::io::stdout().flush();
-        http::serve(db, cache, listener, Duration::from_secs(10), max_upload).await
-    })
+        http::serve(Arc::new(app), listener, settings.shutdown_timeout).await
+    });
+    // A CSV batch still running on a blocking thread has lost its client;
+    // it is not waited for.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    served
 }

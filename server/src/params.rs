@@ -50,7 +50,7 @@ impl Params {
         self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
     }
 
-    fn limit(&self, default: usize, checked: bool) -> Result<usize, BadRequest> {
+    fn limit(&self, default: usize, checked: bool, max: usize) -> Result<usize, BadRequest> {
         match self.get(&["limit"]).map(str::trim).filter(|s| !s.is_empty()) {
             None => Ok(default),
             Some(s) => {
@@ -58,10 +58,10 @@ impl Params {
                 if n == 0 {
                     return Ok(default);
                 }
-                if checked && !(1..=MAX_LIMIT as i64).contains(&n) {
-                    return Err(BadRequest::invalid("limit", &format!("out of range (1..{MAX_LIMIT})")));
+                if checked && !(1..=max as i64).contains(&n) {
+                    return Err(BadRequest::invalid("limit", &format!("out of range (1..{max})")));
                 }
-                Ok((n.max(1) as usize).min(MAX_LIMIT))
+                Ok((n.max(1) as usize).min(max))
             }
         }
     }
@@ -136,13 +136,14 @@ pub fn check_query(q: &str) -> Result<(), BadRequest> {
     Ok(())
 }
 
-pub fn search(p: &Params) -> Result<SearchQuery, BadRequest> {
+/// A search request; `limit` may not exceed `max_limit`.
+pub fn search(p: &Params, max_limit: usize) -> Result<SearchQuery, BadRequest> {
     let q = p.get(&["q"]).unwrap_or("");
     if q.is_empty() {
         return Err(BadRequest::missing("q"));
     }
     check_query(q)?;
-    let limit = p.limit(5, true)?;
+    let limit = p.limit(5.min(max_limit), true, max_limit)?;
     let autocomplete = p.bool("autocomplete", true)?;
     let near = match p.point()? {
         (Some(lat), Some(lon)) => Some(Point { lat, lon }),
@@ -151,11 +152,12 @@ pub fn search(p: &Params) -> Result<SearchQuery, BadRequest> {
     Ok(SearchQuery { q: q.to_owned(), limit, autocomplete, near, filters: p.filters() })
 }
 
-pub fn reverse(p: &Params) -> Result<ReverseQuery, BadRequest> {
+/// A reverse request; a larger `limit` than `max_limit` is cut to it, as Addok does.
+pub fn reverse(p: &Params, max_limit: usize) -> Result<ReverseQuery, BadRequest> {
     let (lat, lon) = p.point()?;
     let lon = lon.ok_or_else(|| BadRequest::missing("lon"))?;
     let lat = lat.ok_or_else(|| BadRequest::missing("lat"))?;
-    let limit = p.limit(1, false)?;
+    let limit = p.limit(1, false, max_limit)?;
     Ok(ReverseQuery { at: Point { lat, lon }, limit, filters: p.filters() })
 }
 
@@ -164,7 +166,7 @@ mod tests {
     use super::*;
 
     fn search_of(qs: &str) -> Result<SearchQuery, BadRequest> {
-        search(&Params::parse(Some(qs)))
+        search(&Params::parse(Some(qs)), MAX_LIMIT)
     }
 
     #[test]
@@ -184,13 +186,14 @@ mod tests {
         assert_eq!(search_of("q=").unwrap_err().status, 400);
         assert!(search_of("q=a&limit=abc").unwrap_err().description.unwrap().contains("limit"));
         assert!(search_of("q=a&limit=101").unwrap_err().description.unwrap().contains("out of range"));
+        assert!(search(&Params::parse(Some("q=a&limit=11")), 10).unwrap_err().description.unwrap().contains("(1..10)"));
         assert!(search_of("q=a&lat=abc&lon=1").unwrap_err().description.unwrap().contains("\"lat\""));
         assert!(search_of("q=a&lat=91&lon=1").unwrap_err().description.unwrap().contains("out of range"));
         assert_eq!(search_of(&format!("q={}", "a".repeat(201))).unwrap_err().status, 413);
         // Punctuation runs count as one character, as in Addok.
         assert!(search_of(&format!("q={}cholet", ",".repeat(300))).is_ok());
         assert_eq!(
-            reverse(&Params::parse(Some("lat=1"))).unwrap_err().description.unwrap(),
+            reverse(&Params::parse(Some("lat=1")), MAX_LIMIT).unwrap_err().description.unwrap(),
             "The \"lon\" parameter is required."
         );
     }

@@ -52,11 +52,16 @@ impl Server {
     }
 
     pub fn serve_with(dir: tempfile::TempDir, extra: &[&str]) -> Server {
+        Server::serve_logged(dir, extra, Stdio::inherit())
+    }
+
+    /// Serves with the server's stderr sent where `stderr` says.
+    pub fn serve_logged(dir: tempfile::TempDir, extra: &[&str], stderr: Stdio) -> Server {
         let mut child = Command::new(bin())
             .args(["serve", "--data", &dir.path().display().to_string(), "--listen", "127.0.0.1:0", "--threads", "2"])
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn cairn serve");
         let stdout = child.stdout.take().expect("stdout");
@@ -83,16 +88,24 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    pub fn terminate(self) -> std::process::ExitStatus {
+        self.send_term();
+        self.wait()
+    }
+
+    pub fn send_term(&self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+    }
+
+    /// Waits (at most 5 s) for the server to exit.
+    pub fn wait(mut self) -> std::process::ExitStatus {
         for _ in 0..100 {
             if let Ok(Some(s)) = self.child.try_wait() {
                 return s;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("server did not stop within 5 s of SIGTERM");
+        panic!("server did not stop within 5 s");
     }
 }
 
@@ -131,18 +144,28 @@ pub fn post_multipart(addr: &str, target: &str, parts: &[(&str, Option<&str>, &[
         body.extend_from_slice(b"\r\n");
     }
     write!(body, "--{boundary}--\r\n").unwrap();
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
-    write!(
-        s,
+    let head = format!(
         "POST {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
         body.len()
-    )
-    .unwrap();
+    );
+    let mut request = head.into_bytes();
+    request.extend_from_slice(&body);
+    exchange(addr, &request)
+}
+
+/// Sends raw request bytes on a new connection and reads until the server
+/// closes it: (status, head, body), a chunked body decoded.
+pub fn exchange(addr: &str, request: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
     // The server may answer (413) before reading everything: ignore write errors.
-    let _ = s.write_all(&body);
+    let _ = s.write_all(request);
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
+    parse_response(&raw)
+}
+
+pub fn parse_response(raw: &[u8]) -> (u16, String, Vec<u8>) {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").map_or(raw.len(), |p| p + 4);
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
