@@ -76,6 +76,18 @@ pub struct ServeArgs {
     /// Access log on stderr: off, text or json [default: off].
     #[arg(long, env = "CAIRN_ACCESS_LOG")]
     pub access_log: Option<String>,
+    /// Accept POST /documents and DELETE /documents/{id} with `Authorization: Bearer <token>`.
+    #[arg(long, env = "CAIRN_WRITE_TOKEN")]
+    pub write_token: Option<String>,
+    /// Require `Authorization: Bearer <token>` on GET /snapshot/* [default: open].
+    #[arg(long, env = "CAIRN_SNAPSHOT_TOKEN")]
+    pub snapshot_token: Option<String>,
+    /// Follow the primary at this URL (http://host:port): pull its snapshots, refuse writes.
+    #[arg(long, env = "CAIRN_REPLICA_OF")]
+    pub replica_of: Option<String>,
+    /// How often a replica asks its primary for a new generation [default: 10s].
+    #[arg(long, env = "CAIRN_POLL")]
+    pub poll: Option<String>,
 }
 
 /// How requests are logged.
@@ -98,6 +110,10 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     pub rate: Option<(f64, u32)>,
     pub access_log: AccessLog,
+    pub write_token: Option<String>,
+    pub snapshot_token: Option<String>,
+    pub replica_of: Option<String>,
+    pub poll: Duration,
 }
 
 /// What one request may ask of the server.
@@ -176,6 +192,11 @@ impl ServeArgs {
             Some("json") => AccessLog::Json,
             Some(other) => bail!("--access-log must be off, text or json, not {other:?}"),
         };
+        if self.write_token.is_some() && self.replica_of.is_some() {
+            bail!(
+                "a replica follows its primary and takes no writes: --write-token and --replica-of exclude each other"
+            );
+        }
         let cache_bytes = pick!(cache_bytes).unwrap_or(64 << 20);
         let max_limit = pick!(max_limit).unwrap_or(d.max_limit);
         if max_limit == 0 {
@@ -204,6 +225,13 @@ impl ServeArgs {
             shutdown_timeout,
             rate,
             access_log,
+            write_token: pick!(write_token).filter(|t| !t.is_empty()),
+            snapshot_token: pick!(snapshot_token).filter(|t| !t.is_empty()),
+            replica_of: pick!(replica_of).map(|u| u.trim_end_matches('/').to_owned()),
+            poll: match pick!(poll) {
+                Some(v) => duration("--poll", &v)?.max(Duration::from_millis(100)),
+                None => Duration::from_secs(10),
+            },
         })
     }
 }

@@ -73,6 +73,9 @@ pub struct App {
     pub limiter: Option<RateLimiter>,
     pub limits: Limits,
     pub access_log: AccessLog,
+    /// Bearer token of `POST /documents` and `DELETE /documents/{id}`;
+    /// without one, writes are refused.
+    pub write_token: Option<String>,
 }
 
 /// Cached bodies start with one byte naming the coding they are in.
@@ -82,7 +85,15 @@ const TAG_BROTLI: u8 = 2;
 
 impl App {
     pub fn new(db: Arc<Database>, cache: Option<ResponseCache>, limits: Limits) -> App {
-        App { db, cache, metrics: Metrics::default(), limiter: None, limits, access_log: AccessLog::Off }
+        App {
+            db,
+            cache,
+            metrics: Metrics::default(),
+            limiter: None,
+            limits,
+            access_log: AccessLog::Off,
+            write_token: None,
+        }
     }
 
     /// A JSON body, compressed when the client accepts it and it is worth it.
@@ -168,6 +179,7 @@ impl App {
                 handle_csv(self.db.clone(), req, route == Route::ReverseCsv, self.limits.max_upload, enc).await
             }
             Route::Other => respond(StatusCode::NOT_FOUND, &json!({"title": "404 Not Found"})),
+            Route::Documents => self.documents(req).await,
             _ if req.method() != Method::GET && req.method() != Method::HEAD => method_not_allowed("GET"),
             _ => self.get(route, req.uri().path(), req.uri().query(), enc),
         }
@@ -234,6 +246,58 @@ impl App {
         }
     }
 
+    /// `POST /documents` (a body in an import format, one commit) and
+    /// `DELETE /documents/{id}`, for holders of the write token.
+    async fn documents(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().trim_end_matches('/');
+        let id = path.strip_prefix("/documents/").map(percent_decode);
+        match (req.method(), &id) {
+            (&Method::POST, None) | (&Method::DELETE, Some(_)) => {}
+            (_, None) => return method_not_allowed("POST"),
+            (_, Some(_)) => return method_not_allowed("DELETE"),
+        }
+        if let Err(r) = authorize(self.write_token.as_deref(), &req, "writes") {
+            return r;
+        }
+        let db = self.db.clone();
+        if let Some(id) = id {
+            if db.get(&id).is_none() {
+                return respond(
+                    StatusCode::NOT_FOUND,
+                    &json!({"title": "404 Not Found", "description": format!("no document with id {id:?}")}),
+                );
+            }
+            let done = tokio::task::spawn_blocking(move || db.write(|b| b.delete(&id).map(|_| ()))).await;
+            return committed(done.map(|r| r.map(|((), c)| (c, cairn::Skipped::default()))));
+        }
+        let format = match req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+            Some(t) if t.starts_with("text/csv") => Some(cairn::Format::BanCsv),
+            Some(t) if t.starts_with("application/x-ndjson") || t.starts_with("application/json") => {
+                Some(cairn::Format::BanNdjson)
+            }
+            _ => None,
+        };
+        let max = self.limits.max_upload;
+        let body = match Limited::new(req.into_body(), max).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                return bad(413, format!("Body too large, limit is {max} bytes"))
+            }
+            Err(e) => return bad(400, format!("Could not read the request body: {e}")),
+        };
+        let format = match format.map(Ok).unwrap_or_else(|| cairn::import::detect_format("body".as_ref(), &body)) {
+            Ok(f) => f,
+            Err(_) => return bad(415, "Send documents as application/x-ndjson (BAN NDJSON) or text/csv (BAN CSV)"),
+        };
+        let done = tokio::task::spawn_blocking(move || {
+            let mut skipped = cairn::Skipped::default();
+            db.write(|b| cairn::import::read(&body[..], format, cairn::OnError::Fail, &mut skipped, &mut |r| b.put(r)))
+                .map(|((), c)| (c, skipped))
+        })
+        .await;
+        committed(done)
+    }
+
     /// Ready when a generation is open and a query runs on it.
     fn ready(&self) -> Response<Body> {
         let db = &self.db;
@@ -296,6 +360,51 @@ impl App {
             }
             Err(e) => internal(e),
         }
+    }
+}
+
+/// Checks `Authorization: Bearer <token>`: 401 without it, 403 with a wrong
+/// one or when the server has no token for this.
+#[allow(clippy::result_large_err)]
+fn authorize(expected: Option<&str>, req: &Request<Incoming>, what: &str) -> Result<(), Response<Body>> {
+    let Some(expected) = expected else {
+        return Err(bad(403, format!("This server does not accept {what}")));
+    };
+    let given = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match given.and_then(|g| g.strip_prefix("Bearer ")) {
+        None => {
+            let mut r = bad(401, "Missing bearer token");
+            set_header(&mut r, hyper::header::WWW_AUTHENTICATE, "Bearer");
+            Err(r)
+        }
+        // Compared in full whatever the first difference, so the time taken
+        // says nothing about the token.
+        Some(g)
+            if g.len() == expected.len()
+                && g.bytes().zip(expected.bytes()).fold(0, |acc, (a, b)| acc | (a ^ b)) == 0 =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(bad(403, "Wrong token")),
+    }
+}
+
+/// The answer to a write: the new generation, or why nothing changed.
+fn committed(
+    done: Result<cairn::Result<(cairn::CommitReport, cairn::Skipped)>, tokio::task::JoinError>,
+) -> Response<Body> {
+    match done {
+        Ok(Ok((c, _))) => respond(
+            StatusCode::OK,
+            &json!({"generation": c.generation, "written": c.written, "deleted": c.deleted, "total": c.total}),
+        ),
+        Ok(Err(cairn::Error::BadInput { line, reason })) => error(BadRequest {
+            status: 400,
+            title: "Invalid document".into(),
+            description: Some(format!("line {line}: {reason}; nothing was written")),
+        }),
+        Ok(Err(e)) => internal(e),
+        Err(e) => bad(500, format!("The write did not finish: {e}")),
     }
 }
 

@@ -445,6 +445,7 @@ fn serve(data: &Path, settings: config::Settings) -> Result<()> {
     let mut app = http::App::new(db.clone(), settings.cache.map(cairn::ResponseCache::new), settings.limits);
     app.limiter = settings.rate.map(|(rate, burst)| ratelimit::RateLimiter::new(rate, burst));
     app.access_log = settings.access_log;
+    app.write_token = settings.write_token.clone();
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = settings.threads {
         rt.worker_threads(n);

@@ -1,0 +1,135 @@
+//! Live updates on a primary: `POST /documents` and `DELETE /documents/{id}`
+//! against a real `cairn serve` on 127.0.0.1.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::{exchange, fixture, ids, Server};
+
+const TOKEN: &str = "s3cret-token";
+
+fn primary(extra: &[&str]) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    common::import(dir.path(), &[&fixture("small.ndjson")]);
+    Server::serve_with(dir, extra)
+}
+
+fn send(
+    s: &Server,
+    method: &str,
+    target: &str,
+    auth: Option<&str>,
+    content_type: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let auth = auth.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, _, body) = exchange(&s.addr, req.as_bytes());
+    (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+}
+
+fn post(s: &Server, auth: Option<&str>, ndjson: &str) -> (u16, serde_json::Value) {
+    send(s, "POST", "/documents", auth, "application/x-ndjson", ndjson)
+}
+
+const NEW_STREET: &str = r#"{"id": "69123_0099", "type": "street", "name": "Rue Zéphyrine", "postcode": "69002", "citycode": "69123", "city": "Lyon", "lon": 4.83, "lat": 45.75, "importance": 0.5, "housenumbers": {"3": {"lat": 45.7501, "lon": 4.8301}}}"#;
+
+fn generation(s: &Server) -> u64 {
+    s.get_json("/health").1["generation"].as_u64().unwrap()
+}
+
+#[test]
+fn writes_need_the_right_token_and_change_nothing_otherwise() {
+    let s = primary(&["--write-token", TOKEN]);
+    let (status, v) = post(&s, None, NEW_STREET);
+    assert_eq!(status, 401, "{v}");
+    let (status, v) = post(&s, Some("wrong"), NEW_STREET);
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(send(&s, "DELETE", "/documents/75056", Some("wrong-token!"), "text/plain", "").0, 403);
+    assert_eq!(generation(&s), 1);
+    assert_eq!(s.get_json("/get/75056").0, 200);
+    assert!(ids(&s.get_json("/search?q=zephyrine").1).is_empty());
+
+    let closed = primary(&[]);
+    assert_eq!(post(&closed, Some(TOKEN), NEW_STREET).0, 403, "no token configured: no writes");
+    assert_eq!(generation(&closed), 1);
+}
+
+#[test]
+fn a_post_commits_a_generation_that_searches_see_at_once() {
+    let s = primary(&["--write-token", TOKEN]);
+    // Cached while the street does not exist yet.
+    assert!(ids(&s.get_json("/search?q=zephyrine").1).is_empty());
+    assert!(ids(&s.get_json("/search?q=zephyrine").1).is_empty());
+    assert_eq!(s.get_json("/health").1["cache"]["hits"], 1);
+
+    let (status, v) = post(&s, Some(TOKEN), NEW_STREET);
+    assert_eq!(status, 200, "{v}");
+    // The street and its housenumber.
+    assert_eq!((v["generation"].as_u64(), v["written"].as_u64(), v["total"].as_u64()), (Some(2), Some(2), Some(18)));
+    // The new generation makes the cached empty answer unreachable.
+    let (_, found) = s.get_json("/search?q=zephyrine");
+    assert_eq!(ids(&found).first().map(String::as_str), Some("69123_0099"), "{found}");
+    let (_, n) = s.get_json("/search?q=3%20rue%20zephyrine%20lyon");
+    assert_eq!(n["features"][0]["properties"]["housenumber"], "3");
+
+    // Replacing by id, then deleting.
+    let renamed = NEW_STREET.replace("Zéphyrine", "Ysoline");
+    assert_eq!(post(&s, Some(TOKEN), &renamed).0, 200);
+    assert!(ids(&s.get_json("/search?q=zephyrine").1).iter().all(|i| i != "69123_0099"));
+    assert_eq!(ids(&s.get_json("/search?q=rue%20ysoline%20lyon").1).first().map(String::as_str), Some("69123_0099"));
+    let (status, v) = send(&s, "DELETE", "/documents/69123_0099", Some(TOKEN), "text/plain", "");
+    assert_eq!((status, v["deleted"].as_u64(), v["generation"].as_u64()), (200, Some(1), Some(4)), "{v}");
+    assert_eq!(s.get_json("/get/69123_0099").0, 404);
+    assert_eq!(send(&s, "DELETE", "/documents/nope", Some(TOKEN), "text/plain", "").0, 404);
+    assert_eq!(generation(&s), 4);
+}
+
+#[test]
+fn a_bad_document_is_refused_whole() {
+    let s = primary(&["--write-token", TOKEN]);
+    let body = format!("{NEW_STREET}\n{{\"id\": \"x\", \"type\": \"street\"\n");
+    let (status, v) = post(&s, Some(TOKEN), &body);
+    assert_eq!(status, 400, "{v}");
+    assert!(v["description"].as_str().unwrap().contains("line 2"), "{v}");
+    assert_eq!(generation(&s), 1);
+    assert_eq!(s.get_json("/get/69123_0099").0, 404, "the good line of a refused body is not written either");
+    let (status, v) = send(&s, "POST", "/documents", Some(TOKEN), "application/pdf", "%PDF-1.4");
+    assert_eq!(status, 415, "{v}");
+    assert_eq!(send(&s, "GET", "/documents", Some(TOKEN), "text/plain", "").0, 405);
+}
+
+#[test]
+fn searches_keep_answering_while_commits_run() {
+    let s = Arc::new(primary(&["--write-token", TOKEN]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (s, stop) = (s.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                // Never cached: each one runs on whatever generation is current.
+                let (status, v) = s.get_json(&format!("/search?q=rue%20de%20la%20paix%20paris&limit={}", 1 + n % 9));
+                assert_eq!(status, 200, "{v}");
+                assert_eq!(ids(&v).first().map(String::as_str), Some("75102_0001"), "{v}");
+                n += 1;
+            }
+            n
+        })
+    };
+    for i in 0..5 {
+        let doc = NEW_STREET.replace("69123_0099", &format!("69123_01{i:02}"));
+        assert_eq!(post(&s, Some(TOKEN), &doc).0, 200);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let searched = reader.join().expect("no failed search");
+    assert!(searched > 0);
+    assert_eq!(generation(&s), 6);
+    assert_eq!(s.get_json("/health").1["documents"], 16 + 5 * 2, "five streets with a housenumber each");
+}
