@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use crate::db::{Database, Generation};
+use crate::docs::Docs;
 use crate::error::{Error, Result};
 use crate::geo::haversine_m;
 use crate::profile::{self, Feature, Target, CHILD_KIND};
@@ -14,6 +15,11 @@ use crate::text::TextQuery;
 
 /// Candidates fetched from the full-text index and scored, per query.
 const CANDIDATES: usize = 40;
+/// Candidates fetched first: when the best of them matches the query
+/// exactly, no other candidate can rank above it (the importance and
+/// nearness terms weigh 0.1 each, the text term 1), so the rest are not
+/// fetched. Most full-address queries stop here, at a fraction of the cost.
+const FIRST_CANDIDATES: usize = 10;
 
 /// A forward geocoding query.
 #[derive(Debug, Clone)]
@@ -44,6 +50,7 @@ pub struct ReverseQuery {
 
 struct Scored {
     score: f64,
+    text: f64,
     importance: f64,
     target: Target,
     distance: Option<f64>,
@@ -99,11 +106,35 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
     let prefix = if q.autocomplete { words.pop() } else { None };
     let short = housenumber.is_none() && words.len() + usize::from(prefix.is_some()) <= 3;
     let mut tq = TextQuery { words, prefix, filters: text_filters, near: q.near };
-    let mut candidates = g.text.candidates(&tq, CANDIDATES.max(q.limit * 2))?;
+    let municipality_allowed = kinds.as_ref().is_none_or(|k| k.iter().any(|t| t == "municipality"));
+    // Short queries, which also ask for municipalities apart, take the
+    // full path at once: they rarely match a label exactly.
+    let full_path = short && municipality_allowed;
+    let wanted = CANDIDATES.max(q.limit * 2);
+    let first = if full_path { wanted } else { FIRST_CANDIDATES.max(q.limit * 2).min(wanted) };
+    let mut candidates = g.text.candidates(&tq, first)?;
     check(deadline)?;
+    let ctx = ScoreContext {
+        q,
+        parsed_compare: &parsed.compare,
+        housenumber: housenumber.as_deref(),
+        resolve_numbers,
+        kinds: kinds.as_deref(),
+        deadline,
+    };
+    let mut scored: Vec<Scored> = Vec::with_capacity(wanted + 5);
+    score_candidates(docs, &ctx, &candidates, &mut scored)?;
+    // Fewer candidates than asked means there are no more.
+    let exact = scored.iter().any(|s| s.text >= 1.0);
+    if !exact && candidates.len() == first && first < wanted {
+        let more = g.text.candidates(&tq, wanted)?;
+        check(deadline)?;
+        let fresh: Vec<(f32, u64)> = more.into_iter().filter(|c| !candidates.iter().any(|k| k.1 == c.1)).collect();
+        score_candidates(docs, &ctx, &fresh, &mut scored)?;
+        candidates.extend(fresh);
+    }
     // A city or a postcode alone must bring its municipality even when
     // hundreds of streets share the word: ask the municipalities apart.
-    let municipality_allowed = kinds.as_ref().is_none_or(|k| k.iter().any(|t| t == "municipality"));
     if short && municipality_allowed {
         // Only words rare enough to name a place: "rue de la" names none, and
         // a filtered union of common words is the most expensive query there is.
@@ -116,35 +147,9 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
     if short && municipality_allowed && (!tq.words.is_empty() || tq.prefix.is_some()) {
         tq.filters.retain(|(n, _)| n != "type");
         tq.filters.push(("type".to_owned(), vec!["municipality".to_owned()]));
-        for c in g.text.candidates(&tq, 5)? {
-            if !candidates.iter().any(|(_, k)| *k == c.1) {
-                candidates.push(c);
-            }
-        }
-    }
-    let mut scored: Vec<Scored> = Vec::with_capacity(candidates.len());
-    for (i, (_, key)) in candidates.into_iter().enumerate() {
-        if i % 8 == 7 {
-            check(deadline)?;
-        }
-        let Some(slot) = docs.slot_of_key(key) else { continue };
-        let mut target = Target { slot, child: None };
-        if let (Some(h), true) = (&housenumber, resolve_numbers) {
-            target.child = profile::find_housenumber(docs, slot, h);
-        }
-        if let Some(kinds) = &kinds {
-            if !kinds.iter().any(|k| k == target.kind(docs)) {
-                continue;
-            }
-        }
-        let labels = profile::compare_labels(docs, target);
-        let text = rank::text_score(&parsed.compare, &labels, q.autocomplete);
-        let distance = q.near.and_then(|c| target.point(docs).map(|p| haversine_m(c, p)));
-        let importance = profile::importance(docs.record(slot));
-        let score = rank::combine(text, importance, distance);
-        if score >= rank::MIN_SCORE {
-            scored.push(Scored { score, importance, target, distance });
-        }
+        let fresh: Vec<(f32, u64)> =
+            g.text.candidates(&tq, 5)?.into_iter().filter(|c| !candidates.iter().any(|k| k.1 == c.1)).collect();
+        score_candidates(docs, &ctx, &fresh, &mut scored)?;
     }
     scored.sort_by(|a, b| {
         b.score
@@ -154,6 +159,48 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
     });
     scored.truncate(q.limit);
     Ok(scored.into_iter().map(|s| profile::feature(docs, s.target, s.score, s.distance)).collect())
+}
+
+/// What scoring a candidate needs of the query.
+struct ScoreContext<'a> {
+    q: &'a SearchQuery,
+    parsed_compare: &'a str,
+    housenumber: Option<&'a str>,
+    resolve_numbers: bool,
+    kinds: Option<&'a [String]>,
+    deadline: Option<Instant>,
+}
+
+fn score_candidates(
+    docs: &Docs,
+    c: &ScoreContext<'_>,
+    candidates: &[(f32, u64)],
+    scored: &mut Vec<Scored>,
+) -> Result<()> {
+    for (i, (_, key)) in candidates.iter().enumerate() {
+        if i % 8 == 7 {
+            check(c.deadline)?;
+        }
+        let Some(slot) = docs.slot_of_key(*key) else { continue };
+        let mut target = Target { slot, child: None };
+        if let (Some(h), true) = (c.housenumber, c.resolve_numbers) {
+            target.child = profile::find_housenumber(docs, slot, h);
+        }
+        if let Some(kinds) = c.kinds {
+            if !kinds.iter().any(|k| k == target.kind(docs)) {
+                continue;
+            }
+        }
+        let labels = profile::compare_labels(docs, target);
+        let text = rank::text_score(c.parsed_compare, &labels, c.q.autocomplete);
+        let distance = c.q.near.and_then(|p| target.point(docs).map(|t| haversine_m(p, t)));
+        let importance = profile::importance(docs.record(slot));
+        let score = rank::combine(text, importance, distance);
+        if score >= rank::MIN_SCORE {
+            scored.push(Scored { score, text, importance, target, distance });
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn reverse(g: &Generation, q: &ReverseQuery) -> Vec<Feature> {

@@ -143,16 +143,28 @@ impl TextIndex {
                 _ => 2,
             }
         };
-        for w in &q.words {
+        let freqs: Vec<u64> = q.words.iter().map(|w| self.word_freq(w)).collect();
+        // Words in a tenth of the documents ("rue", "de", a big city) pick
+        // no candidate that the rarer words of the same query do not pick
+        // better, and they are what a union pays most for; the ranking that
+        // follows still compares every word.
+        let common = self.num_docs() / 10;
+        let prefix_freq = q.prefix.as_deref().map(|p| self.prefix_freq(p));
+        // Only words found as typed count: a misspelt one may find nothing.
+        let rare = freqs.iter().chain(&prefix_freq).filter(|&&n| n > 0 && n <= common / 2).count();
+        for (w, &freq) in q.words.iter().zip(&freqs) {
+            if rare >= 2 && freq > common {
+                continue;
+            }
             let term = Term::from_field_text(f.text, w);
-            if self.word_freq(w) > 0 || typo(w) == 0 {
+            if freq > 0 || typo(w) == 0 {
                 should.push((Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs))));
             } else {
                 should.push((Occur::Should, Box::new(FuzzyTermQuery::new(term, typo(w), true))));
             }
         }
-        if let Some(p) = &q.prefix {
-            if self.prefix_freq(p) > 0 || typo(p) == 0 {
+        if let (Some(p), Some(freq)) = (&q.prefix, prefix_freq) {
+            if freq > 0 || typo(p) == 0 {
                 let term = Term::from_field_text(f.prefix, analysis::indexed_prefix(p));
                 should.push((Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs))));
             } else {
