@@ -1,13 +1,6 @@
 //! `cairn`: import address data, search it, serve it Addok-compatible.
 
-mod compress;
-mod config;
 mod eval;
-mod geojson;
-mod http;
-mod metrics;
-mod params;
-mod ratelimit;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -16,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cairn::{Database, Format, ImportOptions, OnError, Point, ReverseQuery, SearchQuery};
+use cairn_server::{config, geojson, http, params, ratelimit};
 use clap::{Parser, Subcommand};
 
 #[global_allocator]
@@ -446,6 +440,7 @@ fn serve(data: &Path, settings: config::Settings) -> Result<()> {
     app.limiter = settings.rate.map(|(rate, burst)| ratelimit::RateLimiter::new(rate, burst));
     app.access_log = settings.access_log;
     app.write_token = settings.write_token.clone();
+
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = settings.threads {
         rt.worker_threads(n);
@@ -455,6 +450,7 @@ fn serve(data: &Path, settings: config::Settings) -> Result<()> {
     let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
+
         // Tests and scripts wait for this line to know the port.
         println!("cairn listening on http://{addr} ({} documents, generation {})", db.len(), db.generation());
         let _ = std::io::stdout().flush();
