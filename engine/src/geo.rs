@@ -145,9 +145,8 @@ impl GeoIndex {
     /// (slot, distance in metres). Several points may share a slot.
     pub fn nearest(&self, at: Point, k: usize, mut keep: impl FnMut(u32) -> bool) -> Vec<(u32, f64)> {
         let data = self.data();
-        let mut found: Vec<(u32, f64)> = Vec::new();
         if k == 0 || data.points.is_empty() || !at.is_valid() {
-            return found;
+            return Vec::new();
         }
         let (ci, cj) = cell_of(at.lat, at.lon);
         // The smallest extent of a cell near this latitude, to know when the
@@ -155,6 +154,25 @@ impl GeoIndex {
         let lat_m = CELL_DEG.to_radians() * EARTH_RADIUS_M;
         let lon_m = lat_m * (at.lat.abs() + 2.0).min(89.9).to_radians().cos();
         let cell_min_m = lat_m.min(lon_m);
+        // Points are compared by a flat-earth squared distance, exact enough
+        // within the few kilometres a search looks at and a tenth of the
+        // cost of haversine; only the k kept get their true distance.
+        let cos_lat = at.lat.to_radians().cos();
+        let m_per_deg = EARTH_RADIUS_M.to_radians();
+        let flat = |lat: f64, lon: f64| {
+            let (dy, dx) = (lat - at.lat, (lon - at.lon) * cos_lat);
+            dy * dy + dx * dx
+        };
+        let mut found: Vec<(u32, f64, Point)> = Vec::new();
+        // The k-th smallest distance seen so far, once k points are sorted.
+        let mut bound = f64::INFINITY;
+        let trim = |found: &mut Vec<(u32, f64, Point)>, bound: &mut f64| {
+            found.sort_by(|a, b| a.1.total_cmp(&b.1));
+            found.truncate(k);
+            if found.len() == k {
+                *bound = found[k - 1].1;
+            }
+        };
         for r in 0..=MAX_RINGS {
             for (di, dj) in ring(r) {
                 let key = cell_key(ci + di, cj + dj);
@@ -163,25 +181,27 @@ impl GeoIndex {
                 };
                 let (s, e) = (data.starts[c].to_native() as usize, data.starts[c + 1].to_native() as usize);
                 for p in &data.points[s..e] {
+                    let (lat, lon) = (p.lat.to_native(), p.lon.to_native());
+                    let d2 = flat(lat, lon);
+                    if d2 >= bound {
+                        continue;
+                    }
                     let slot = p.slot.to_native();
                     if !keep(slot) {
                         continue;
                     }
-                    let d = haversine_m(at, Point { lat: p.lat.to_native(), lon: p.lon.to_native() });
-                    found.push((slot, d));
+                    found.push((slot, d2, Point { lat, lon }));
+                    if found.len() >= 4 * k.max(8) {
+                        trim(&mut found, &mut bound);
+                    }
                 }
             }
-            if found.len() >= k {
-                found.sort_by(|a, b| a.1.total_cmp(&b.1));
-                found.truncate(k);
-                if found[k - 1].1 <= r as f64 * cell_min_m {
-                    break;
-                }
+            trim(&mut found, &mut bound);
+            if found.len() == k && bound.sqrt() * m_per_deg <= r as f64 * cell_min_m {
+                break;
             }
         }
-        found.sort_by(|a, b| a.1.total_cmp(&b.1));
-        found.truncate(k);
-        found
+        found.into_iter().map(|(slot, _, p)| (slot, haversine_m(at, p))).collect()
     }
 }
 

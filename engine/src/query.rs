@@ -205,7 +205,7 @@ fn score_candidates(
 
 pub(crate) fn reverse(g: &Generation, q: &ReverseQuery) -> Vec<Feature> {
     let docs = &g.docs;
-    let keep = |slot: u32| profile::passes(docs, Target::of(docs, slot), &q.filters);
+    let keep = |slot: u32| q.filters.is_empty() || profile::passes(docs, Target::of(docs, slot), &q.filters);
     g.geo
         .nearest(q.at, q.limit, keep)
         .into_iter()
