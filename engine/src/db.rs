@@ -14,10 +14,16 @@
 //! renames the directory and updates `CURRENT`. A crash before the redb
 //! commit leaves generation N-1 untouched; a crash after it is finished at
 //! the next read-write open, which rebuilds the files from redb if needed.
+//!
+//! A restore (`restore_snapshot`) stages into `restore.tmp/` and
+//! `store.redb.incoming`; renaming the latter over `store.redb` is its
+//! commit point, after which the same recovery finishes it.
 
 use std::fs;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
@@ -27,12 +33,21 @@ use crate::geo::{GeoBuilder, GeoIndex};
 use crate::profile::{self, Feature, Target};
 use crate::query::{self, ReverseQuery, SearchQuery};
 use crate::record::Record;
-use crate::store::{Store, StoreTxn};
+use crate::snapshot::{self, Manifest};
+use crate::store::{Store, StoreReader, StoreTxn};
 use crate::text::{TextIndex, TextWriter};
 
 const STORE_FILE: &str = "store.redb";
 const CURRENT_FILE: &str = "CURRENT";
 const COMPLETE_FILE: &str = "COMPLETE";
+// Staging of a restore. Not named gen-*: a commit running meanwhile
+// removes every gen-* entry but its own.
+const RESTORE_DIR: &str = "restore.tmp";
+const INCOMING_STORE: &str = "store.redb.incoming";
+// A snapshot retries when a commit lands between reading the generation
+// and the store; a commit's publishing step takes milliseconds.
+const SNAPSHOT_ATTEMPTS: u32 = 2000;
+const SNAPSHOT_RETRY: Duration = Duration::from_millis(2);
 
 fn gen_dir(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("gen-{n:010}"))
@@ -44,6 +59,23 @@ fn tmp_dir(dir: &Path, n: u64) -> PathBuf {
 
 fn sync_dir(path: &Path) -> Result<()> {
     fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| Error::io(path, e))
+}
+
+/// Removes a file or a directory tree; nothing to do if it is not there.
+fn remove_path(path: &Path) -> Result<()> {
+    let r = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to).map_err(|e| Error::io(from, e))
 }
 
 /// One committed, immutable state of the database, open for reading.
@@ -88,6 +120,13 @@ pub struct Database {
     dir: PathBuf,
     store: Option<Mutex<Store>>,
     current: RwLock<Option<Arc<Generation>>>,
+    /// The store for snapshots, which read it apart from the writer's
+    /// mutex so that they never wait for a commit. Held shared while a
+    /// snapshot is made and exclusively while a restore swaps the store, so
+    /// that a snapshot never pairs one store with the other's files.
+    store_view: RwLock<Option<StoreReader>>,
+    /// One restore at a time: they stage in fixed places.
+    restoring: Mutex<()>,
 }
 
 impl Database {
@@ -97,15 +136,34 @@ impl Database {
         let dir = dir.as_ref().to_owned();
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let store = Store::open(&dir.join(STORE_FILE))?;
+        // A restore that died before its commit point; only now, under the
+        // store's lock, is it sure that no other process is restoring.
+        remove_path(&dir.join(INCOMING_STORE))?;
+        remove_path(&dir.join(RESTORE_DIR))?;
         let committed = store.generation()?;
-        let db = Database { dir, store: None, current: RwLock::new(None) };
+        let db = Database::new(dir, None);
         db.recover(&store, committed)?;
         let current = if committed > 0 {
             Some(Arc::new(Generation::open(&gen_dir(&db.dir, committed), committed)?))
         } else {
             None
         };
-        Ok(Database { store: Some(Mutex::new(store)), current: RwLock::new(current), ..db })
+        Ok(Database {
+            store_view: RwLock::new(Some(store.reader())),
+            store: Some(Mutex::new(store)),
+            current: RwLock::new(current),
+            ..db
+        })
+    }
+
+    fn new(dir: PathBuf, current: Option<Arc<Generation>>) -> Database {
+        Database {
+            dir,
+            store: None,
+            current: RwLock::new(current),
+            store_view: RwLock::new(None),
+            restoring: Mutex::new(()),
+        }
     }
 
     /// Opens the last published generation for reading only, without the
@@ -124,7 +182,7 @@ impl Database {
             }
             n => Some(Arc::new(Generation::open(&gen_dir(&dir, n), n)?)),
         };
-        Ok(Database { dir, store: None, current: RwLock::new(current) })
+        Ok(Database::new(dir, current))
     }
 
     pub fn path(&self) -> &Path {
@@ -244,6 +302,182 @@ impl Database {
         Ok((out, CommitReport { generation: number, written, deleted, total }))
     }
 
+    /// Writes a snapshot of the visible generation to `out` (see
+    /// [`crate::snapshot`]). Searches and commits go on meanwhile: the
+    /// generation's files are read through handles opened once, and the
+    /// store through a read transaction checked to be at the same
+    /// generation. Needs a read-write database (`Database::open`).
+    pub fn create_snapshot(&self, out: &mut dyn Write) -> Result<Manifest> {
+        let view = self.store_view.read();
+        let reader = view.as_ref().ok_or(Error::ReadOnly)?;
+        for _ in 0..SNAPSHOT_ATTEMPTS {
+            let g = self.snapshot().ok_or_else(|| Error::snapshot("nothing has been committed yet"))?;
+            let files = match snapshot::open_generation_files(&gen_dir(&self.dir, g.number)) {
+                Ok(files) => files,
+                // A commit removed the directory before all was open: the
+                // next round takes its generation.
+                Err(Error::Io { err, .. }) if err.kind() == std::io::ErrorKind::NotFound => {
+                    std::thread::sleep(SNAPSHOT_RETRY);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let store = reader.begin()?;
+            // The store commits before the generation is published, so it
+            // may be ahead of the files for a moment; never behind.
+            if store.generation()? != g.number {
+                std::thread::sleep(SNAPSHOT_RETRY);
+                continue;
+            }
+            let documents = store.count()?;
+            if documents != g.docs.len() as u64 {
+                return Err(Error::snapshot(format!(
+                    "generation {} has {} documents in its files and {documents} in the store",
+                    g.number,
+                    g.docs.len()
+                )));
+            }
+            return snapshot::write(out, g.number, documents, files, &store);
+        }
+        Err(Error::snapshot("the database kept changing while the snapshot was being made; try again"))
+    }
+
+    /// Writes a snapshot file atomically: to `<path>.tmp`, synced, then
+    /// renamed. On error no file is left at either name.
+    pub fn create_snapshot_file(&self, path: impl AsRef<Path>) -> Result<Manifest> {
+        let path = path.as_ref();
+        let mut name = path
+            .file_name()
+            .ok_or_else(|| Error::snapshot(format!("{} is not a file name", path.display())))?
+            .to_owned();
+        name.push(".tmp");
+        let tmp = path.with_file_name(name);
+        let written = (|| {
+            let file = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            let manifest = self.create_snapshot(&mut out)?;
+            let file = out.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
+            file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+            rename(&tmp, path)?;
+            sync_dir(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
+            Ok(manifest)
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written
+    }
+
+    /// Replaces the whole database with a snapshot, atomically: everything
+    /// is read, verified and opened in staging first, and a refused or
+    /// failed snapshot leaves the database as it was. Searches running on
+    /// the old generation finish on it; new ones see the snapshot's. The
+    /// snapshot's generation may be lower, equal or higher than the local
+    /// one: it is installed as is.
+    pub fn restore_snapshot(&self, input: &mut dyn Read) -> Result<Manifest> {
+        let store = self.store.as_ref().ok_or(Error::ReadOnly)?;
+        let _one = self.restoring.lock();
+        let staging = self.dir.join(RESTORE_DIR);
+        let incoming = self.dir.join(INCOMING_STORE);
+        remove_path(&staging)?;
+        remove_path(&incoming)?;
+        let result = self.stage(input, &staging, &incoming).and_then(|staged| self.install(store, staged));
+        if result.is_err() {
+            // Both names are gone once the commit point is passed, so this
+            // only ever removes staging.
+            let _ = remove_path(&staging);
+            let _ = remove_path(&incoming);
+        }
+        result
+    }
+
+    fn stage(&self, input: &mut dyn Read, staging: &Path, incoming: &Path) -> Result<Staged> {
+        let (manifest, store) = snapshot::stage(input, staging, incoming)?;
+        let n = manifest.generation;
+        let view = store.reader().begin()?;
+        let (stored, count) = (view.generation()?, view.count()?);
+        drop(view);
+        if stored != n {
+            return Err(Error::snapshot(format!("its store is at generation {stored}, its manifest says {n}")));
+        }
+        if count != manifest.documents {
+            return Err(Error::snapshot(format!(
+                "its store has {count} documents, its manifest says {}",
+                manifest.documents
+            )));
+        }
+        let generation = Generation::open(staging, n)?;
+        if generation.docs.len() as u64 != manifest.documents {
+            return Err(Error::snapshot(format!(
+                "its files have {} documents, its manifest says {}",
+                generation.docs.len(),
+                manifest.documents
+            )));
+        }
+        Ok(Staged { manifest, store, generation, staging: staging.to_owned(), incoming: incoming.to_owned() })
+    }
+
+    /// The commit of a restore. Until `store.redb.incoming` is renamed over
+    /// `store.redb`, a crash or an error leaves the old database; after,
+    /// recovery at open finishes the install.
+    fn install(&self, store: &Mutex<Store>, staged: Staged) -> Result<Manifest> {
+        let Staged { manifest, store: new_store, generation, staging, incoming } = staged;
+        let n = manifest.generation;
+        // No commit and no snapshot runs from here on.
+        let mut guard = store.lock();
+        let mut view = self.store_view.write();
+        let local = guard.generation()?;
+        let (dest, tmp) = (gen_dir(&self.dir, n), tmp_dir(&self.dir, n));
+        // Starts with gen-: removed with the other generations at the end.
+        let displaced = self.dir.join(format!("gen-{n:010}.old"));
+        remove_path(&tmp)?;
+        if n == local {
+            // The live directory has the snapshot's number, so recovery
+            // could pair its files, or staged files marked COMPLETE, with
+            // either store. Until the install ends, neither gen-N nor
+            // gen-N.tmp is marked: a crash makes the next open rebuild
+            // gen-N from whichever store is committed.
+            remove_path(&displaced)?;
+            if dest.exists() {
+                rename(&dest, &displaced)?;
+            }
+            remove_path(&staging.join(COMPLETE_FILE))?;
+        } else {
+            // A leftover, never the live one: safe to remove.
+            remove_path(&dest)?;
+        }
+        let undo = |e: Error| {
+            let _ = remove_path(&tmp);
+            if displaced.exists() && !dest.exists() {
+                let _ = fs::rename(&displaced, &dest);
+            }
+            e
+        };
+        rename(&staging, &tmp).and_then(|()| sync_dir(&self.dir)).map_err(undo)?;
+        // The commit point.
+        rename(&incoming, &self.dir.join(STORE_FILE)).map_err(undo)?;
+        let old = std::mem::replace(&mut *guard, new_store);
+        *view = Some(guard.reader());
+        drop(view);
+        drop(old);
+        // Opened from staging: open files and maps follow the renames.
+        *self.current.write() = Some(Arc::new(generation));
+        let finished = (|| {
+            sync_dir(&self.dir)?;
+            if n == local {
+                let marker = tmp.join(COMPLETE_FILE);
+                fs::write(&marker, b"").map_err(|e| Error::io(&marker, e))?;
+                fs::File::open(&marker).and_then(|f| f.sync_all()).map_err(|e| Error::io(&marker, e))?;
+                sync_dir(&tmp)?;
+            }
+            rename(&tmp, &dest)?;
+            write_current(&self.dir, n)?;
+            self.remove_other_generations(n)
+        })();
+        drop(guard);
+        finished.map(|()| manifest)
+    }
+
     /// Searches the visible generation.
     pub fn search(&self, q: &SearchQuery) -> Result<Vec<Feature>> {
         match self.snapshot() {
@@ -266,6 +500,15 @@ impl Database {
         let slot = g.docs.slot_of_id(id)?;
         Some(profile::feature(&g.docs, Target::of(&g.docs, slot), 1.0, None))
     }
+}
+
+/// A verified snapshot waiting for its commit point.
+struct Staged {
+    manifest: Manifest,
+    store: Store,
+    generation: Generation,
+    staging: PathBuf,
+    incoming: PathBuf,
 }
 
 /// The writes of one commit.
@@ -475,5 +718,123 @@ mod tests {
         assert_eq!(reader.generation(), 2);
         assert!(matches!(reader.write(|_| Ok(())), Err(Error::ReadOnly)));
         drop(writer);
+    }
+
+    fn ids(db: &Database) -> Vec<String> {
+        let g = db.snapshot().unwrap();
+        let mut v: Vec<String> =
+            (0..g.docs.len() as u32).map(|slot| g.docs.record(slot).id.as_str().to_owned()).collect();
+        v.sort();
+        v
+    }
+
+    /// Snapshots made while commits land are each one whole generation:
+    /// restored, generation `g` holds exactly records 1..g.
+    #[test]
+    fn snapshots_during_commits_are_each_one_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::open(dir.path().join("src")).unwrap());
+        db.write(|b| b.put(street("r1", "Rue Un"))).unwrap();
+        let writer = {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                for i in 2..=10 {
+                    db.write(|b| b.put(street(&format!("r{i}"), &format!("Rue Numero {i}")))).unwrap();
+                }
+            })
+        };
+        let mut snapshots = Vec::new();
+        while !writer.is_finished() || snapshots.is_empty() {
+            let mut out = Vec::new();
+            let m = db.create_snapshot(&mut out).unwrap();
+            assert!(top(&db, "rue un grenoble").is_some(), "searches go on");
+            // One of each generation is enough to check.
+            if snapshots.last().is_none_or(|(last, _): &(Manifest, Vec<u8>)| last.generation != m.generation) {
+                snapshots.push((m, out));
+            }
+        }
+        writer.join().unwrap();
+        let target = Database::open(dir.path().join("dst")).unwrap();
+        for (m, bytes) in &snapshots {
+            let restored = target.restore_snapshot(&mut &bytes[..]).unwrap();
+            assert_eq!(&restored, m);
+            assert_eq!(target.generation(), m.generation);
+            let mut want: Vec<String> = (1..=m.generation).map(|i| format!("r{i}")).collect();
+            want.sort();
+            assert_eq!(ids(&target), want, "generation {}", m.generation);
+            assert_eq!(target.len() as u64, m.documents);
+        }
+        assert!(snapshots.len() > 1, "made {} snapshots", snapshots.len());
+    }
+
+    fn snapshot_of(dir: &Path) -> Vec<u8> {
+        let db = Database::open(dir).unwrap();
+        let mut out = Vec::new();
+        db.create_snapshot(&mut out).unwrap();
+        out
+    }
+
+    /// Restoring generation 2 over a database at generation 2 (other
+    /// records): the live directory has the same name as the one coming in.
+    #[test]
+    fn restore_over_the_same_generation_number() {
+        let root = tempfile::tempdir().unwrap();
+        two_generations(&root.path().join("a"));
+        let b = root.path().join("b");
+        let db = Database::open(&b).unwrap();
+        db.write(|x| x.put(street("x", "Rue Xi"))).unwrap();
+        db.write(|x| x.put(street("y", "Rue Ypsilon"))).unwrap();
+        let bytes = snapshot_of(&root.path().join("a"));
+        db.restore_snapshot(&mut &bytes[..]).unwrap();
+        assert_eq!((db.generation(), ids(&db)), (2, vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(top(&db, "rue gamma").as_deref(), Some("a"));
+        drop(db);
+        let db = Database::open(&b).unwrap();
+        assert_eq!((db.generation(), ids(&db)), (2, vec!["a".to_owned(), "b".to_owned()]));
+        db.write(|x| x.put(street("z", "Rue Zeta"))).unwrap();
+        assert_eq!(top(&db, "rue zeta").as_deref(), Some("z"));
+    }
+
+    /// A restore killed before its commit point leaves staging behind:
+    /// the next open removes it and serves the old database.
+    #[test]
+    fn a_restore_killed_before_its_commit_point_changes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let b = root.path().join("b");
+        two_generations(&b);
+        fs::create_dir_all(b.join(RESTORE_DIR).join("text")).unwrap();
+        fs::write(b.join(RESTORE_DIR).join("docs"), b"half").unwrap();
+        fs::write(b.join(INCOMING_STORE), b"half a store").unwrap();
+        let db = Database::open(&b).unwrap();
+        assert_eq!((db.generation(), ids(&db)), (2, vec!["a".to_owned(), "b".to_owned()]));
+        assert!(!b.join(RESTORE_DIR).exists() && !b.join(INCOMING_STORE).exists());
+    }
+
+    /// Killed right after the commit point (the new store in place, its
+    /// files still in gen-N.tmp): the next open finishes the install.
+    #[test]
+    fn a_restore_killed_after_its_commit_point_is_finished_at_open() {
+        let root = tempfile::tempdir().unwrap();
+        let a = root.path().join("a");
+        let db = Database::open(&a).unwrap();
+        for i in 1..=5 {
+            db.write(|x| x.put(street(&format!("r{i}"), &format!("Rue Numero {i}")))).unwrap();
+        }
+        let mut bytes = Vec::new();
+        db.create_snapshot(&mut bytes).unwrap();
+        drop(db);
+        let b = root.path().join("b");
+        two_generations(&b);
+        // Stage and pass the commit point by hand, as `install` does.
+        let (manifest, store) =
+            snapshot::stage(&mut &bytes[..], &b.join(RESTORE_DIR), &b.join(INCOMING_STORE)).unwrap();
+        drop(store);
+        fs::rename(b.join(RESTORE_DIR), tmp_dir(&b, manifest.generation)).unwrap();
+        fs::rename(b.join(INCOMING_STORE), b.join(STORE_FILE)).unwrap();
+        let db = Database::open(&b).unwrap();
+        assert_eq!(db.generation(), 5);
+        assert_eq!(ids(&db).len(), 5);
+        assert_eq!(top(&db, "rue numero 3").as_deref(), Some("r3"));
+        assert_eq!(read_current(&b).unwrap(), 5);
     }
 }

@@ -24,6 +24,10 @@ pub enum Error {
     InvalidQuery(String),
     #[error("the query ran out of its time budget")]
     Timeout,
+    /// A snapshot that cannot be made, read or installed; a refused restore
+    /// leaves the database as it was.
+    #[error("snapshot: {reason}")]
+    Snapshot { reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -37,6 +41,10 @@ impl From<tantivy::TantivyError> for Error {
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, err: std::io::Error) -> Self {
         Error::Io { path: path.into(), err }
+    }
+
+    pub(crate) fn snapshot(reason: impl Into<String>) -> Self {
+        Error::Snapshot { reason: reason.into() }
     }
 }
 

@@ -14,7 +14,8 @@
 //! Layers: [`store`] (redb, the durable documents), [`docs`] and [`geo`]
 //! (memory-mapped rkyv files of each generation), [`text`] (tantivy and the
 //! address-aware analysis), [`rank`] (scores in [0, 1]), [`profile`] (what
-//! the geocoder makes of records), [`import`] (input formats).
+//! the geocoder makes of records), [`import`] (input formats), [`snapshot`]
+//! (one-file copies of a generation, for backups and replicas).
 
 pub mod batch;
 mod cache;
@@ -27,6 +28,7 @@ mod profile;
 mod query;
 pub mod rank;
 mod record;
+pub mod snapshot;
 mod store;
 pub mod text;
 
@@ -41,6 +43,7 @@ pub use import::{Format, OnError, Skipped};
 pub use profile::{Feature, Prop};
 pub use query::{ReverseQuery, SearchQuery};
 pub use record::{Field, Point, Record, Value};
+pub use snapshot::{FileEntry, Manifest};
 
 /// How to import files.
 #[derive(Debug, Clone, Default)]

@@ -7,8 +7,12 @@
 //! the blocks table.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 
 use crate::error::{Error, Result};
 use crate::record::Record;
@@ -40,7 +44,9 @@ fn decode_block(bytes: &[u8]) -> Result<Vec<(u64, Record)>> {
 }
 
 pub struct Store {
-    db: Database,
+    // Shared with `StoreReader`s: snapshots read through their own MVCC
+    // transactions and must not wait for the writer's mutex.
+    db: Arc<Database>,
 }
 
 impl Store {
@@ -57,7 +63,24 @@ impl Store {
             txn.open_table(META)?;
         }
         txn.commit()?;
-        Ok(Store { db })
+        Ok(Store { db: Arc::new(db) })
+    }
+
+    /// A read handle that outlives no commit: it sees the committed state
+    /// as of each `begin`, and never blocks or waits for a writer.
+    pub(crate) fn reader(&self) -> StoreReader {
+        StoreReader { db: self.db.clone() }
+    }
+
+    /// Fills a new store at `path` (which must not exist) from raw tables;
+    /// nothing is visible until `RawImport::commit`.
+    pub(crate) fn create_for_import(path: &Path) -> Result<RawImport> {
+        if path.exists() {
+            return Err(Error::Store(format!("{} already exists", path.display())));
+        }
+        let store = Store::open(path)?;
+        let txn = store.db.begin_write()?;
+        Ok(RawImport { txn, store })
     }
 
     pub fn generation(&self) -> Result<u64> {
@@ -184,6 +207,135 @@ impl StoreTxn {
         }
         self.txn.commit()?;
         Ok(())
+    }
+}
+
+/// The tables of the store, for raw export and import. A pair is exported
+/// as bytes: a `u64` as 8 little-endian bytes, a `&str` as its UTF-8, a
+/// `&[u8]` as is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RawTable {
+    Blocks,
+    Ids,
+    Meta,
+}
+
+impl RawTable {
+    pub const ALL: [RawTable; 3] = [RawTable::Blocks, RawTable::Ids, RawTable::Meta];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RawTable::Blocks => "blocks",
+            RawTable::Ids => "ids",
+            RawTable::Meta => "meta",
+        }
+    }
+}
+
+fn u64_bytes(bytes: &[u8], what: &str) -> Result<u64> {
+    let b: [u8; 8] = bytes.try_into().map_err(|_| Error::Store(format!("{what}: {} bytes, not 8", bytes.len())))?;
+    Ok(u64::from_le_bytes(b))
+}
+
+fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str> {
+    std::str::from_utf8(bytes).map_err(|_| Error::Store(format!("{what}: not UTF-8")))
+}
+
+#[derive(Clone)]
+pub(crate) struct StoreReader {
+    db: Arc<Database>,
+}
+
+impl StoreReader {
+    pub fn begin(&self) -> Result<StoreView> {
+        Ok(StoreView { txn: self.db.begin_read()? })
+    }
+}
+
+/// One committed state of the store, fixed for as long as the view lives
+/// (redb MVCC): commits made meanwhile are not seen and are not held up.
+pub(crate) struct StoreView {
+    txn: ReadTransaction,
+}
+
+impl StoreView {
+    pub fn generation(&self) -> Result<u64> {
+        let t = self.txn.open_table(META)?;
+        let v = t.get("generation")?.map(|v| v.value()).unwrap_or(0);
+        Ok(v)
+    }
+
+    /// Records in this state.
+    pub fn count(&self) -> Result<u64> {
+        Ok(self.txn.open_table(IDS)?.len()?)
+    }
+
+    /// Every pair of `table` in key order, as raw bytes.
+    pub fn export(&self, table: RawTable, f: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+        match table {
+            RawTable::Blocks => {
+                for item in self.txn.open_table(BLOCKS)?.iter()? {
+                    let (k, v) = item?;
+                    f(&k.value().to_le_bytes(), v.value())?;
+                }
+            }
+            RawTable::Ids => {
+                for item in self.txn.open_table(IDS)?.iter()? {
+                    let (k, v) = item?;
+                    f(k.value().as_bytes(), &v.value().to_le_bytes())?;
+                }
+            }
+            RawTable::Meta => {
+                for item in self.txn.open_table(META)?.iter()? {
+                    let (k, v) = item?;
+                    f(k.value().as_bytes(), &v.value().to_le_bytes())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A new store being filled from raw pairs.
+pub(crate) struct RawImport {
+    // Declared first so that it is dropped (aborted) before its database.
+    txn: WriteTransaction,
+    store: Store,
+}
+
+impl RawImport {
+    /// Inserts the pairs `next` yields until it yields `None`; returns how
+    /// many. A pair that does not decode as the table's types is refused.
+    pub fn import(
+        &mut self,
+        table: RawTable,
+        next: &mut dyn FnMut() -> Result<Option<(Vec<u8>, Vec<u8>)>>,
+    ) -> Result<u64> {
+        let what = table.name();
+        let mut n = 0;
+        match table {
+            RawTable::Blocks => {
+                let mut t = self.txn.open_table(BLOCKS)?;
+                while let Some((k, v)) = next()? {
+                    t.insert(u64_bytes(&k, what)?, v.as_slice())?;
+                    n += 1;
+                }
+            }
+            RawTable::Ids | RawTable::Meta => {
+                let mut t = self.txn.open_table(if table == RawTable::Ids { IDS } else { META })?;
+                while let Some((k, v)) = next()? {
+                    t.insert(utf8(&k, what)?, u64_bytes(&v, what)?)?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Makes the imported pairs durable and returns the open store.
+    pub fn commit(self) -> Result<Store> {
+        self.txn.commit()?;
+        Ok(self.store)
     }
 }
 

@@ -28,6 +28,7 @@ use crate::geojson::{self, Echo};
 use crate::metrics::{Gauges, Metrics, Route};
 use crate::params::{self, BadRequest, Params};
 use crate::ratelimit::RateLimiter;
+use crate::replica::{Publisher, ReplicaStatus};
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
@@ -76,6 +77,11 @@ pub struct App {
     /// Bearer token of `POST /documents` and `DELETE /documents/{id}`;
     /// without one, writes are refused.
     pub write_token: Option<String>,
+    /// Bearer token of `GET /snapshot/*`; open when `None`.
+    pub snapshot_token: Option<String>,
+    pub publisher: Option<Publisher>,
+    /// Set on a replica: what it knows of its primary.
+    pub replica: Option<Arc<ReplicaStatus>>,
 }
 
 /// Cached bodies start with one byte naming the coding they are in.
@@ -93,6 +99,9 @@ impl App {
             limits,
             access_log: AccessLog::Off,
             write_token: None,
+            snapshot_token: None,
+            publisher: None,
+            replica: None,
         }
     }
 
@@ -180,6 +189,7 @@ impl App {
             }
             Route::Other => respond(StatusCode::NOT_FOUND, &json!({"title": "404 Not Found"})),
             Route::Documents => self.documents(req).await,
+            Route::Snapshot => self.snapshot(req).await,
             _ if req.method() != Method::GET && req.method() != Method::HEAD => method_not_allowed("GET"),
             _ => self.get(route, req.uri().path(), req.uri().query(), enc),
         }
@@ -224,7 +234,7 @@ impl App {
                     documents: db.len(),
                     generation: db.generation(),
                     cache: self.cache.as_ref().map(|c| c.stats()),
-                    extra: Vec::new(),
+                    extra: self.replica.as_ref().map(|r| r.gauges()).unwrap_or_default(),
                 };
                 let mut r = self.json(StatusCode::OK, Bytes::from(self.metrics.render(&gauges)), enc);
                 r.headers_mut()
@@ -298,6 +308,74 @@ impl App {
         committed(done)
     }
 
+    /// `GET /snapshot/latest` (the manifest, as JSON) and
+    /// `GET /snapshot/{generation}` (the file).
+    async fn snapshot(&self, req: Request<Incoming>) -> Response<Body> {
+        if req.method() != Method::GET {
+            return method_not_allowed("GET");
+        }
+        if self.snapshot_token.is_some() {
+            if let Err(r) = authorize(self.snapshot_token.as_deref(), &req, "snapshot requests") {
+                return r;
+            }
+        }
+        let Some(publisher) = &self.publisher else {
+            return bad(404, "This server does not publish snapshots");
+        };
+        let what = req.uri().path().trim_end_matches('/').trim_start_matches("/snapshot/").to_owned();
+        let path = if what == "latest" {
+            return match publisher.latest(&self.db).await {
+                Ok((_, _, manifest)) => match serde_json::to_value(&manifest) {
+                    Ok(v) => respond(StatusCode::OK, &v),
+                    Err(e) => bad(500, format!("Could not encode the manifest: {e}")),
+                },
+                Err(e) => bad(503, format!("No snapshot to publish: {e:#}")),
+            };
+        } else {
+            let Ok(generation) = what.parse::<u64>() else {
+                return bad(404, format!("No snapshot {what:?}: ask /snapshot/latest or /snapshot/<generation>"));
+            };
+            match publisher.file(generation) {
+                Some(p) => p,
+                None if generation == self.db.generation() => match publisher.latest(&self.db).await {
+                    Ok((g, p, _)) if g == generation => p,
+                    Ok(_) => return bad(404, format!("Generation {generation} is no longer published")),
+                    Err(e) => return bad(503, format!("No snapshot to publish: {e:#}")),
+                },
+                None => return bad(404, format!("Generation {generation} is not published; ask /snapshot/latest")),
+            }
+        };
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            // Replaced by a newer generation's file in between.
+            Err(_) => return bad(404, "This generation is no longer published; ask /snapshot/latest"),
+        };
+        let len = file.metadata().await.map(|m| m.len()).ok();
+        let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(4);
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut file = file;
+            loop {
+                let mut buf = vec![0u8; 256 * 1024];
+                match file.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx.send_data(Bytes::from(buf)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let mut r = Response::new(body.boxed());
+        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        if let Some(n) = len {
+            set_header(&mut r, hyper::header::CONTENT_LENGTH, n);
+        }
+        r
+    }
+
     /// Ready when a generation is open and a query runs on it.
     fn ready(&self) -> Response<Body> {
         let db = &self.db;
@@ -308,10 +386,15 @@ impl App {
         }
         let probe = cairn::ReverseQuery { at: cairn::Point { lat: 0.0, lon: 0.0 }, limit: 1, filters: Vec::new() };
         match db.reverse(&probe) {
-            Ok(_) => respond(
-                StatusCode::OK,
-                &json!({"status": "READY", "generation": db.generation(), "documents": db.len()}),
-            ),
+            Ok(_) => {
+                let mut v = json!({"status": "READY", "generation": db.generation(), "documents": db.len()});
+                if let Some(r) = &self.replica {
+                    v["role"] = json!("replica");
+                    v["primary_generation"] = json!(r.primary_generation.load(std::sync::atomic::Ordering::Relaxed));
+                    v["lag_seconds"] = json!(r.lag_seconds());
+                }
+                respond(StatusCode::OK, &v)
+            }
             Err(e) => not_ready(format!("the index does not answer: {e}")),
         }
     }

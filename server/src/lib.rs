@@ -9,3 +9,4 @@ pub mod http;
 pub mod metrics;
 pub mod params;
 pub mod ratelimit;
+pub mod replica;

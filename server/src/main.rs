@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cairn::{Database, Format, ImportOptions, OnError, Point, ReverseQuery, SearchQuery};
-use cairn_server::{config, geojson, http, params, ratelimit};
+use cairn_server::{config, geojson, http, params, ratelimit, replica};
 use clap::{Parser, Subcommand};
 
 #[global_allocator]
@@ -128,6 +128,9 @@ enum Command {
         misses: usize,
         queries: PathBuf,
     },
+    /// Make or install one-file snapshots of a database (backups, replicas).
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Print the records nearest a point, as GET /reverse.
     Reverse {
         #[arg(long, env = "CAIRN_DATA")]
@@ -141,6 +144,29 @@ enum Command {
         #[arg(long = "type")]
         kind: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Write the database's current generation to one file. Searches and
+    /// imports in this process would go on meanwhile; a database served by
+    /// another process is snapshotted through its GET /snapshot/{generation}.
+    Create {
+        #[arg(long, env = "CAIRN_DATA")]
+        data: PathBuf,
+        /// The snapshot file (written to FILE.tmp, then renamed).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Replace the database in DIR (created if missing) with a snapshot,
+    /// after verifying all of it; a refused snapshot changes nothing.
+    Restore {
+        file: PathBuf,
+        #[arg(long, env = "CAIRN_DATA")]
+        data: PathBuf,
+    },
+    /// Print a snapshot's manifest (JSON) without reading the rest.
+    Inspect { file: PathBuf },
 }
 
 fn main() {
@@ -248,6 +274,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             eval::run(&target, &queries, limit.clamp(1, params::MAX_LIMIT), !no_autocomplete, misses)
         }
+        Command::Snapshot(cmd) => snapshot(cmd),
         Command::Reverse { data, lat, lon, limit, kind } => {
             let db = Database::open_read_only(&data).with_context(|| format!("opening {}", data.display()))?;
             let rq = ReverseQuery {
@@ -258,6 +285,56 @@ fn run(cli: Cli) -> Result<()> {
             let features = db.reverse(&rq)?;
             let echo = geojson::Echo { query: None, filters: &rq.filters, center: None, limit: rq.limit };
             println!("{}", geojson::collection(&features, &echo));
+            Ok(())
+        }
+    }
+}
+
+fn snapshot(cmd: SnapshotCommand) -> Result<()> {
+    match cmd {
+        SnapshotCommand::Create { data, out } => {
+            if !data.join("store.redb").is_file() {
+                bail!("{} holds no cairn database", data.display());
+            }
+            let db = Database::open(&data).with_context(|| format!("opening {}", data.display()))?;
+            let started = Instant::now();
+            let m = db.create_snapshot_file(&out).with_context(|| format!("writing {}", out.display()))?;
+            let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+            println!(
+                "snapshot of generation {} ({} documents, {} files): {} bytes ({} uncompressed) in {:.2} s",
+                m.generation,
+                m.documents,
+                m.files.len(),
+                size,
+                m.total_len(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        SnapshotCommand::Restore { file, data } => {
+            let mut input = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            // Refused before the database is even opened (or created).
+            cairn::snapshot::read_manifest(&mut input).with_context(|| format!("{} is refused", file.display()))?;
+            let mut input = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            let db = Database::open(&data).with_context(|| format!("opening {}", data.display()))?;
+            let started = Instant::now();
+            let m = db
+                .restore_snapshot(&mut std::io::BufReader::with_capacity(1 << 20, &mut input))
+                .with_context(|| format!("{} is refused; {} is unchanged", file.display(), data.display()))?;
+            println!(
+                "restored generation {} ({} documents) into {} in {:.2} s",
+                m.generation,
+                m.documents,
+                data.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        SnapshotCommand::Inspect { file } => {
+            let mut input = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            let m =
+                cairn::snapshot::read_manifest(&mut input).with_context(|| format!("{} is refused", file.display()))?;
+            println!("{}", serde_json::to_string_pretty(&m)?);
             Ok(())
         }
     }
@@ -440,6 +517,13 @@ fn serve(data: &Path, settings: config::Settings) -> Result<()> {
     app.limiter = settings.rate.map(|(rate, burst)| ratelimit::RateLimiter::new(rate, burst));
     app.access_log = settings.access_log;
     app.write_token = settings.write_token.clone();
+    app.snapshot_token = settings.snapshot_token.clone();
+    app.publisher = Some(replica::Publisher::new(&dir));
+    let following = settings.replica_of.clone().map(|url| {
+        let status = Arc::new(replica::ReplicaStatus::default());
+        app.replica = Some(status.clone());
+        (url, status)
+    });
 
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = settings.threads {
@@ -450,6 +534,9 @@ fn serve(data: &Path, settings: config::Settings) -> Result<()> {
     let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
+        if let Some((url, status)) = following {
+            tokio::spawn(replica::follow(db.clone(), url, settings.snapshot_token.clone(), settings.poll, status));
+        }
 
         // Tests and scripts wait for this line to know the port.
         println!("cairn listening on http://{addr} ({} documents, generation {})", db.len(), db.generation());

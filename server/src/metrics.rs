@@ -176,7 +176,7 @@ impl Metrics {
             gauge("process_resident_memory_bytes", "gauge", "Resident memory of the process.", rss as f64);
         }
         for (name, help, v) in &g.extra {
-            gauge(name, "gauge", help, *v);
+            gauge(name, if name.ends_with("_total") { "counter" } else { "gauge" }, help, *v);
         }
         out
     }
