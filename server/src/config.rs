@@ -61,6 +61,9 @@ pub struct ServeArgs {
     /// Time a search may take before it answers 503, e.g. "500ms"; "0" for none [default: 1s].
     #[arg(long, env = "CAIRN_TIME_BUDGET")]
     pub time_budget: Option<String>,
+    /// Longest wait for the next piece of a request body before it answers 408 [default: 30s].
+    #[arg(long, env = "CAIRN_BODY_TIMEOUT")]
+    pub body_timeout: Option<String>,
     /// On SIGTERM/SIGINT, how long requests in flight may take to finish [default: 10s].
     #[arg(long, env = "CAIRN_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<String>,
@@ -125,6 +128,9 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub time_budget: Option<Duration>,
+    /// Longest pause in an upload: a client that stops sending its body
+    /// does not hold a connection and a buffer forever.
+    pub body_timeout: Duration,
     pub compress_min_bytes: usize,
 }
 
@@ -137,6 +143,7 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             max_headers: 64,
             time_budget: Some(Duration::from_secs(1)),
+            body_timeout: Duration::from_secs(30),
             compress_min_bytes: 1024,
         }
     }
@@ -171,6 +178,10 @@ impl ServeArgs {
             Some(v) => Some(duration("--time-budget", &v)?).filter(|d| !d.is_zero()),
             None => d.time_budget,
         };
+        let body_timeout = match pick!(body_timeout) {
+            Some(v) => duration("--body-timeout", &v)?.max(Duration::from_millis(10)),
+            None => d.body_timeout,
+        };
         let shutdown_timeout = match pick!(shutdown_timeout) {
             Some(v) => duration("--shutdown-timeout", &v)?,
             None => Duration::from_secs(10),
@@ -192,7 +203,11 @@ impl ServeArgs {
             Some("json") => AccessLog::Json,
             Some(other) => bail!("--access-log must be off, text or json, not {other:?}"),
         };
-        if self.write_token.is_some() && self.replica_of.is_some() {
+        let replica_of = pick!(replica_of).map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(url) = &replica_of {
+            crate::replica::check_url(url)?;
+        }
+        if pick!(write_token).is_some_and(|t| !t.is_empty()) && replica_of.is_some() {
             bail!(
                 "a replica follows its primary and takes no writes: --write-token and --replica-of exclude each other"
             );
@@ -220,6 +235,7 @@ impl ServeArgs {
                 max_header_bytes: pick!(max_header_bytes).unwrap_or(d.max_header_bytes).max(8192),
                 max_headers: pick!(max_headers).unwrap_or(d.max_headers).max(1),
                 time_budget,
+                body_timeout,
                 compress_min_bytes: pick!(compress_min_bytes).unwrap_or(d.compress_min_bytes),
             },
             shutdown_timeout,
@@ -227,7 +243,7 @@ impl ServeArgs {
             access_log,
             write_token: pick!(write_token).filter(|t| !t.is_empty()),
             snapshot_token: pick!(snapshot_token).filter(|t| !t.is_empty()),
-            replica_of: pick!(replica_of).map(|u| u.trim_end_matches('/').to_owned()),
+            replica_of,
             poll: match pick!(poll) {
                 Some(v) => duration("--poll", &v)?.max(Duration::from_millis(100)),
                 None => Duration::from_secs(10),
@@ -264,5 +280,19 @@ mod tests {
         assert!(format!("{err:#}").contains("max_limt"), "{err:#}");
         let err = ServeArgs { time_budget: Some("soon".into()), ..Default::default() }.resolve().unwrap_err();
         assert!(err.to_string().contains("time-budget"), "{err}");
+    }
+
+    #[test]
+    fn a_replica_takes_no_writes_whichever_way_it_is_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cairn.toml");
+        std::fs::write(&path, "write_token = \"w\"\nreplica_of = \"http://127.0.0.1:7878\"\n").unwrap();
+        let err = ServeArgs { config: Some(path.clone()), ..Default::default() }.resolve().unwrap_err();
+        assert!(err.to_string().contains("exclude each other"), "{err}");
+        std::fs::write(&path, "write_token = \"w\"\n").unwrap();
+        let args = ServeArgs { config: Some(path), replica_of: Some("http://h:1".into()), ..Default::default() };
+        assert!(args.resolve().is_err());
+        let err = ServeArgs { replica_of: Some("https://h:1".into()), ..Default::default() }.resolve().unwrap_err();
+        assert!(err.to_string().contains("http://"), "{err}");
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cairn::{Database, ResponseCache};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{
     HeaderName, HeaderValue, ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, CONTENT_ENCODING, CONTENT_TYPE,
@@ -185,7 +185,7 @@ impl App {
                 if req.method() != Method::POST {
                     return method_not_allowed("POST");
                 }
-                handle_csv(self.db.clone(), req, route == Route::ReverseCsv, self.limits.max_upload, enc).await
+                handle_csv(self.db.clone(), req, route == Route::ReverseCsv, &self.limits, enc).await
             }
             Route::Other => respond(StatusCode::NOT_FOUND, &json!({"title": "404 Not Found"})),
             Route::Documents => self.documents(req).await,
@@ -287,13 +287,9 @@ impl App {
             }
             _ => None,
         };
-        let max = self.limits.max_upload;
-        let body = match Limited::new(req.into_body(), max).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-                return bad(413, format!("Body too large, limit is {max} bytes"))
-            }
-            Err(e) => return bad(400, format!("Could not read the request body: {e}")),
+        let body = match read_body(req.into_body(), self.limits.max_upload, self.limits.body_timeout).await {
+            Ok(b) => b,
+            Err(r) => return r,
         };
         let format = match format.map(Ok).unwrap_or_else(|| cairn::import::detect_format("body".as_ref(), &body)) {
             Ok(f) => f,
@@ -508,20 +504,35 @@ struct CsvForm {
 }
 
 #[allow(clippy::result_large_err)]
-async fn read_form(req: Request<Incoming>, max_upload: usize) -> Result<CsvForm, Response<Body>> {
+/// Reads a whole request body of at most `max` bytes, waiting at most
+/// `idle` for each piece of it.
+#[allow(clippy::result_large_err)]
+async fn read_body(mut body: Incoming, max: usize, idle: Duration) -> Result<Bytes, Response<Body>> {
+    let mut out = bytes::BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(bad(408, format!("The request body stalled for {idle:?}"))),
+            Ok(None) => return Ok(out.freeze()),
+            Ok(Some(Err(e))) => return Err(bad(400, format!("Could not read the request body: {e}"))),
+            Ok(Some(Ok(f))) => f,
+        };
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > max {
+                return Err(bad(413, format!("Upload too large, limit is {max} bytes")));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+}
+
+#[allow(clippy::result_large_err)]
+async fn read_form(req: Request<Incoming>, max_upload: usize, idle: Duration) -> Result<CsvForm, Response<Body>> {
     let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let mut fields: Vec<(String, String)> =
         form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
     let boundary = multer::parse_boundary(&content_type)
         .map_err(|_| bad(400, "Expected a multipart/form-data body with the file in \"data\""))?;
-    let body = Limited::new(req.into_body(), max_upload).collect().await.map_err(|e| {
-        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-            bad(413, format!("Upload too large, limit is {max_upload} bytes"))
-        } else {
-            bad(400, format!("Could not read the request body: {e}"))
-        }
-    })?;
-    let bytes = body.to_bytes();
+    let bytes = read_body(req.into_body(), max_upload, idle).await?;
     let stream = futures_util::stream::once(async move { Ok::<Bytes, Infallible>(bytes) });
     let mut multipart = multer::Multipart::new(stream, boundary);
     let mut data = None;
@@ -618,10 +629,10 @@ async fn handle_csv(
     db: Arc<Database>,
     req: Request<Incoming>,
     reverse: bool,
-    max_upload: usize,
+    limits: &Limits,
     enc: Encoding,
 ) -> Response<Body> {
-    let form = match read_form(req, max_upload).await {
+    let form = match read_form(req, limits.max_upload, limits.body_timeout).await {
         Ok(f) => f,
         Err(r) => return r,
     };

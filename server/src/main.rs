@@ -170,7 +170,17 @@ enum SnapshotCommand {
 }
 
 fn main() {
-    if let Err(e) = run(Cli::parse()) {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // A command piped into `head` stops quietly, as Unix tools do,
+        // instead of panicking on a closed stdout. Not for the server:
+        // a client that hangs up must never kill it.
+        // SAFETY: called before any other thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

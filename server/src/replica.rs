@@ -34,8 +34,13 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// Starts with no file published: one left by an earlier run may hold
+    /// another history under the same generation number (the database may
+    /// have been restored to an older snapshot since).
     pub fn new(data: &Path) -> Publisher {
-        Publisher { dir: data.join(SNAPSHOT_DIR), building: Arc::new(tokio::sync::Mutex::new(())) }
+        let dir = data.join(SNAPSHOT_DIR);
+        let _ = std::fs::remove_dir_all(&dir);
+        Publisher { dir, building: Arc::new(tokio::sync::Mutex::new(())) }
     }
 
     fn path(&self, generation: u64) -> PathBuf {
@@ -132,6 +137,10 @@ impl ReplicaStatus {
         ]
     }
 
+    pub fn seconds_since_contact(&self) -> u64 {
+        now_secs().saturating_sub(self.last_contact.load(Relaxed))
+    }
+
     /// Seconds the replica has been behind its primary.
     pub fn lag_seconds(&self) -> u64 {
         match self.behind_since.load(Relaxed) {
@@ -140,6 +149,19 @@ impl ReplicaStatus {
         }
     }
 }
+
+/// Checks a `--replica-of` URL when the settings are read, so that a bad
+/// one stops the server at start instead of leaving a replica that never
+/// follows.
+pub fn check_url(url: &str) -> Result<()> {
+    Primary::parse(url, None).map(|_| ())
+}
+
+/// How long a primary may take to answer a request, and to send the next
+/// piece of a snapshot: a primary that stops answering must not stop the
+/// replica from trying again.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A primary's address: `http://host:port` (plain HTTP; put TLS in front).
 struct Primary {
@@ -159,6 +181,12 @@ impl Primary {
     }
 
     async fn get(&self, path: &str) -> Result<hyper::Response<hyper::body::Incoming>> {
+        tokio::time::timeout(ANSWER_TIMEOUT, self.get_untimed(path))
+            .await
+            .map_err(|_| anyhow!("GET {path}: no answer from {} within {ANSWER_TIMEOUT:?}", self.authority))?
+    }
+
+    async fn get_untimed(&self, path: &str) -> Result<hyper::Response<hyper::body::Incoming>> {
         let stream = tokio::net::TcpStream::connect(&self.authority)
             .await
             .with_context(|| format!("connecting to {}", self.authority))?;
@@ -187,6 +215,8 @@ pub async fn follow(db: Arc<Database>, url: String, token: Option<String>, poll:
             return;
         }
     };
+    // Counted from the start until the primary first answers.
+    status.last_contact.store(now_secs(), Relaxed);
     let staging = db.path().join("incoming.cairn-snapshot");
     let mut backoff = poll;
     loop {
@@ -206,7 +236,10 @@ pub async fn follow(db: Arc<Database>, url: String, token: Option<String>, poll:
 }
 
 async fn sync_once(db: &Arc<Database>, primary: &Primary, staging: &Path, status: &ReplicaStatus) -> Result<()> {
-    let body = primary.get("/snapshot/latest").await?.into_body().collect().await?.to_bytes();
+    let body = tokio::time::timeout(READ_TIMEOUT, primary.get("/snapshot/latest").await?.into_body().collect())
+        .await
+        .map_err(|_| anyhow!("the primary's manifest stalled"))??
+        .to_bytes();
     let manifest: serde_json::Value = serde_json::from_slice(&body).context("reading the primary's manifest")?;
     let latest = manifest["generation"].as_u64().ok_or_else(|| anyhow!("the manifest has no generation"))?;
     status.last_contact.store(now_secs(), Relaxed);
@@ -219,7 +252,10 @@ async fn sync_once(db: &Arc<Database>, primary: &Primary, staging: &Path, status
     let _ = status.behind_since.compare_exchange(0, now_secs(), Relaxed, Relaxed);
     let mut resp = primary.get(&format!("/snapshot/{latest}")).await?;
     let mut file = tokio::fs::File::create(staging).await?;
-    while let Some(frame) = resp.body_mut().frame().await {
+    while let Some(frame) = tokio::time::timeout(READ_TIMEOUT, resp.body_mut().frame())
+        .await
+        .map_err(|_| anyhow!("the download stalled for {READ_TIMEOUT:?}"))?
+    {
         if let Ok(data) = frame?.into_data() {
             file.write_all(&data).await?;
         }
