@@ -209,7 +209,7 @@ impl App {
                         None => db.search(&q)?,
                     };
                     let echo = Echo { query: Some(&q.q), filters: &q.filters, center: q.near, limit: q.limit };
-                    Ok((geojson::collection(&features, &echo), !features.is_empty()))
+                    Ok((geojson::collection_bytes(&features, &echo), !features.is_empty()))
                 }),
             },
             Route::Reverse => match params::reverse(&p, self.limits.max_limit) {
@@ -217,7 +217,7 @@ impl App {
                 Ok(q) => self.cached(route, query, enc, &|| {
                     let features = db.reverse(&q)?;
                     let echo = Echo { query: None, filters: &q.filters, center: None, limit: q.limit };
-                    Ok((geojson::collection(&features, &echo), !features.is_empty()))
+                    Ok((geojson::collection_bytes(&features, &echo), !features.is_empty()))
                 }),
             },
             Route::Health => {
@@ -403,7 +403,7 @@ impl App {
         route: Route,
         query: Option<&str>,
         enc: Encoding,
-        compute: &dyn Fn() -> Result<(Value, bool), cairn::Error>,
+        compute: &dyn Fn() -> Result<(Vec<u8>, bool), cairn::Error>,
     ) -> Response<Body> {
         let generation = self.db.generation();
         let key = self.cache.as_ref().map(|_| {
@@ -419,7 +419,7 @@ impl App {
         }
         match compute() {
             Ok((v, found)) => {
-                let (tag, body) = self.encode(Bytes::from(v.to_string()), enc);
+                let (tag, body) = self.encode(Bytes::from(v), enc);
                 if let (Some(c), Some(k)) = (&self.cache, &key) {
                     let mut stored = Vec::with_capacity(body.len() + 1);
                     stored.push(tag);
