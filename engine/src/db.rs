@@ -406,7 +406,16 @@ impl Database {
                 manifest.documents
             )));
         }
-        let generation = Generation::open(staging, n)?;
+        // The checksums prove the files arrived as sent, not that whoever
+        // made them made them right: the index libraries assume their own
+        // files are sound and may panic on crafted ones. A snapshot they
+        // cannot open, or answer one query on, is refused like any other.
+        let generation = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Generation> {
+            let g = Generation::open(staging, n)?;
+            query::probe(&g)?;
+            Ok(g)
+        }))
+        .map_err(|_| Error::snapshot("its index files are unreadable (the index library failed on them)"))??;
         if generation.docs.len() as u64 != manifest.documents {
             return Err(Error::snapshot(format!(
                 "its files have {} documents, its manifest says {}",
