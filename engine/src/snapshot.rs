@@ -710,7 +710,7 @@ mod tests {
             c.finish().unwrap()
         };
         assert!(out.len() < data.len(), "the compressible part is compressed");
-        assert!(out.iter().any(|&b| b == METHOD_STORED), "has a stored chunk");
+        assert!(out.contains(&METHOD_STORED), "has a stored chunk");
         let entry = FileEntry { path: "gen/docs".into(), len: digest.len, crc32: digest.hasher.finalize() };
         let read = |bytes: &[u8]| -> Result<Vec<u8>> {
             let mut r = CrcReader::new(bytes);

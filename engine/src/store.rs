@@ -210,6 +210,11 @@ impl StoreTxn {
     }
 }
 
+/// Receives the pairs of a table, as raw bytes.
+pub(crate) type PairSink<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
+/// Yields the pairs of a table, as raw bytes, until `None`.
+pub(crate) type PairSource<'a> = dyn FnMut() -> Result<Option<(Vec<u8>, Vec<u8>)>> + 'a;
+
 /// The tables of the store, for raw export and import. A pair is exported
 /// as bytes: a `u64` as 8 little-endian bytes, a `&str` as its UTF-8, a
 /// `&[u8]` as is.
@@ -271,7 +276,7 @@ impl StoreView {
     }
 
     /// Every pair of `table` in key order, as raw bytes.
-    pub fn export(&self, table: RawTable, f: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+    pub fn export(&self, table: RawTable, f: &mut PairSink<'_>) -> Result<()> {
         match table {
             RawTable::Blocks => {
                 for item in self.txn.open_table(BLOCKS)?.iter()? {
@@ -309,7 +314,7 @@ impl RawImport {
     pub fn import(
         &mut self,
         table: RawTable,
-        next: &mut dyn FnMut() -> Result<Option<(Vec<u8>, Vec<u8>)>>,
+        next: &mut PairSource<'_>,
     ) -> Result<u64> {
         let what = table.name();
         let mut n = 0;

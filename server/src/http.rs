@@ -503,7 +503,6 @@ struct CsvForm {
     fields: Vec<(String, String)>,
 }
 
-#[allow(clippy::result_large_err)]
 /// Reads a whole request body of at most `max` bytes, waiting at most
 /// `idle` for each piece of it.
 #[allow(clippy::result_large_err)]
