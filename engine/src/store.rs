@@ -311,11 +311,7 @@ pub(crate) struct RawImport {
 impl RawImport {
     /// Inserts the pairs `next` yields until it yields `None`; returns how
     /// many. A pair that does not decode as the table's types is refused.
-    pub fn import(
-        &mut self,
-        table: RawTable,
-        next: &mut PairSource<'_>,
-    ) -> Result<u64> {
+    pub fn import(&mut self, table: RawTable, next: &mut PairSource<'_>) -> Result<u64> {
         let what = table.name();
         let mut n = 0;
         match table {
