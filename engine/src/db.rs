@@ -140,6 +140,7 @@ impl Database {
         // store's lock, is it sure that no other process is restoring.
         remove_path(&dir.join(INCOMING_STORE))?;
         remove_path(&dir.join(RESTORE_DIR))?;
+        remove_path(&dir.join("CURRENT.tmp"))?;
         let committed = store.generation()?;
         let db = Database::new(dir, None);
         db.recover(&store, committed)?;

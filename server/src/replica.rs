@@ -218,6 +218,8 @@ pub async fn follow(db: Arc<Database>, url: String, token: Option<String>, poll:
     // Counted from the start until the primary first answers.
     status.last_contact.store(now_secs(), Relaxed);
     let staging = db.path().join("incoming.cairn-snapshot");
+    // A download left by a replica killed before it could remove it.
+    let _ = tokio::fs::remove_file(&staging).await;
     let mut backoff = poll;
     loop {
         match sync_once(&db, &primary, &staging, &status).await {
