@@ -191,7 +191,18 @@ impl App {
             Route::Documents => self.documents(req).await,
             Route::Snapshot => self.snapshot(req).await,
             _ if req.method() != Method::GET && req.method() != Method::HEAD => method_not_allowed("GET"),
-            _ => self.get(route, req.uri().path(), req.uri().query(), enc),
+            // The index libraries assume their files are sound; should one
+            // panic on a damaged file, this request answers 500 and the
+            // connection and the server go on.
+            _ => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.get(route, req.uri().path(), req.uri().query(), enc)
+            }))
+            .unwrap_or_else(|_| {
+                respond(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &json!({"title": "Internal error", "description": "the index failed on this request"}),
+                )
+            }),
         }
     }
 
