@@ -1,0 +1,31 @@
+//! `cairn::import::read` of arbitrary bytes as BAN CSV, skipping and failing
+//! on bad lines: errors are fine, panics are not.
+#![no_main]
+
+use cairn::import::{read, Format, OnError, Skipped};
+use libfuzzer_sys::fuzz_target;
+
+fn run(data: &[u8], on_error: OnError) -> (cairn::Result<()>, usize, Skipped) {
+    let mut skipped = Skipped::default();
+    let mut n = 0;
+    let r = read(data, Format::BanCsv, on_error, &mut skipped, &mut |rec| {
+        assert!(!rec.id.is_empty() && !rec.kind.is_empty(), "{rec:?}");
+        assert!(rec.point.is_some_and(|p| p.is_valid()), "{rec:?}");
+        n += 1;
+        Ok(())
+    });
+    (r, n, skipped)
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (skip, n_skip, skipped) = run(data, OnError::Skip);
+    assert!(skipped.first.len() <= 20);
+    let (fail, n_fail, _) = run(data, OnError::Fail);
+    match (&skip, &fail) {
+        (Ok(()), Ok(())) => assert!(skipped.count == 0 && n_fail == n_skip),
+        (Ok(()), Err(cairn::Error::BadInput { line, .. })) => assert!(*line >= 1 && skipped.count > 0),
+        // A bad header refuses the file in both modes.
+        (Err(cairn::Error::BadInput { line: 1, .. }), Err(cairn::Error::BadInput { line: 1, .. })) => {}
+        _ => panic!("skip: {skip:?}, fail: {fail:?}"),
+    }
+});
