@@ -29,11 +29,8 @@ fn fixture_db(dir: &Path) -> (Database, Vec<String>) {
 fn answers(db: &Database) -> cairn::Result<Vec<String>> {
     let mut out = Vec::new();
     for q in ["paris", "rue de la paix", "13001", "lyon"] {
-        let ids: Vec<String> = db
-            .search(&SearchQuery::new(q))?
-            .iter()
-            .map(|f| format!("{:?} {:.6}", f.prop_str("id"), f.score))
-            .collect();
+        let ids: Vec<String> =
+            db.search(&SearchQuery::new(q))?.iter().map(|f| format!("{:?} {:.6}", f.prop_str("id"), f.score)).collect();
         out.push(format!("{q}: {}", ids.join(",")));
     }
     Ok(out)

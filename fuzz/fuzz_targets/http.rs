@@ -23,12 +23,11 @@ use std::time::Duration;
 use cairn::{CacheConfig, Database, ResponseCache};
 use cairn_fuzz::{fixture_db, process_dir};
 use cairn_server::config::Limits;
-use cairn_server::http::App;
+use cairn_server::http::{connection_builder, App};
 use cairn_server::replica::Publisher;
 use hyper::body::Incoming;
 use hyper::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -66,16 +65,9 @@ fn state() -> &'static State {
 async fn exchange(app: Arc<App>, input: &[u8]) -> Vec<u8> {
     let (mut client, server) = tokio::io::duplex(64 << 10);
     // As `cairn_server::http::serve` sets it up.
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .max_buf_size(app.limits.max_header_bytes)
-        .max_headers(app.limits.max_headers)
-        // The client closes its side once its requests are sent: answer them.
-        .half_close(true);
-    builder.http2().max_header_list_size(app.limits.max_header_bytes as u32);
+    let mut builder = connection_builder(&app.limits);
+    // The client closes its side once its requests are sent: answer them.
+    builder.http1().half_close(true);
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let app = app.clone();
         async move { Ok::<_, Infallible>(app.call(req, IpAddr::V4(Ipv4Addr::LOCALHOST)).await) }

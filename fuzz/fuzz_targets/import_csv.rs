@@ -2,19 +2,11 @@
 //! on bad lines: errors are fine, panics are not.
 #![no_main]
 
-use cairn::import::{read, Format, OnError, Skipped};
+use cairn::import::{Format, OnError, Skipped};
 use libfuzzer_sys::fuzz_target;
 
 fn run(data: &[u8], on_error: OnError) -> (cairn::Result<()>, usize, Skipped) {
-    let mut skipped = Skipped::default();
-    let mut n = 0;
-    let r = read(data, Format::BanCsv, on_error, &mut skipped, &mut |rec| {
-        assert!(!rec.id.is_empty() && !rec.kind.is_empty(), "{rec:?}");
-        assert!(rec.point.is_some_and(|p| p.is_valid()), "{rec:?}");
-        n += 1;
-        Ok(())
-    });
-    (r, n, skipped)
+    cairn_fuzz::read_records(data, Format::BanCsv, on_error)
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -191,3 +191,21 @@ impl<'a> Bytes<'a> {
         self.0.is_empty()
     }
 }
+
+/// Reads `data` with `import::read` in one format, checking every record
+/// it yields (an id, a type, a valid point): (result, records, skipped).
+pub fn read_records(
+    data: &[u8],
+    format: cairn::import::Format,
+    on_error: cairn::import::OnError,
+) -> (cairn::Result<()>, usize, cairn::import::Skipped) {
+    let mut skipped = cairn::import::Skipped::default();
+    let mut n = 0;
+    let r = cairn::import::read(data, format, on_error, &mut skipped, &mut |rec| {
+        assert!(!rec.id.is_empty() && !rec.kind.is_empty(), "{rec:?}");
+        assert!(rec.point.is_some_and(|p| p.is_valid()), "{rec:?}");
+        n += 1;
+        Ok(())
+    });
+    (r, n, skipped)
+}

@@ -26,19 +26,27 @@ impl Serialize for PropValue<'_> {
     }
 }
 
+/// A JSON object of `pairs` in their order, each value through `value`.
+/// Later duplicates replace earlier ones, as a JSON object would.
+fn last_wins<'a, S: Serializer, V, T: Serialize>(
+    s: S,
+    pairs: &'a [(String, V)],
+    value: impl Fn(&'a V) -> T,
+) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(None)?;
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if !pairs[i + 1..].iter().any(|(later, _)| later == k) {
+            m.serialize_entry(k, &value(v))?;
+        }
+    }
+    m.end()
+}
+
 struct Properties<'a>(&'a [(String, Prop)]);
 
 impl Serialize for Properties<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // Later duplicates replace earlier ones, as a JSON object would.
-        let keep = |i: usize| !self.0[i + 1..].iter().any(|(k, _)| *k == self.0[i].0);
-        let mut m = s.serialize_map(None)?;
-        for (i, (k, v)) in self.0.iter().enumerate() {
-            if keep(i) {
-                m.serialize_entry(k, &PropValue(v))?;
-            }
-        }
-        m.end()
+        last_wins(s, self.0, PropValue)
     }
 }
 
@@ -106,14 +114,7 @@ struct Filters<'a>(&'a [(String, Vec<String>)]);
 
 impl Serialize for Filters<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let keep = |i: usize| !self.0[i + 1..].iter().any(|(k, _)| *k == self.0[i].0);
-        let mut m = s.serialize_map(None)?;
-        for (i, (k, v)) in self.0.iter().enumerate() {
-            if keep(i) {
-                m.serialize_entry(k, v)?;
-            }
-        }
-        m.end()
+        last_wins(s, self.0, |v| v)
     }
 }
 

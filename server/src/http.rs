@@ -749,9 +749,9 @@ fn percent_decode(s: &str) -> String {
     form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }
 
-/// Serves until SIGINT or SIGTERM, then stops accepting and lets requests
-/// in flight finish, for at most `shutdown_timeout`.
-pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown_timeout: Duration) -> anyhow::Result<()> {
+/// How every connection is served (HTTP/1.1 and HTTP/2 with the head
+/// limits); public so that the fuzz target serves its input the same way.
+pub fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -759,9 +759,16 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown_timeout: Durat
         // A client that trickles its head holds a connection, not a worker;
         // this bounds how long.
         .header_read_timeout(Duration::from_secs(30))
-        .max_buf_size(app.limits.max_header_bytes)
-        .max_headers(app.limits.max_headers);
-    builder.http2().max_header_list_size(app.limits.max_header_bytes.min(u32::MAX as usize) as u32);
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    builder.http2().max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32);
+    builder
+}
+
+/// Serves until SIGINT or SIGTERM, then stops accepting and lets requests
+/// in flight finish, for at most `shutdown_timeout`.
+pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown_timeout: Duration) -> anyhow::Result<()> {
+    let builder = connection_builder(&app.limits);
     let graceful = GracefulShutdown::new();
     let stop = shutdown_signal();
     tokio::pin!(stop);

@@ -325,7 +325,7 @@ fn snapshot(cmd: SnapshotCommand) -> Result<()> {
             let mut input = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
             // Refused before the database is even opened (or created).
             cairn::snapshot::read_manifest(&mut input).with_context(|| format!("{} is refused", file.display()))?;
-            let mut input = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            std::io::Seek::rewind(&mut input).with_context(|| format!("reading {}", file.display()))?;
             let db = Database::open(&data).with_context(|| format!("opening {}", data.display()))?;
             let started = Instant::now();
             let m = db
