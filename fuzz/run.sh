@@ -24,9 +24,6 @@
 # FUZZ_MALLOC_MB (one allocation, default 512), RESTARTS (default 2),
 # FUZZ_CODEGEN_UNITS (default 16: a shorter build; 1 runs a little faster),
 # FUZZ_TARGET_DIR (default fuzz/target), FUZZ_WORK (default fuzz/work).
-# CAIRN_FUZZ_TOLERATE_TANTIVY=1 lets the snapshot target go on past the
-# known tantivy bug (docs/RELIABILITY.md) instead of stopping on it; the
-# "known" column counts the distinct places it was met.
 set -uo pipefail
 
 ALL_TARGETS=(query import_ndjson import_csv batch_csv http_get http snapshot)
@@ -133,11 +130,11 @@ done
 wait
 
 # ---------------------------------------------------------------- report
-printf '\n%-14s %8s %12s %8s %14s %9s %16s %8s %6s\n' target seconds executions exec/s cov features corpus crashes known
+printf '\n%-14s %8s %12s %8s %14s %9s %16s %8s\n' target seconds executions exec/s cov features corpus crashes
 status=0
 date_now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 RESULTS=$WORK/results.tsv
-[ -f "$RESULTS" ] || printf 'date\ttarget\tseconds\texecutions\tcov_start\tcov\tfeatures\tcorpus_units\tcorpus_bytes\tcrashes\tknown\n' >"$RESULTS"
+[ -f "$RESULTS" ] || printf 'date\ttarget\tseconds\texecutions\tcov_start\tcov\tfeatures\tcorpus_units\tcorpus_bytes\tcrashes\n' >"$RESULTS"
 for t in "${TARGETS[@]}"; do
     log=$WORK/logs/$t.log
     secs=$(cat "$WORK/logs/$t.secs" 2>/dev/null || echo 0)
@@ -148,7 +145,6 @@ for t in "${TARGETS[@]}"; do
     ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
     # Coverage once the seeds have run, to show that it grows.
     cov0=$(grep -a -m 1 -E '^#[0-9]+[[:space:]]+INITED' "$log" | sed -n 's/.* cov: \([0-9]*\).*/\1/p')
-    known=$(grep -a -c '^KNOWN BUG' "$log")
     units=$(find "$WORK/corpus/$t" -type f | wc -l)
     bytes=$(du -sb "$WORK/corpus/$t" | cut -f1)
     crashes=$(grep -a -c -E '^artifact_prefix=.*Test unit written to' "$log")
@@ -156,10 +152,10 @@ for t in "${TARGETS[@]}"; do
     [ "$abnormal" -gt "$crashes" ] && crashes=$abnormal
     [ "$crashes" -gt 0 ] && status=1
     rate=$((secs > 0 ? execs / secs : 0))
-    printf '%-14s %8s %12s %8s %14s %9s %16s %8s %6s\n' "$t" "$secs" "$execs" "$rate" "${cov0:-?}->${cov:-?}" \
-        "${ft:-?}" "$units/$((bytes / 1024))K" "$crashes" "$known"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$date_now" "$t" "$secs" "$execs" "${cov0:-}" "${cov:-}" \
-        "${ft:-}" "$units" "$bytes" "$crashes" "$known" >>"$RESULTS"
+    printf '%-14s %8s %12s %8s %14s %9s %16s %8s\n' "$t" "$secs" "$execs" "$rate" "${cov0:-?}->${cov:-?}" \
+        "${ft:-?}" "$units/$((bytes / 1024))K" "$crashes"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$date_now" "$t" "$secs" "$execs" "${cov0:-}" "${cov:-}" \
+        "${ft:-}" "$units" "$bytes" "$crashes" >>"$RESULTS"
 done
 echo "build: ${BUILD_SECS} s; results appended to $RESULTS"
 NEW_ARTIFACTS=$(find "$WORK/artifacts" -type f -newer "$WORK/logs/.started" 2>/dev/null)

@@ -74,9 +74,10 @@ fn a_snapshot_restores_the_same_database() {
     assert!(inspect.status.success());
     let m: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(m["generation"], 2);
-    assert_eq!(m["format_version"], 1);
+    assert_eq!(m["format_version"], 2);
+    // Records only: the restore builds the index files itself.
     let paths: Vec<&str> = m["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
-    assert!(paths.contains(&"gen/docs") && paths.contains(&"store/blocks"), "{paths:?}");
+    assert_eq!(paths, ["store/blocks", "store/ids", "store/meta"]);
 
     // Into a directory that does not exist yet.
     let fresh = root.path().join("fresh");
@@ -129,7 +130,7 @@ fn split(bytes: &[u8]) -> Parts {
 fn join(p: &Parts) -> Vec<u8> {
     let json = serde_json::to_vec(&p.manifest).unwrap();
     let mut out = b"CAIRNSNP".to_vec();
-    out.extend(1u32.to_le_bytes());
+    out.extend(2u32.to_le_bytes());
     out.extend((json.len() as u32).to_le_bytes());
     out.extend(&json);
     let crc = crc32fast::hash(&out);
@@ -161,18 +162,21 @@ fn damaged_snapshots_are_refused_and_change_nothing() {
         bad[pos] ^= 0x10;
         cases.push((format!("byte {pos} flipped"), bad, ""));
     }
-    let mut v2 = good.clone();
-    v2[8..12].copy_from_slice(&2u32.to_le_bytes());
-    cases.push(("format version 2".into(), v2, "format version 2 is not supported"));
+    for version in [1u32, 3] {
+        let mut other = good.clone();
+        other[8..12].copy_from_slice(&version.to_le_bytes());
+        cases.push((format!("format version {version}"), other, "is not supported (this build reads version 2)"));
+    }
     cases.push(("not a snapshot".into(), b"id,name\n1,x\n".to_vec(), "not a cairn snapshot"));
     let mut extra = good.clone();
     extra.extend(b"more");
     cases.push(("bytes after the end".into(), extra, "follow the trailer"));
-    for escape in ["gen/../../../evil", "gen//etc/evil", "../evil", "gen/text/../../evil", "/tmp/evil"] {
+    // Escapes, and index files (format 1 shipped them; tantivy trusts them).
+    for escape in ["gen/../../../evil", "store/../../evil", "../evil", "gen/text/meta.json", "/tmp/evil"] {
         let mut p = split(&good);
         let files = p.manifest["files"].as_array_mut().unwrap();
-        let geo = files.iter_mut().find(|f| f["path"] == "gen/geo").unwrap();
-        geo["path"] = escape.into();
+        let meta = files.iter_mut().find(|f| f["path"] == "store/meta").unwrap();
+        meta["path"] = escape.into();
         cases.push((format!("path {escape}"), join(&p), "refusing the path"));
     }
     let mut p = split(&good);

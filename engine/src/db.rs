@@ -23,7 +23,6 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
@@ -44,10 +43,6 @@ const COMPLETE_FILE: &str = "COMPLETE";
 // removes every gen-* entry but its own.
 const RESTORE_DIR: &str = "restore.tmp";
 const INCOMING_STORE: &str = "store.redb.incoming";
-// A snapshot retries when a commit lands between reading the generation
-// and the store; a commit's publishing step takes milliseconds.
-const SNAPSHOT_ATTEMPTS: u32 = 2000;
-const SNAPSHOT_RETRY: Duration = Duration::from_millis(2);
 
 fn gen_dir(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("gen-{n:010}"))
@@ -210,21 +205,8 @@ impl Database {
     /// Rebuilds a generation's files from redb alone.
     fn rebuild(&self, store: &Store, number: u64) -> Result<()> {
         let tmp = tmp_dir(&self.dir, number);
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        }
-        fs::create_dir_all(tmp.join("text")).map_err(|e| Error::io(&tmp, e))?;
-        let mut text = TextWriter::open(&tmp.join("text"), &profile::FILTERS)?;
-        let mut txn = store.begin()?;
-        txn.for_each(|key, r| {
-            if let Some(d) = profile::text_doc(key, &r) {
-                text.add(d)?;
-            }
-            Ok(())
-        })?;
-        text.finish()?;
-        build_read_files(&tmp, &mut txn)?;
-        drop(txn);
+        remove_path(&tmp)?;
+        build_generation(store, &tmp, false)?;
         fs::rename(&tmp, gen_dir(&self.dir, number)).map_err(|e| Error::io(&tmp, e))?;
         sync_dir(&self.dir)
     }
@@ -311,36 +293,7 @@ impl Database {
     pub fn create_snapshot(&self, out: &mut dyn Write) -> Result<Manifest> {
         let view = self.store_view.read();
         let reader = view.as_ref().ok_or(Error::ReadOnly)?;
-        for _ in 0..SNAPSHOT_ATTEMPTS {
-            let g = self.snapshot().ok_or_else(|| Error::snapshot("nothing has been committed yet"))?;
-            let files = match snapshot::open_generation_files(&gen_dir(&self.dir, g.number)) {
-                Ok(files) => files,
-                // A commit removed the directory before all was open: the
-                // next round takes its generation.
-                Err(Error::Io { err, .. }) if err.kind() == std::io::ErrorKind::NotFound => {
-                    std::thread::sleep(SNAPSHOT_RETRY);
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let store = reader.begin()?;
-            // The store commits before the generation is published, so it
-            // may be ahead of the files for a moment; never behind.
-            if store.generation()? != g.number {
-                std::thread::sleep(SNAPSHOT_RETRY);
-                continue;
-            }
-            let documents = store.count()?;
-            if documents != g.docs.len() as u64 {
-                return Err(Error::snapshot(format!(
-                    "generation {} has {} documents in its files and {documents} in the store",
-                    g.number,
-                    g.docs.len()
-                )));
-            }
-            return snapshot::write(out, g.number, documents, files, &store);
-        }
-        Err(Error::snapshot("the database kept changing while the snapshot was being made; try again"))
+        snapshot::write(out, &reader.begin()?)
     }
 
     /// Writes a snapshot file atomically: to `<path>.tmp`, synced, then
@@ -393,7 +346,7 @@ impl Database {
     }
 
     fn stage(&self, input: &mut dyn Read, staging: &Path, incoming: &Path) -> Result<Staged> {
-        let (manifest, store) = snapshot::stage(input, staging, incoming)?;
+        let (manifest, store) = snapshot::stage(input, incoming)?;
         let n = manifest.generation;
         let view = store.reader().begin()?;
         let (stored, count) = (view.generation()?, view.count()?);
@@ -407,19 +360,17 @@ impl Database {
                 manifest.documents
             )));
         }
-        // The checksums prove the files arrived as sent, not that whoever
-        // made them made them right: the index libraries assume their own
-        // files are sound and may panic on crafted ones. A snapshot they
-        // cannot open, or answer one query on, is refused like any other.
-        let generation = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Generation> {
-            let g = Generation::open(staging, n)?;
-            query::probe(&g)?;
-            Ok(g)
-        }))
-        .map_err(|_| Error::snapshot("its index files are unreadable (the index library failed on them)"))??;
+        // Checksums prove that the records arrived as sent, not that whoever
+        // sent them made them right: the index files are built here, from
+        // records checked to agree with each other.
+        build_generation(&store, staging, true).map_err(|e| match e {
+            Error::Store(why) => Error::snapshot(format!("its records are unusable: {why}")),
+            e => e,
+        })?;
+        let generation = Generation::open(staging, n)?;
         if generation.docs.len() as u64 != manifest.documents {
             return Err(Error::snapshot(format!(
-                "its files have {} documents, its manifest says {}",
+                "its records make {} documents, its manifest says {}",
                 generation.docs.len(),
                 manifest.documents
             )));
@@ -504,6 +455,21 @@ impl Database {
         }
     }
 
+    /// A cheap check that the visible generation answers, for readiness
+    /// probes: a point of the geo index is looked up and its document read.
+    pub fn probe(&self) -> Result<()> {
+        let Some(g) = self.snapshot() else { return Ok(()) };
+        let Some((at, _)) = g.geo.any_point() else { return Ok(()) };
+        let found = query::reverse(&g, &ReverseQuery { at, limit: 1, filters: Vec::new() });
+        if found.is_empty() {
+            return Err(Error::Corrupt {
+                path: gen_dir(&self.dir, g.number),
+                reason: "the geo index lost a point".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// One record by id, as a feature.
     pub fn get(&self, id: &str) -> Option<Feature> {
         let g = self.snapshot()?;
@@ -558,6 +524,28 @@ impl Batch {
             None => Ok(false),
         }
     }
+}
+
+/// Writes every file of a generation into `dir`, which must not exist, from
+/// the store alone. `checked`: the store came from elsewhere, and its tables
+/// are checked to agree (see [`StoreTxn::for_each_checked`]).
+fn build_generation(store: &Store, dir: &Path, checked: bool) -> Result<()> {
+    fs::create_dir_all(dir.join("text")).map_err(|e| Error::io(dir, e))?;
+    let mut text = TextWriter::open(&dir.join("text"), &profile::FILTERS)?;
+    let mut txn = store.begin()?;
+    let mut add = |key, r: Record| {
+        if let Some(d) = profile::text_doc(key, &r) {
+            text.add(d)?;
+        }
+        Ok(())
+    };
+    if checked {
+        txn.for_each_checked(&mut add)?;
+    } else {
+        txn.for_each(&mut add)?;
+    }
+    text.finish()?;
+    build_read_files(dir, &mut txn)
 }
 
 /// Writes the documents and geo files of a generation from the store, then
@@ -619,6 +607,7 @@ fn write_current(dir: &Path, n: u64) -> Result<()> {
 mod tests {
     use super::*;
     use crate::record::{Field, Point, Value};
+    use crate::store::RawTable;
     use crate::SearchQuery;
 
     fn street(id: &str, name: &str) -> Record {
@@ -836,8 +825,8 @@ mod tests {
         let b = root.path().join("b");
         two_generations(&b);
         // Stage and pass the commit point by hand, as `install` does.
-        let (manifest, store) =
-            snapshot::stage(&mut &bytes[..], &b.join(RESTORE_DIR), &b.join(INCOMING_STORE)).unwrap();
+        let (manifest, store) = snapshot::stage(&mut &bytes[..], &b.join(INCOMING_STORE)).unwrap();
+        build_generation(&store, &b.join(RESTORE_DIR), true).unwrap();
         drop(store);
         fs::rename(b.join(RESTORE_DIR), tmp_dir(&b, manifest.generation)).unwrap();
         fs::rename(b.join(INCOMING_STORE), b.join(STORE_FILE)).unwrap();
@@ -846,5 +835,135 @@ mod tests {
         assert_eq!(ids(&db).len(), 5);
         assert_eq!(top(&db, "rue numero 3").as_deref(), Some("r3"));
         assert_eq!(read_current(&b).unwrap(), 5);
+    }
+
+    type Tables = Vec<(RawTable, Vec<(Vec<u8>, Vec<u8>)>)>;
+
+    fn tables_of(db: &Database) -> Tables {
+        let view = db.store_view.read().as_ref().unwrap().begin().unwrap();
+        RawTable::ALL
+            .into_iter()
+            .map(|t| {
+                let mut pairs = Vec::new();
+                view.export(t, &mut |k, v| {
+                    pairs.push((k.to_vec(), v.to_vec()));
+                    Ok(())
+                })
+                .unwrap();
+                (t, pairs)
+            })
+            .collect()
+    }
+
+    /// A snapshot with right checksums of whatever tables it is given, as
+    /// a careless or hostile producer could make one.
+    fn snapshot_of_tables(dir: &Path, tables: &Tables) -> Vec<u8> {
+        let mut import = Store::create_for_import(&dir.join("crafted.redb")).unwrap();
+        for (t, pairs) in tables {
+            let mut it = pairs.iter().cloned();
+            import.import(*t, &mut || Ok(it.next())).unwrap();
+        }
+        let store = import.commit().unwrap();
+        let mut out = Vec::new();
+        snapshot::write(&mut out, &store.reader().begin().unwrap()).unwrap();
+        out
+    }
+
+    fn pairs(tables: &mut Tables, t: RawTable) -> &mut Vec<(Vec<u8>, Vec<u8>)> {
+        &mut tables.iter_mut().find(|(x, _)| *x == t).unwrap().1
+    }
+
+    /// The restore builds the index files from the snapshot's records, so
+    /// it reads those records, and the tables that point to them, as input
+    /// from elsewhere: tables that disagree are refused, with the database
+    /// left as it was, instead of being installed to lose records later.
+    #[test]
+    fn a_snapshot_whose_tables_disagree_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let a = Database::open(root.path().join("a")).unwrap();
+        for i in 0..40 {
+            a.write(|x| x.put(street(&format!("r{i}"), &format!("Rue Numero {i}")))).unwrap();
+        }
+        let good = tables_of(&a);
+        let b = root.path().join("b");
+        two_generations(&b);
+        let db = Database::open(&b).unwrap();
+        let before = (db.generation(), ids(&db));
+        let u64le = |n: u64| n.to_le_bytes().to_vec();
+        let cases: Vec<(&str, Box<dyn Fn(&mut Tables)>)> = vec![
+            (
+                "an id mapped to another record's key",
+                Box::new(|t| {
+                    let ids = pairs(t, RawTable::Ids);
+                    let other = ids[1].1.clone();
+                    ids[0].1 = other;
+                }),
+            ),
+            (
+                "an id with no record",
+                Box::new(|t| {
+                    let ids = pairs(t, RawTable::Ids);
+                    let v = ids[0].1.clone();
+                    ids.push((b"zz-ghost".to_vec(), v));
+                }),
+            ),
+            (
+                "a record with no id",
+                Box::new(|t| {
+                    pairs(t, RawTable::Ids).remove(3);
+                }),
+            ),
+            (
+                "next_block at an existing block",
+                Box::new(|t| {
+                    for (k, v) in pairs(t, RawTable::Meta).iter_mut() {
+                        if k == b"next_block" {
+                            *v = u64le(0);
+                        }
+                    }
+                }),
+            ),
+            (
+                "a block under another block's number",
+                Box::new(|t| {
+                    let blocks = pairs(t, RawTable::Blocks);
+                    let last = blocks.len() - 1;
+                    blocks[last].0 = u64le(9_999);
+                }),
+            ),
+            (
+                "a block claiming 4 GiB",
+                Box::new(|t| {
+                    let blocks = pairs(t, RawTable::Blocks);
+                    blocks[0].1[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+                }),
+            ),
+            (
+                "a block that is not lz4",
+                Box::new(|t| {
+                    let blocks = pairs(t, RawTable::Blocks);
+                    let n = blocks[0].1.len();
+                    blocks[0].1[4..n].fill(0xff);
+                }),
+            ),
+        ];
+        for (i, (what, damage)) in cases.iter().enumerate() {
+            let mut tables = good.clone();
+            damage(&mut tables);
+            let dir = root.path().join(format!("c{i}"));
+            fs::create_dir(&dir).unwrap();
+            let bytes = snapshot_of_tables(&dir, &tables);
+            match db.restore_snapshot(&mut &bytes[..]) {
+                Err(Error::Snapshot { reason }) => assert!(reason.contains("records are unusable"), "{what}: {reason}"),
+                other => panic!("{what}: {:?}", other.map(|m| m.generation)),
+            }
+            assert_eq!((db.generation(), ids(&db)), before, "{what}");
+            assert!(!b.join(RESTORE_DIR).exists() && !b.join(INCOMING_STORE).exists(), "{what}");
+        }
+        // The same tables undamaged are installed.
+        let bytes = snapshot_of_tables(root.path(), &good);
+        db.restore_snapshot(&mut &bytes[..]).unwrap();
+        assert_eq!(ids(&db).len(), 40);
+        assert_eq!(top(&db, "rue numero 17").as_deref(), Some("r17"));
     }
 }

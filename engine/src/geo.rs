@@ -136,6 +136,15 @@ impl GeoIndex {
         self.data().points.iter().map(|p| p.slot.to_native()).max()
     }
 
+    /// Some indexed point and its slot: a query there finds it in the
+    /// first cell.
+    pub fn any_point(&self) -> Option<(Point, u32)> {
+        self.data()
+            .points
+            .first()
+            .map(|p| (Point { lat: p.lat.to_native(), lon: p.lon.to_native() }, p.slot.to_native()))
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.data().points.len()

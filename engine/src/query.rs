@@ -212,22 +212,3 @@ pub(crate) fn reverse(g: &Generation, q: &ReverseQuery) -> Vec<Feature> {
         .map(|(slot, d)| profile::feature(docs, Target::of(docs, slot), rank::geo_score(d), Some(d)))
         .collect()
 }
-
-/// Runs one search and one reverse lookup on a generation, through every
-/// index it has: a check that freshly received files can answer.
-pub(crate) fn probe(g: &Generation) -> Result<()> {
-    let docs = &g.docs;
-    if docs.len() == 0 {
-        return Ok(());
-    }
-    let f = profile::feature(docs, Target::of(docs, 0), 1.0, None);
-    if let Some(label) = f.prop_str("label") {
-        match search(g, &SearchQuery::new(label), None) {
-            // A label longer than a query may be: nothing to learn from it.
-            Ok(_) | Err(Error::InvalidQuery(_)) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    reverse(g, &ReverseQuery { at: f.point, limit: 1, filters: Vec::new() });
-    Ok(())
-}

@@ -9,10 +9,13 @@
 //! trailer  "CAIRNEND"  u32 CRC-32 of every byte of the stream before it
 //! ```
 //!
-//! Integers are little-endian. An entry is either `gen/<path>`, a file of
-//! the generation directory (`gen/docs`, `gen/text/meta.json` ...), or
-//! `store/<table>`, one redb table (`blocks`, `ids`, `meta`) as pairs of
-//! `u32 length, key, u32 length, value`. The manifest gives each entry's
+//! Integers are little-endian. An entry is `store/<table>`, one redb table
+//! (`blocks`, `ids`, `meta`) as pairs of `u32 length, key, u32 length,
+//! value`. The generation's files (full-text index, documents, geo index)
+//! are not shipped: the restore builds them from the records, so that no
+//! file made elsewhere is ever handed to the index library, which trusts
+//! its own files (format version 1 shipped them, and a crafted one could
+//! make tantivy panic or ask for 40 GB). The manifest gives each entry's
 //! length and CRC-32 uncompressed. The format version comes second so that a
 //! reader refuses a format it does not know before it reads anything else,
 //! and the manifest comes first so that `read_manifest` reads only the head.
@@ -21,9 +24,8 @@
 //! anywhere is caught, and a stream that stops early has no trailer.
 
 use std::collections::HashSet;
-use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Seek, Write};
-use std::path::{Component, Path};
+use std::io::{self, BufReader, Read, Write};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +34,7 @@ use crate::profile;
 use crate::store::{RawTable, Store, StoreView};
 
 /// The format this build writes and the only one it reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const MAGIC: &[u8; 8] = b"CAIRNSNP";
 const END: &[u8; 8] = b"CAIRNEND";
@@ -45,9 +47,8 @@ const METHOD_LZ4: u8 = 1;
 const MAX_MANIFEST: usize = 16 << 20;
 const MAX_KEY: usize = 1 << 20;
 const MAX_VALUE: usize = 256 << 20;
-const GEN_PREFIX: &str = "gen/";
 const STORE_PREFIX: &str = "store/";
-const REQUIRED: [&str; 6] = ["gen/docs", "gen/geo", "gen/COMPLETE", "store/blocks", "store/ids", "store/meta"];
+const REQUIRED: [&str; 3] = ["store/blocks", "store/ids", "store/meta"];
 
 /// What a database made of its records: a snapshot is only installed by a
 /// build that indexes them the same way (the tantivy schema depends on the
@@ -69,8 +70,7 @@ pub struct Manifest {
     pub files: Vec<FileEntry>,
 }
 
-/// One entry of a snapshot: a file of the generation (`gen/...`) or a
-/// table of the store (`store/...`).
+/// One entry of a snapshot: a table of the store (`store/...`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
     pub path: String,
@@ -110,87 +110,14 @@ impl Manifest {
     }
 }
 
-/// Where an entry goes.
-enum Target<'a> {
-    /// A path relative to the generation directory, checked to stay in it.
-    File(&'a str),
-    Table(RawTable),
-}
-
-fn target(path: &str) -> Result<Target<'_>> {
+/// The table an entry fills.
+fn target(path: &str) -> Result<RawTable> {
     let refuse = |why: &str| Error::snapshot(format!("refusing the path {path:?}: {why}"));
-    if let Some(rel) = path.strip_prefix(GEN_PREFIX) {
-        check_relative(rel).map_err(refuse)?;
-        Ok(Target::File(rel))
-    } else if let Some(name) = path.strip_prefix(STORE_PREFIX) {
-        RawTable::ALL.into_iter().find(|t| t.name() == name).map(Target::Table).ok_or_else(|| refuse("no such table"))
-    } else {
-        Err(refuse("not under gen/ or store/"))
-    }
-}
-
-/// Only plain names, so that no entry can be written outside the staging
-/// directory whatever the platform's idea of a path.
-fn check_relative(rel: &str) -> std::result::Result<(), &'static str> {
-    if rel.is_empty() {
-        return Err("empty");
-    }
-    if rel.contains('\0') || rel.contains('\\') {
-        return Err("contains a NUL or a backslash");
-    }
-    for part in rel.split('/') {
-        if part.is_empty() {
-            return Err("an absolute path or an empty component");
-        }
-        if part == "." || part == ".." {
-            return Err("a . or .. component");
-        }
-        let mut c = Path::new(part).components();
-        if !matches!((c.next(), c.next()), (Some(Component::Normal(_)), None)) {
-            return Err("a component that is not a plain name");
-        }
-    }
-    Ok(())
+    let name = path.strip_prefix(STORE_PREFIX).ok_or_else(|| refuse("not a table of the store (store/...)"))?;
+    RawTable::ALL.into_iter().find(|t| t.name() == name).ok_or_else(|| refuse("no such table"))
 }
 
 // ---------------------------------------------------------------- writing
-
-/// Opens every file of a generation directory, sorted by path. Open files
-/// survive a concurrent removal of the directory; a file removed before it
-/// was opened shows as `Error::Io` with `NotFound`, and the caller tries
-/// again with the newer generation.
-pub(crate) fn open_generation_files(dir: &Path) -> Result<Vec<(String, File)>> {
-    let mut out = Vec::new();
-    open_dir(dir, "", &mut out)?;
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
-}
-
-fn open_dir(dir: &Path, prefix: &str, out: &mut Vec<(String, File)>) -> Result<()> {
-    for e in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let e = e.map_err(|e| Error::io(dir, e))?;
-        let path = e.path();
-        let name = e
-            .file_name()
-            .into_string()
-            .map_err(|_| Error::snapshot(format!("{}: the name is not UTF-8", path.display())))?;
-        // Lock files belong to the tantivy writer that made the index, not
-        // to the index (the commit protocol does not link them either).
-        if name.ends_with(".lock") {
-            continue;
-        }
-        let rel = format!("{prefix}{name}");
-        let ty = e.file_type().map_err(|err| Error::io(&path, err))?;
-        if ty.is_dir() {
-            open_dir(&path, &format!("{rel}/"), out)?;
-        } else if ty.is_file() {
-            out.push((rel, File::open(&path).map_err(|err| Error::io(&path, err))?));
-        } else {
-            return Err(Error::snapshot(format!("{} is neither a file nor a directory", path.display())));
-        }
-    }
-    Ok(())
-}
 
 /// Length and CRC-32 of what is written to it.
 #[derive(Default)]
@@ -297,19 +224,6 @@ impl Write for ChunkWriter<'_, '_> {
     }
 }
 
-fn copy_file(rel: &str, f: &mut File, out: &mut dyn Write) -> Result<()> {
-    let err = |e: io::Error| Error::snapshot(format!("reading gen/{rel}: {e}"));
-    f.rewind().map_err(err)?;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf).map_err(err)?;
-        if n == 0 {
-            return Ok(());
-        }
-        out.write_all(&buf[..n]).map_err(write_err)?;
-    }
-}
-
 fn export_table(store: &StoreView, table: RawTable, out: &mut dyn Write) -> Result<()> {
     store.export(table, &mut |k, v| {
         out.write_all(&(k.len() as u32).to_le_bytes()).map_err(write_err)?;
@@ -319,25 +233,18 @@ fn export_table(store: &StoreView, table: RawTable, out: &mut dyn Write) -> Resu
     })
 }
 
-/// Writes a snapshot of `generation` from its open files and a read view
-/// of the store at the same generation.
-pub(crate) fn write(
-    out: &mut dyn Write,
-    generation: u64,
-    documents: u64,
-    mut files: Vec<(String, File)>,
-    store: &StoreView,
-) -> Result<Manifest> {
+/// Writes a snapshot of the committed state a read view of the store sees.
+pub(crate) fn write(out: &mut dyn Write, store: &StoreView) -> Result<Manifest> {
+    let generation = store.generation()?;
+    if generation == 0 {
+        return Err(Error::snapshot("nothing has been committed yet"));
+    }
+    let documents = store.count()?;
     // The manifest goes first and holds the checksums, so everything is
     // read twice: once for them, once for the body. The second pass reads
     // from the page cache and the same MVCC view, and is checked against
     // the first.
-    let mut entries = Vec::with_capacity(files.len() + RawTable::ALL.len());
-    for (rel, f) in &mut files {
-        let mut d = Digest::default();
-        copy_file(rel, f, &mut d)?;
-        entries.push(FileEntry { path: format!("{GEN_PREFIX}{rel}"), len: d.len, crc32: d.hasher.finalize() });
-    }
+    let mut entries = Vec::with_capacity(RawTable::ALL.len());
     for t in RawTable::ALL {
         let mut d = Digest::default();
         export_table(store, t, &mut d)?;
@@ -356,11 +263,6 @@ pub(crate) fn write(
     w.put(&crc.to_le_bytes())?;
 
     let mut entries = manifest.files.iter();
-    for (rel, f) in &mut files {
-        let mut c = ChunkWriter::new(&mut w);
-        copy_file(rel, f, &mut c)?;
-        same_as_first_pass(entries.next(), c.finish()?)?;
-    }
     for t in RawTable::ALL {
         let mut c = ChunkWriter::new(&mut w);
         export_table(store, t, &mut c)?;
@@ -564,21 +466,10 @@ impl<R: Read> Read for EntryReader<'_, R> {
     }
 }
 
-fn sync_tree(dir: &Path) -> Result<()> {
-    for e in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let e = e.map_err(|e| Error::io(dir, e))?;
-        if e.file_type().map_err(|err| Error::io(e.path(), err))?.is_dir() {
-            sync_tree(&e.path())?;
-        }
-    }
-    File::open(dir).and_then(|f| f.sync_all()).map_err(|e| Error::io(dir, e))
-}
-
-/// Reads a whole snapshot: the generation's files into `gen_dir` (which
-/// must not exist) and the store into a new redb file at `store_path`,
-/// verifying every checksum and the trailer. Everything is synced on
-/// return. On error the caller removes both paths.
-pub(crate) fn stage(input: &mut dyn Read, gen_dir: &Path, store_path: &Path) -> Result<(Manifest, Store)> {
+/// Reads a whole snapshot into a new redb file at `store_path`, verifying
+/// every checksum and the trailer; committed on return. On error the caller
+/// removes the file.
+pub(crate) fn stage(input: &mut dyn Read, store_path: &Path) -> Result<(Manifest, Store)> {
     let mut r = CrcReader::new(BufReader::with_capacity(256 * 1024, input));
     let manifest = read_header(&mut r)?;
     if manifest.profile != profile_id() {
@@ -588,34 +479,10 @@ pub(crate) fn stage(input: &mut dyn Read, gen_dir: &Path, store_path: &Path) -> 
             profile_id()
         )));
     }
-    fs::create_dir(gen_dir).map_err(|e| Error::io(gen_dir, e))?;
     let mut import = Store::create_for_import(store_path)?;
-    let mut buf = vec![0u8; 256 * 1024];
     for entry in &manifest.files {
         let mut er = EntryReader::new(&mut r, entry);
-        match target(&entry.path)? {
-            Target::File(rel) => {
-                let path = gen_dir.join(rel);
-                if let Some(parent) = path.parent() {
-                    fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-                }
-                // create_new: a path that names a directory made for an
-                // earlier entry, or a file twice, is an error, not a merge.
-                let mut f =
-                    File::options().write(true).create_new(true).open(&path).map_err(|e| Error::io(&path, e))?;
-                loop {
-                    let n = er.read(&mut buf).map_err(|e| read_err(e, &entry.path))?;
-                    if n == 0 {
-                        break;
-                    }
-                    f.write_all(&buf[..n]).map_err(|e| Error::io(&path, e))?;
-                }
-                f.sync_all().map_err(|e| Error::io(&path, e))?;
-            }
-            Target::Table(t) => {
-                import.import(t, &mut || er.next_pair())?;
-            }
-        }
+        import.import(target(&entry.path)?, &mut || er.next_pair())?;
         er.finish()?;
     }
     let mut end = [0u8; 8];
@@ -631,7 +498,6 @@ pub(crate) fn stage(input: &mut dyn Read, gen_dir: &Path, store_path: &Path) -> 
     if r.read(&mut extra).map_err(|e| read_err(e, "the end"))? != 0 {
         return Err(Error::snapshot("bytes follow the trailer"));
     }
-    sync_tree(gen_dir)?;
     let store = import.commit()?;
     Ok((manifest, store))
 }
@@ -641,8 +507,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_must_stay_inside_the_generation() {
-        for ok in ["gen/docs", "gen/text/meta.json", "gen/text/.managed.json", "store/ids"] {
+    fn entries_are_tables_of_the_store() {
+        for ok in ["store/blocks", "store/ids", "store/meta"] {
             assert!(target(ok).is_ok(), "{ok}");
         }
         for bad in [
@@ -654,6 +520,8 @@ mod tests {
             "gen/",
             "gen/./docs",
             "gen/a\\..\\b",
+            "gen/docs",
+            "gen/text/meta.json",
             "store/other",
             "store/../gen",
             "docs",
@@ -711,7 +579,7 @@ mod tests {
         };
         assert!(out.len() < data.len(), "the compressible part is compressed");
         assert!(out.contains(&METHOD_STORED), "has a stored chunk");
-        let entry = FileEntry { path: "gen/docs".into(), len: digest.len, crc32: digest.hasher.finalize() };
+        let entry = FileEntry { path: "store/blocks".into(), len: digest.len, crc32: digest.hasher.finalize() };
         let read = |bytes: &[u8]| -> Result<Vec<u8>> {
             let mut r = CrcReader::new(bytes);
             let mut er = EntryReader::new(&mut r, &entry);

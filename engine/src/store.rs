@@ -35,6 +35,12 @@ fn encode_block(entries: &[(u64, Record)]) -> Result<Vec<u8>> {
 }
 
 fn decode_block(bytes: &[u8]) -> Result<Vec<(u64, Record)>> {
+    // lz4 allocates the size it is told; a block from a snapshot made
+    // elsewhere could claim 4 GiB. No lz4 block expands more than 255 times.
+    let claimed = bytes.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    if claimed.is_none_or(|n| n > bytes.len().saturating_mul(255) + 64) {
+        return Err(Error::Store(format!("corrupt block: {} bytes cannot hold {claimed:?}", bytes.len())));
+    }
     let raw = lz4_flex::decompress_size_prepended(bytes).map_err(|e| Error::Store(format!("corrupt block: {e}")))?;
     // Decompression gives an unaligned Vec; rkyv needs aligned bytes.
     let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(raw.len());
@@ -189,6 +195,44 @@ impl StoreTxn {
             for (key, record) in decode_block(bytes.value())? {
                 f(key, record)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Like [`StoreTxn::for_each`], for a store that was not written by
+    /// this code (a snapshot's): also checks that its tables agree, so that
+    /// later writes cannot lose or confuse records. Every record's key is in
+    /// its block, keys increase, the ids table maps each record's id to its
+    /// key and holds nothing else, and new blocks would not overwrite old ones.
+    pub fn for_each_checked(&mut self, mut f: impl FnMut(u64, Record) -> Result<()>) -> Result<()> {
+        self.flush()?;
+        let bad = |why: String| Err(Error::Store(format!("the tables disagree: {why}")));
+        let blocks = self.txn.open_table(BLOCKS)?;
+        let ids = self.txn.open_table(IDS)?;
+        let (mut records, mut last_block) = (0u64, None);
+        for item in blocks.iter()? {
+            let (block, bytes) = item?;
+            let block = block.value();
+            let mut prev = None;
+            for (key, record) in decode_block(bytes.value())? {
+                if block_of(key) != block || prev.is_some_and(|p| p >= key) {
+                    return bad(format!("key {key} in block {block}"));
+                }
+                if ids.get(record.id.as_str())?.map(|v| v.value()) != Some(key) {
+                    return bad(format!("the ids table does not map {:?} to key {key}", record.id));
+                }
+                prev = Some(key);
+                records += 1;
+                f(key, record)?;
+            }
+            last_block = Some(block);
+        }
+        let listed = ids.len()?;
+        if listed != records {
+            return bad(format!("{listed} ids for {records} records"));
+        }
+        if let Some(b) = last_block.filter(|b| *b >= self.next_block) {
+            return bad(format!("block {b} exists, next_block is {}", self.next_block));
         }
         Ok(())
     }

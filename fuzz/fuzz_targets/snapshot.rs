@@ -7,7 +7,7 @@
 //! - bit 0 set: the bytes with every checksum made right by this harness
 //!   (the header's, each entry's in the manifest, the trailer's), so that the
 //!   fuzzer gets past them to the chunk framing, the entry paths, the store
-//!   tables and the generation's files (what a hostile file gives);
+//!   tables and the records (what a hostile file gives);
 //! - bit 1 set: the input is read a few bytes at a time (bits 2..7 + 1).
 //!
 //! A refused restore must leave the database answering exactly as before,
@@ -16,27 +16,16 @@
 //! a reopen; the original snapshot is then restored so that every input
 //! starts from the same state.
 //!
-//! Panics: libfuzzer-sys aborts on any panic, but the engine catches the
-//! index library's panics on the files of a staged snapshot on purpose
-//! (`Database::stage`) and refuses the snapshot. So while the engine runs,
-//! a panic is recorded instead; only one that escapes the public call is a
-//! crash (re-raised with the original place, message and stack).
-//!
-//! Known bug (docs/RELIABILITY.md, fuzz/regressions/snapshot/): a snapshot
-//! with right checksums and damaged tantivy files can still be installed
-//! and then fail searches. With `CAIRN_FUZZ_TOLERATE_TANTIVY=1` that, and any
-//! panic escaping from tantivy's code, is reported once per place instead
-//! of stopping the run, so that the fuzzer can look for anything else;
-//! without it (the default) they are crashes.
+//! Format version 2 ships records only: the restore builds the index
+//! files itself, so the fuzzer reaches the chunk framing, the entry names,
+//! the store's tables and their consistency checks, and the records.
+//! Any panic is a crash.
 //!
 //! `CAIRN_FUZZ_DUMP_INPUT=FILE` writes the bytes given to the reader (after
 //! the checksums are fixed) to FILE, to make a regression test of an input.
 #![no_main]
 
-use std::cell::Cell;
-use std::collections::HashSet;
 use std::io::Read;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
@@ -69,79 +58,8 @@ fn state() -> &'static Mutex<State> {
             db.create_snapshot_file(&path).expect("write the snapshot file");
         }
         let baseline = probe(&db);
-        install_hook();
         Mutex::new(State { db: Some(db), dir: dir.join("db"), baseline, original })
     })
-}
-
-thread_local! {
-    static GUARDED: Cell<bool> = const { Cell::new(false) };
-}
-
-/// The last panic raised while `guarded` ran: place, message, stack.
-static LAST_PANIC: Mutex<Option<(String, String, std::backtrace::Backtrace)>> = Mutex::new(None);
-
-fn tolerant() -> bool {
-    static T: OnceLock<bool> = OnceLock::new();
-    *T.get_or_init(|| std::env::var_os("CAIRN_FUZZ_TOLERATE_TANTIVY").is_some_and(|v| v != "0"))
-}
-
-/// Reports a tolerated known bug once per distinct place.
-fn known(place: &str, what: &str) {
-    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
-    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    if seen.get_or_insert_with(HashSet::new).insert(place.to_owned()) {
-        eprintln!("KNOWN BUG (tolerated): {what} at {place}");
-    }
-}
-
-/// A panic raised in the index library (tantivy and the crates it is
-/// made of), by its place or else by its stack.
-fn in_index_library(place: &str, stack: &str) -> bool {
-    let tantivy = |s: &str| ["/tantivy", "/ownedbytes-"].iter().any(|c| s.contains(c));
-    tantivy(place) || stack.lines().take(40).any(|l| l.contains("at ") && tantivy(l))
-}
-
-/// Over libfuzzer-sys's hook (which aborts on any panic): while `guarded`
-/// runs on this thread, a panic is recorded and unwinds.
-fn install_hook() {
-    let aborting = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if !GUARDED.get() {
-            return aborting(info);
-        }
-        let place = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
-        let msg = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        // Unresolved until a panic escapes: resolving costs more than a run.
-        let stack = std::backtrace::Backtrace::force_capture();
-        *LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()) = Some((place, msg, stack));
-    }));
-}
-
-/// Runs `f`; a panic that escapes it is an `Err` of its place and message.
-fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, (String, String, String)> {
-    GUARDED.set(true);
-    let r = catch_unwind(AssertUnwindSafe(f));
-    GUARDED.set(false);
-    r.map_err(|_| match LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        Some((place, msg, stack)) => (place, msg, stack.to_string()),
-        None => Default::default(),
-    })
-}
-
-/// A panic escaped from `what`: a crash, or in tolerant mode a known bug
-/// when it comes from the index library.
-fn escaped(what: &str, (place, msg, stack): (String, String, String)) {
-    if tolerant() && in_index_library(&place, &stack) {
-        known(&place, &format!("{what}: the index library panicked"));
-    } else {
-        panic!("{what} panicked at {place}: {msg}\n{stack}");
-    }
 }
 
 /// A reader that gives at most `step` bytes at a time.
@@ -263,19 +181,7 @@ fuzz_target!(|data: &[u8]| {
     let manifest = read_manifest(&mut reader());
     let mut s = state().lock().unwrap_or_else(|e| e.into_inner());
     let db = s.db.as_ref().unwrap();
-    let restored = match guarded(|| db.restore_snapshot(&mut reader())) {
-        Ok(r) => r,
-        Err(p) => {
-            escaped("restore_snapshot", p);
-            // Tolerated: the restore never cleaned up, as after a crash;
-            // opening the directory again must recover.
-            assert_eq!(probe(db), s.baseline, "a restore that panicked changed the answers");
-            let after = probe(reopen(&mut s));
-            assert_eq!(after, s.baseline, "after a restore that panicked and a reopen");
-            assert!(leftovers(&s.dir).is_empty(), "a reopen left {:?}", leftovers(&s.dir));
-            return;
-        }
-    };
+    let restored = db.restore_snapshot(&mut reader());
     match restored {
         Err(e) => {
             let after = probe(db);
@@ -293,31 +199,9 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(read, m, "read_manifest and restore_snapshot read different manifests");
             assert_eq!(db.generation(), m.generation);
             assert_eq!(db.len(), m.documents);
-            let answers = match guarded(|| try_probe(db)) {
-                Ok(Ok(a)) => Some(a),
-                Ok(Err(e)) if tolerant() => {
-                    known(&e.to_string(), "an accepted snapshot fails searches");
-                    None
-                }
-                Ok(Err(e)) => panic!("an accepted snapshot fails searches: {e}"),
-                Err(p) => {
-                    escaped("a search on an accepted snapshot", p);
-                    None
-                }
-            };
-            if let Some(restored) = answers {
-                match guarded(|| probe(reopen(&mut s))) {
-                    Ok(after) => assert_eq!(after, restored, "the restored database answers differently after a reopen"),
-                    Err(p) => {
-                        escaped("reopening an accepted snapshot", p);
-                        // It does not open any more: start again from a
-                        // new fixture database.
-                        drop(s.db.take());
-                        std::fs::remove_dir_all(&s.dir).expect("remove the database");
-                        s.db = Some(fixture_db(s.dir.parent().unwrap()));
-                    }
-                }
-            }
+            let restored = try_probe(db).unwrap_or_else(|e| panic!("an accepted snapshot fails searches: {e}"));
+            let after = probe(reopen(&mut s));
+            assert_eq!(after, restored, "the restored database answers differently after a reopen");
             restore_original(&mut s);
         }
     }

@@ -391,8 +391,7 @@ impl App {
         if db.generation() == 0 {
             return not_ready("no data has been imported yet".into());
         }
-        let probe = cairn::ReverseQuery { at: cairn::Point { lat: 0.0, lon: 0.0 }, limit: 1, filters: Vec::new() };
-        match db.reverse(&probe) {
+        match db.probe() {
             Ok(_) => {
                 let mut v = json!({"status": "READY", "generation": db.generation(), "documents": db.len()});
                 if let Some(r) = &self.replica {
