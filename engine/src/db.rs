@@ -890,7 +890,8 @@ mod tests {
         let db = Database::open(&b).unwrap();
         let before = (db.generation(), ids(&db));
         let u64le = |n: u64| n.to_le_bytes().to_vec();
-        let cases: Vec<(&str, Box<dyn Fn(&mut Tables)>)> = vec![
+        type Damage<'a> = Box<dyn Fn(&mut Tables) + 'a>;
+        let cases: Vec<(&str, Damage)> = vec![
             (
                 "an id mapped to another record's key",
                 Box::new(|t| {
