@@ -967,4 +967,28 @@ mod tests {
         assert_eq!(ids(&db).len(), 40);
         assert_eq!(top(&db, "rue numero 17").as_deref(), Some("r17"));
     }
+
+    /// Queries made only of common words reuse their candidates within a
+    /// generation; a commit must make them see the new one at once.
+    #[test]
+    fn common_word_queries_see_each_new_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path()).unwrap();
+        db.write(|b| (0..20).try_for_each(|i| b.put(street(&format!("s{i}"), &format!("Rue de la Forge {i}")))))
+            .unwrap();
+        let found = |q: &str| -> Vec<String> {
+            db.search(&SearchQuery::new(q))
+                .unwrap()
+                .iter()
+                .filter_map(|f| f.prop_str("id").map(str::to_owned))
+                .collect()
+        };
+        let first = found("rue de la");
+        assert!(!first.is_empty());
+        assert_eq!(found("rue de la"), first, "the same generation answers the same");
+        db.write(|b| first.iter().try_for_each(|id| b.delete(id).map(|_| ()))).unwrap();
+        let second = found("rue de la");
+        assert!(!second.is_empty());
+        assert!(second.iter().all(|id| !first.contains(id)), "deleted records came back: {second:?}");
+    }
 }

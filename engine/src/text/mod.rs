@@ -8,18 +8,58 @@
 
 pub mod analysis;
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::OnceLock;
+
+use levenshtein_automata::{Distance, LevenshteinAutomatonBuilder, DFA, SINK_STATE};
 
 use tantivy::collector::TopDocs;
 use tantivy::columnar::Column;
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{BooleanQuery, FuzzyTermQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STRING};
 use tantivy::tokenizer::{PreTokenizedString, Token};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::error::{Error, Result};
 use crate::record::Point;
+
+/// Candidate lists of queries made only of common words, kept per generation.
+const COMMON_MEMO: usize = 4096;
+
+/// Most terms a misspelt word expands to, the most frequent kept.
+const MAX_EXPANSIONS: usize = 12;
+
+/// A Levenshtein automaton walking a term dictionary.
+struct Lev<'a>(&'a DFA);
+
+impl tantivy_fst::Automaton for Lev<'_> {
+    type State = u32;
+
+    fn start(&self) -> u32 {
+        self.0.initial_state()
+    }
+
+    fn is_match(&self, s: &u32) -> bool {
+        matches!(self.0.distance(*s), Distance::Exact(_))
+    }
+
+    fn can_match(&self, s: &u32) -> bool {
+        *s != SINK_STATE
+    }
+
+    fn accept(&self, s: &u32, b: u8) -> u32 {
+        self.0.transition(*s, b)
+    }
+}
+
+/// Building a builder costs milliseconds (tens for two edits): once each.
+fn lev_builder(distance: u8) -> &'static LevenshteinAutomatonBuilder {
+    static B: [OnceLock<LevenshteinAutomatonBuilder>; 2] = [OnceLock::new(), OnceLock::new()];
+    let i = usize::from(distance.clamp(1, 2) - 1);
+    B[i].get_or_init(|| LevenshteinAutomatonBuilder::new(i as u8 + 1, true))
+}
 
 /// Grid of the `cell` field, in degrees: about 11 km.
 const CELL_DEG: f64 = 0.1;
@@ -91,6 +131,10 @@ pub struct TextIndex {
     fields: Fields,
     /// The `key` column of each segment, opened once.
     keys: Vec<Column<u64>>,
+    /// Candidates of queries made only of common words, by query. They cost
+    /// milliseconds each ("12 rue de la": WAND has nothing to skip with), but
+    /// there are few such word sets, and the housenumber is not part of them.
+    common: quick_cache::sync::Cache<Vec<u8>, std::sync::Arc<Vec<(f32, u64)>>>,
 }
 
 /// Maps a tantivy error on `path` to ours.
@@ -111,7 +155,7 @@ impl TextIndex {
             .map(|s| s.fast_fields().u64("key"))
             .collect::<tantivy::Result<Vec<_>>>()
             .map_err(text_err)?;
-        Ok(TextIndex { reader, fields, keys })
+        Ok(TextIndex { reader, fields, keys, common: quick_cache::sync::Cache::new(COMMON_MEMO) })
     }
 
     pub fn num_docs(&self) -> u64 {
@@ -130,51 +174,116 @@ impl TextIndex {
         self.reader.searcher().doc_freq(&t).unwrap_or(0)
     }
 
-    /// The store keys of the best `k` candidates, best first, with their
-    /// full-text score. Words missing from the index are matched with typo
-    /// tolerance: one edit from 4 letters, two from 8.
-    pub fn candidates(&self, q: &TextQuery, k: usize) -> Result<Vec<(f32, u64)>> {
-        let f = &self.fields;
-        let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        let typo = |w: &str| -> u8 {
-            match w.chars().count() {
-                0..=3 => 0,
-                4..=7 => 1,
-                _ => 2,
-            }
-        };
-        let freqs: Vec<u64> = q.words.iter().map(|w| self.word_freq(w)).collect();
-        // Words in a tenth of the documents ("rue", "de", a big city) pick
-        // no candidate that the rarer words of the same query do not pick
-        // better, and they are what a union pays most for; the ranking that
-        // follows still compares every word.
-        let common = self.num_docs() / 10;
-        let prefix_freq = q.prefix.as_deref().map(|p| self.prefix_freq(p));
-        // Only words found as typed count: a misspelt one may find nothing.
-        let rare = freqs.iter().chain(&prefix_freq).filter(|&&n| n > 0 && n <= common / 2).count();
-        for (w, &freq) in q.words.iter().zip(&freqs) {
-            if rare >= 2 && freq > common {
-                continue;
-            }
-            let term = Term::from_field_text(f.text, w);
-            if freq > 0 || typo(w) == 0 {
-                should.push((Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs))));
-            } else {
-                should.push((Occur::Should, Box::new(FuzzyTermQuery::new(term, typo(w), true))));
+    /// The terms of `field` within `distance` edits of `word` (or of a
+    /// prefix of them, with `prefix`), with their document counts: at most
+    /// [`MAX_EXPANSIONS`] of them, the most frequent first.
+    fn expand(&self, field: Field, word: &str, distance: u8, prefix: bool) -> Result<Vec<(Term, u64)>> {
+        let b = lev_builder(distance);
+        let dfa = if prefix { b.build_prefix_dfa(word) } else { b.build_dfa(word) };
+        let mut found: HashMap<Vec<u8>, u64> = HashMap::new();
+        for seg in self.reader.searcher().segment_readers() {
+            let inverted = seg.inverted_index(field).map_err(text_err)?;
+            let mut terms = inverted.terms().search(Lev(&dfa)).into_stream().map_err(|e| Error::Text(e.into()))?;
+            while terms.advance() {
+                *found.entry(terms.key().to_vec()).or_default() += u64::from(terms.value().doc_freq);
             }
         }
-        if let (Some(p), Some(freq)) = (&q.prefix, prefix_freq) {
-            if freq > 0 || typo(p) == 0 {
-                let term = Term::from_field_text(f.prefix, analysis::indexed_prefix(p));
-                should.push((Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs))));
-            } else {
-                let term = Term::from_field_text(f.text, p);
-                should.push((Occur::Should, Box::new(FuzzyTermQuery::new_prefix(term, 1, true))));
-            }
-        }
-        if should.is_empty() {
+        let mut found: Vec<(Vec<u8>, u64)> = found.into_iter().collect();
+        found.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        found.truncate(MAX_EXPANSIONS);
+        Ok(found.into_iter().map(|(t, n)| (Term::from_field_bytes(field, &t), n)).collect())
+    }
+
+    /// A word not in the index, as the words one edit from it (two for
+    /// words of 8 letters or more, when one finds none); none for words of
+    /// 3 letters or fewer, where one edit makes another common word.
+    fn typo_terms(&self, word: &str, prefix: bool) -> Result<Vec<(Term, u64)>> {
+        let n = word.chars().count();
+        if n <= 3 {
             return Ok(Vec::new());
         }
+        let terms = self.expand(self.fields.text, word, 1, prefix)?;
+        if terms.is_empty() && n >= 8 && !prefix {
+            return self.expand(self.fields.text, word, 2, false);
+        }
+        Ok(terms)
+    }
+
+    /// The store keys of the best `k` candidates, best first, with their
+    /// full-text score: a union of the query's terms, which tantivy runs
+    /// with block-max WAND. Words missing from the index are matched with
+    /// typo tolerance (see [`TextIndex::typo_terms`]).
+    pub fn candidates(&self, q: &TextQuery, k: usize) -> Result<Vec<(f32, u64)>> {
+        let f = &self.fields;
+        // Words in a tenth of the documents ("rue", "de", a big city) are
+        // what a union pays most for: block-max WAND skips their documents
+        // only once k documents score above anything they can give.
+        let common = self.num_docs() / 10;
+        let (mut rare, mut common_terms) = (Vec::new(), Vec::new());
+        // Rare words found as typed; typo expansions do not count, since a
+        // wrong correction picks poorly.
+        let mut found = 0;
+        for w in &q.words {
+            let freq = self.word_freq(w);
+            let term = Term::from_field_text(f.text, w);
+            if freq > common {
+                common_terms.push(term);
+            } else if freq > 0 {
+                found += 1;
+                rare.push((term, freq));
+            } else {
+                rare.extend(self.typo_terms(w, false)?);
+            }
+        }
+        if let Some(p) = &q.prefix {
+            let freq = self.prefix_freq(p);
+            let term = Term::from_field_text(f.prefix, analysis::indexed_prefix(p));
+            if freq > common {
+                common_terms.push(term);
+            } else if freq > 0 {
+                found += 1;
+                rare.push((term, freq));
+            } else {
+                rare.extend(self.typo_terms(p, true)?);
+            }
+        }
+        // The common words are left out when the rare ones pick well without
+        // them: two or more found as typed, or all their documents fit in k
+        // (then every one of them is a candidate anyway, and WAND would have
+        // nothing to skip the common words' documents with).
+        let rare_docs: u64 = rare.iter().map(|(_, n)| n).sum();
+        let only_common = rare.is_empty();
+        let mut terms: Vec<Term> = rare.into_iter().map(|(t, _)| t).collect();
+        if terms.is_empty() || (found < 2 && rare_docs > k as u64) {
+            terms.extend(common_terms);
+        }
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let memo_key = (only_common && q.near.is_none()).then(|| {
+            let mut key = (k as u64).to_le_bytes().to_vec();
+            for t in &terms {
+                key.extend_from_slice(&t.field().field_id().to_le_bytes());
+                key.extend_from_slice(t.serialized_value_bytes());
+                key.push(0xff);
+            }
+            for (name, values) in &q.filters {
+                key.extend_from_slice(name.as_bytes());
+                for v in values {
+                    key.push(0xfe);
+                    key.extend_from_slice(v.as_bytes());
+                }
+                key.push(0xff);
+            }
+            key
+        });
+        if let Some(hit) = memo_key.as_ref().and_then(|key| self.common.get(key)) {
+            return Ok(hit.as_ref().clone());
+        }
+        let mut should: Vec<(Occur, Box<dyn Query>)> = terms
+            .into_iter()
+            .map(|t| (Occur::Should, Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs)) as Box<dyn Query>))
+            .collect();
         if let Some(p) = q.near {
             for di in -1..=1 {
                 for dj in -1..=1 {
@@ -184,31 +293,30 @@ impl TextIndex {
                 }
             }
         }
-        // Without filters the query is a flat union of terms, which tantivy
-        // runs with block-max WAND: common words stop costing a full scan.
-        let query: Box<dyn Query> = if q.filters.is_empty() {
-            Box::new(BooleanQuery::new(should))
+        let query = if q.filters.is_empty() {
+            BooleanQuery::new(should)
         } else {
-            Box::new(self.filtered(should, &q.filters)?)
+            let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, Box::new(BooleanQuery::new(should)))];
+            self.filter(&mut clauses, &q.filters)?;
+            BooleanQuery::new(clauses)
         };
         let searcher = self.reader.searcher();
-        let top = searcher.search(query.as_ref(), &TopDocs::with_limit(k).order_by_score()).map_err(text_err)?;
+        let top = searcher.search(&query, &TopDocs::with_limit(k).order_by_score()).map_err(text_err)?;
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top {
             if let Some(key) = self.keys.get(addr.segment_ord as usize).and_then(|c| c.first(addr.doc_id)) {
                 out.push((score, key));
             }
         }
+        if let Some(key) = memo_key {
+            self.common.insert(key, std::sync::Arc::new(out.clone()));
+        }
         Ok(out)
     }
 
-    fn filtered(
-        &self,
-        should: Vec<(Occur, Box<dyn Query>)>,
-        filters: &[(String, Vec<String>)],
-    ) -> Result<BooleanQuery> {
+    /// Adds a required clause per filter: one of its values.
+    fn filter(&self, clauses: &mut Vec<(Occur, Box<dyn Query>)>, filters: &[(String, Vec<String>)]) -> Result<()> {
         let f = &self.fields;
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, Box::new(BooleanQuery::new(should)))];
         for (name, values) in filters {
             let Some((_, field)) = f.filters.iter().find(|(n, _)| n == name) else {
                 return Err(Error::InvalidQuery(format!("unknown filter {name}")));
@@ -222,7 +330,7 @@ impl TextIndex {
                 .collect();
             clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
         }
-        Ok(BooleanQuery::new(clauses))
+        Ok(())
     }
 }
 
