@@ -111,7 +111,10 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
     // full path at once: they rarely match a label exactly.
     let full_path = short && municipality_allowed;
     let wanted = CANDIDATES.max(q.limit * 2);
-    let first = if full_path { wanted } else { FIRST_CANDIDATES.max(q.limit * 2).min(wanted) };
+    // A last word typed half-way is no word of any label, so no label can
+    // equal the query and the first, short fetch could not end the search.
+    let partial = tq.prefix.as_deref().is_some_and(|p| g.text.word_freq(p) == 0);
+    let first = if full_path || partial { wanted } else { FIRST_CANDIDATES.max(q.limit * 2).min(wanted) };
     let mut candidates = g.text.candidates(&tq, first)?;
     check(deadline)?;
     let ctx = ScoreContext {
