@@ -124,7 +124,11 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
         resolve_numbers,
         kinds: kinds.as_deref(),
         deadline,
+        query_bigrams: &[],
     };
+    let mut query_bigrams = Vec::new();
+    crate::text::analysis::bigrams_into(&parsed.compare, &mut query_bigrams);
+    let ctx = ScoreContext { query_bigrams: &query_bigrams, ..ctx };
     let mut scored: Vec<Scored> = Vec::with_capacity(wanted + 5);
     score_candidates(docs, &ctx, &candidates, &mut scored)?;
     // Fewer candidates than asked means there are no more.
@@ -172,6 +176,7 @@ struct ScoreContext<'a> {
     resolve_numbers: bool,
     kinds: Option<&'a [String]>,
     deadline: Option<Instant>,
+    query_bigrams: &'a [u64],
 }
 
 fn score_candidates(
@@ -180,6 +185,7 @@ fn score_candidates(
     candidates: &[(f32, u64)],
     scored: &mut Vec<Scored>,
 ) -> Result<()> {
+    let mut scratch = Vec::new();
     for (i, (_, key)) in candidates.iter().enumerate() {
         if i % 8 == 7 {
             check(c.deadline)?;
@@ -195,7 +201,7 @@ fn score_candidates(
             }
         }
         let labels = profile::compare_labels(docs, target);
-        let text = rank::text_score(c.parsed_compare, &labels, c.q.autocomplete);
+        let text = rank::text_score_with(c.parsed_compare, c.query_bigrams, &labels, c.q.autocomplete, &mut scratch);
         let distance = c.q.near.and_then(|p| target.point(docs).map(|t| haversine_m(p, t)));
         let importance = profile::importance(docs.record(slot));
         let score = rank::combine(text, importance, distance);

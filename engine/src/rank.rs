@@ -16,8 +16,21 @@ pub const MIN_SCORE: f64 = 0.1;
 /// 1, one that starts with it 0.9, one that contains it 0.7; otherwise, and
 /// without autocomplete, bigram similarity decides.
 pub fn text_score(query: &str, labels: &[String], autocomplete: bool) -> f64 {
+    let mut q = Vec::new();
+    bigrams_into(query, &mut q);
+    text_score_with(query, &q, labels, autocomplete, &mut Vec::new())
+}
+
+/// [`text_score`] with the query's bigrams computed once for all the
+/// candidates of a query, and a buffer for the labels' kept across them.
+pub(crate) fn text_score_with(
+    query: &str,
+    query_bigrams: &[u64],
+    labels: &[String],
+    autocomplete: bool,
+    scratch: &mut Vec<u64>,
+) -> f64 {
     let mut best: f64 = 0.0;
-    let (mut q, mut l) = (Vec::new(), Vec::new());
     for label in labels {
         let s = if autocomplete && label == query {
             1.0
@@ -28,11 +41,8 @@ pub fn text_score(query: &str, labels: &[String], autocomplete: bool) -> f64 {
         } else if query.chars().nth(1).is_none() || label.chars().nth(1).is_none() {
             bigram_similarity(label, query) * if autocomplete { 0.9 } else { 1.0 }
         } else {
-            if q.is_empty() {
-                bigrams_into(query, &mut q);
-            }
-            bigrams_into(label, &mut l);
-            bigram_overlap(&l, &q) * if autocomplete { 0.9 } else { 1.0 }
+            bigrams_into(label, scratch);
+            bigram_overlap(scratch, query_bigrams) * if autocomplete { 0.9 } else { 1.0 }
         };
         best = best.max(s);
         if best >= 1.0 {
