@@ -28,6 +28,9 @@ use crate::record::Point;
 /// Candidate lists of queries made only of common words, kept per generation.
 const COMMON_MEMO: usize = 4096;
 
+/// Longest word given typo tolerance.
+const MAX_TYPO_CHARS: usize = 40;
+
 /// Most terms a misspelt word expands to, the most frequent kept.
 const MAX_EXPANSIONS: usize = 12;
 
@@ -196,10 +199,12 @@ impl TextIndex {
 
     /// A word not in the index, as the words one edit from it (two for
     /// words of 8 letters or more, when one finds none); none for words of
-    /// 3 letters or fewer, where one edit makes another common word.
+    /// 3 letters or fewer, where one edit makes another common word, nor
+    /// for words longer than any street name's, whose automaton would cost
+    /// more than it could find.
     fn typo_terms(&self, word: &str, prefix: bool) -> Result<Vec<(Term, u64)>> {
         let n = word.chars().count();
-        if n <= 3 {
+        if n <= 3 || n > MAX_TYPO_CHARS {
             return Ok(Vec::new());
         }
         let terms = self.expand(self.fields.text, word, 1, prefix)?;
