@@ -125,6 +125,8 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
     let first = if full_path || partial { wanted } else { FIRST_CANDIDATES.max(q.limit * 2).min(wanted) };
     let mut candidates = g.text.candidates(&tq, first)?;
     check(deadline)?;
+    let mut query_bigrams = Vec::new();
+    crate::text::analysis::bigrams_into(&parsed.compare, &mut query_bigrams);
     let ctx = ScoreContext {
         q,
         parsed_compare: &parsed.compare,
@@ -132,11 +134,8 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
         resolve_numbers,
         kinds: kinds.as_deref(),
         deadline,
-        query_bigrams: &[],
+        query_bigrams: &query_bigrams,
     };
-    let mut query_bigrams = Vec::new();
-    crate::text::analysis::bigrams_into(&parsed.compare, &mut query_bigrams);
-    let ctx = ScoreContext { query_bigrams: &query_bigrams, ..ctx };
     let mut scored: Vec<Scored> = Vec::with_capacity(wanted + 5);
     score_candidates(docs, &ctx, &candidates, &mut scored)?;
     // Fewer candidates than asked means there are no more.
