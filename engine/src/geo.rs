@@ -15,9 +15,14 @@ use rkyv::{Archive, Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::record::Point;
 
-const CELL_DEG: f64 = 0.01;
-/// Rings searched at most: ~200 km in latitude. Beyond that nothing is "near".
-const MAX_RINGS: i64 = 200;
+/// ~280 m by ~190 m in France: a reverse query near an address reads a few
+/// dozen points. Files written before it used `OLD_CELL_DEG`; `open` tells
+/// them apart by checking that every point lies in its cell.
+const CELL_DEG: f64 = 0.0025;
+const OLD_CELL_DEG: f64 = 0.01;
+/// How far a query looks, in degrees of latitude (~200 km). Beyond that
+/// nothing is "near".
+const MAX_REACH_DEG: f64 = 2.0;
 const EARTH_RADIUS_M: f64 = 6_371_008.8;
 
 /// Great-circle distance in metres.
@@ -62,12 +67,22 @@ struct GeoIndexData {
     points: Vec<GeoPoint>,
 }
 
-fn cell_of(lat: f64, lon: f64) -> (i64, i64) {
-    ((lat / CELL_DEG).floor() as i64, (lon / CELL_DEG).floor() as i64)
+fn cell_of(lat: f64, lon: f64, deg: f64) -> (i64, i64) {
+    ((lat / deg).floor() as i64, (lon / deg).floor() as i64)
 }
 
+/// Cell keys sort by row (latitude), then by column: the cells of a row
+/// are contiguous.
 fn cell_key(ci: i64, cj: i64) -> u64 {
-    (((ci + 100_000) as u64) << 32) | ((cj + 100_000) as u64 & 0xffff_ffff)
+    ((row_of(ci) as u64) << 32) | col_of(cj) as u64
+}
+
+fn row_of(ci: i64) -> u32 {
+    (ci + 100_000) as u32
+}
+
+fn col_of(cj: i64) -> u32 {
+    (cj + 100_000) as u32
 }
 
 /// Collects points, then writes the index file.
@@ -81,12 +96,13 @@ impl GeoBuilder {
         if !p.is_valid() {
             return;
         }
-        let (ci, cj) = cell_of(p.lat, p.lon);
+        let (ci, cj) = cell_of(p.lat, p.lon, CELL_DEG);
         self.points.push((cell_key(ci, cj), GeoPoint { lat: p.lat, lon: p.lon, slot }));
     }
 
     pub fn write(mut self, path: &Path) -> Result<()> {
-        self.points.sort_by_key(|(k, p)| (*k, p.slot));
+        // By cell, then by latitude within a cell (see `nearest`).
+        self.points.sort_by(|(ka, a), (kb, b)| ka.cmp(kb).then(a.lat.total_cmp(&b.lat)).then(a.slot.cmp(&b.slot)));
         let mut data = GeoIndexData::default();
         for (i, (k, _)) in self.points.iter().enumerate() {
             if data.cells.last() != Some(k) {
@@ -107,6 +123,16 @@ impl GeoBuilder {
 /// A memory-mapped geo index.
 pub struct GeoIndex {
     map: Mmap,
+    /// Whether each cell's points are sorted by latitude, as this version
+    /// writes them; files from older versions are read by a full cell scan.
+    lat_sorted: bool,
+    /// The grid's cell size in degrees.
+    cell_deg: f64,
+    /// `rows[i]..rows[i + 1]` are the cells of row `first_row + i`: a query
+    /// finds a row without a binary search over all cells, which at 1M
+    /// points cost a cache miss per step.
+    first_row: u32,
+    rows: Vec<u32>,
 }
 
 impl GeoIndex {
@@ -123,7 +149,51 @@ impl GeoIndex {
         if ns != nc + 1 || decreasing || data.starts.iter().any(|s| s.to_native() as usize > np) {
             return Err(Error::Corrupt { path: path.into(), reason: "inconsistent cell table".into() });
         }
-        Ok(GeoIndex { map })
+        let lat_sorted = data.starts.windows(2).all(|w| {
+            let cell = &data.points[w[0].to_native() as usize..w[1].to_native() as usize];
+            cell.windows(2).all(|p| p[0].lat.to_native() <= p[1].lat.to_native())
+        });
+        let increasing = data.cells.windows(2).all(|w| w[0].to_native() < w[1].to_native());
+        if !increasing {
+            return Err(Error::Corrupt { path: path.into(), reason: "cells out of order".into() });
+        }
+        let in_grid = |deg: f64| {
+            data.starts.windows(2).zip(data.cells.iter()).all(|(w, c)| {
+                data.points[w[0].to_native() as usize..w[1].to_native() as usize].iter().all(|p| {
+                    let (ci, cj) = cell_of(p.lat.to_native(), p.lon.to_native(), deg);
+                    cell_key(ci, cj) == c.to_native()
+                })
+            })
+        };
+        let cell_deg = if in_grid(CELL_DEG) {
+            CELL_DEG
+        } else if in_grid(OLD_CELL_DEG) {
+            OLD_CELL_DEG
+        } else {
+            return Err(Error::Corrupt { path: path.into(), reason: "points outside their cells".into() });
+        };
+        let row = |c: &rkyv::rend::u64_le| (c.to_native() >> 32) as u32;
+        let (first_row, last_row) = match (data.cells.first(), data.cells.last()) {
+            (Some(f), Some(l)) => (row(f), row(l)),
+            _ => (0, 0),
+        };
+        let mut rows = Vec::with_capacity((last_row - first_row) as usize + 2);
+        let mut next = first_row;
+        for (i, c) in data.cells.iter().enumerate() {
+            while next <= row(c) {
+                rows.push(i as u32);
+                next += 1;
+            }
+        }
+        rows.push(data.cells.len() as u32);
+        Ok(GeoIndex { map, lat_sorted, cell_deg, first_row, rows })
+    }
+
+    /// The range of `cells` in row `ci`, if it has any.
+    fn row(&self, ci: i64) -> Option<(usize, usize)> {
+        let i = row_of(ci).checked_sub(self.first_row)? as usize;
+        let (a, b) = (*self.rows.get(i)? as usize, *self.rows.get(i + 1)? as usize);
+        (a < b).then_some((a, b))
     }
 
     fn data(&self) -> &ArchivedGeoIndexData {
@@ -157,10 +227,11 @@ impl GeoIndex {
         if k == 0 || data.points.is_empty() || !at.is_valid() {
             return Vec::new();
         }
-        let (ci, cj) = cell_of(at.lat, at.lon);
+        let deg = self.cell_deg;
+        let (ci, cj) = cell_of(at.lat, at.lon, deg);
         // The smallest extent of a cell near this latitude, to know when the
         // next ring cannot hold anything nearer.
-        let lat_m = CELL_DEG.to_radians() * EARTH_RADIUS_M;
+        let lat_m = deg.to_radians() * EARTH_RADIUS_M;
         let lon_m = lat_m * (at.lat.abs() + 2.0).min(89.9).to_radians().cos();
         let cell_min_m = lat_m.min(lon_m);
         // Points are compared by a flat-earth squared distance, exact enough
@@ -172,63 +243,85 @@ impl GeoIndex {
             let (dy, dx) = (lat - at.lat, (lon - at.lon) * cos_lat);
             dy * dy + dx * dx
         };
-        let mut found: Vec<(u32, f64, Point)> = Vec::new();
-        // The k-th smallest distance seen so far, once k points are sorted.
-        let mut bound = f64::INFINITY;
-        let trim = |found: &mut Vec<(u32, f64, Point)>, bound: &mut f64| {
-            found.sort_by(|a, b| a.1.total_cmp(&b.1));
+        // The k nearest so far, ordered by (distance, slot) so that ties
+        // resolve the same whatever order the points are visited in.
+        let mut found: Vec<(f64, u32, Point)> = Vec::with_capacity(k + 1);
+        let mut offer = |found: &mut Vec<(f64, u32, Point)>, d2: f64, p: &ArchivedGeoPoint| {
+            let slot = p.slot.to_native();
+            if found.len() == k && (d2, slot) >= (found[k - 1].0, found[k - 1].1) {
+                return;
+            }
+            if !keep(slot) {
+                return;
+            }
+            let at = found.partition_point(|f| (f.0, f.1) < (d2, slot));
+            found.insert(at, (d2, slot, Point { lat: p.lat.to_native(), lon: p.lon.to_native() }));
             found.truncate(k);
-            if found.len() == k {
-                *bound = found[k - 1].1;
+        };
+        // Squared flat distance of the k-th nearest, infinite until k are found.
+        let bound = |found: &Vec<(f64, u32, Point)>| if found.len() == k { found[k - 1].0 } else { f64::INFINITY };
+        let mut scan = |found: &mut Vec<(f64, u32, Point)>, c: usize| {
+            let (s, e) = (data.starts[c].to_native() as usize, data.starts[c + 1].to_native() as usize);
+            let points = &data.points[s..e];
+            if !self.lat_sorted {
+                for p in points {
+                    let d2 = flat(p.lat.to_native(), p.lon.to_native());
+                    if d2 <= bound(found) {
+                        offer(found, d2, p);
+                    }
+                }
+                return;
+            }
+            // A cell's points are sorted by latitude: walk away from the
+            // query's latitude both ways, each way until the latitude gap
+            // alone exceeds the k-th distance.
+            let mid = points.partition_point(|p| p.lat.to_native() < at.lat);
+            for p in &points[mid..] {
+                let dy = p.lat.to_native() - at.lat;
+                if dy * dy > bound(found) {
+                    break;
+                }
+                offer(found, flat(p.lat.to_native(), p.lon.to_native()), p);
+            }
+            for p in points[..mid].iter().rev() {
+                let dy = at.lat - p.lat.to_native();
+                if dy * dy > bound(found) {
+                    break;
+                }
+                offer(found, flat(p.lat.to_native(), p.lon.to_native()), p);
             }
         };
-        for r in 0..=MAX_RINGS {
-            for (di, dj) in ring(r) {
-                let key = cell_key(ci + di, cj + dj);
-                let Ok(c) = data.cells.binary_search_by(|x| x.to_native().cmp(&key)) else {
-                    continue;
-                };
-                let (s, e) = (data.starts[c].to_native() as usize, data.starts[c + 1].to_native() as usize);
-                for p in &data.points[s..e] {
-                    let (lat, lon) = (p.lat.to_native(), p.lon.to_native());
-                    let d2 = flat(lat, lon);
-                    if d2 >= bound {
-                        continue;
+        let col = |c: usize| data.cells[c].to_native() as u32;
+        for r in 0..=(MAX_REACH_DEG / deg) as i64 {
+            // Ring r: the whole first and last rows, the two end cells of
+            // the rows between. A row's cells are contiguous in key order.
+            let (lo, hi) = (col_of(cj - r), col_of(cj + r));
+            for di in -r..=r {
+                let Some((a, b)) = self.row(ci + di) else { continue };
+                let mut c = a + data.cells[a..b].partition_point(|x| (x.to_native() as u32) < lo);
+                if di.abs() == r {
+                    while c < b && col(c) <= hi {
+                        scan(&mut found, c);
+                        c += 1;
                     }
-                    let slot = p.slot.to_native();
-                    if !keep(slot) {
-                        continue;
+                } else {
+                    if c < b && col(c) == lo {
+                        scan(&mut found, c);
                     }
-                    found.push((slot, d2, Point { lat, lon }));
-                    if found.len() >= 4 * k.max(8) {
-                        trim(&mut found, &mut bound);
+                    if r > 0 {
+                        let c = c + data.cells[c..b].partition_point(|x| (x.to_native() as u32) < hi);
+                        if c < b && col(c) == hi {
+                            scan(&mut found, c);
+                        }
                     }
                 }
             }
-            trim(&mut found, &mut bound);
-            if found.len() == k && bound.sqrt() * m_per_deg <= r as f64 * cell_min_m {
+            if found.len() == k && bound(&found).sqrt() * m_per_deg <= r as f64 * cell_min_m {
                 break;
             }
         }
-        found.into_iter().map(|(slot, _, p)| (slot, haversine_m(at, p))).collect()
+        found.into_iter().map(|(_, slot, p)| (slot, haversine_m(at, p))).collect()
     }
-}
-
-/// Cell offsets on the square ring at Chebyshev distance `r`.
-fn ring(r: i64) -> Vec<(i64, i64)> {
-    if r == 0 {
-        return vec![(0, 0)];
-    }
-    let mut v = Vec::with_capacity(8 * r as usize);
-    for d in -r..=r {
-        v.push((-r, d));
-        v.push((r, d));
-    }
-    for d in -r + 1..r {
-        v.push((d, -r));
-        v.push((d, r));
-    }
-    v
 }
 
 #[cfg(test)]
@@ -268,6 +361,117 @@ mod tests {
         let far = g.nearest(at, 1, |s| s == 2);
         assert_eq!(far[0].0, 2);
         assert!((far[0].1 - 68_000.0).abs() < 5_000.0);
+    }
+
+    /// Random points in dense clusters and sparse noise, for comparing
+    /// `nearest` with a scan of every point.
+    fn random_points(n: usize, seed: u64) -> Vec<Point> {
+        let mut x = seed;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let centres: Vec<Point> =
+            (0..8).map(|_| Point { lat: 45.0 + next() * 4.0, lon: -1.0 + next() * 6.0 }).collect();
+        (0..n)
+            .map(|i| {
+                if i % 5 == 0 {
+                    Point { lat: 44.0 + next() * 6.0, lon: -2.0 + next() * 8.0 }
+                } else {
+                    let c = centres[i % centres.len()];
+                    Point { lat: c.lat + (next() - 0.5) * 0.05, lon: c.lon + (next() - 0.5) * 0.05 }
+                }
+            })
+            .collect()
+    }
+
+    /// The k nearest kept points by the same flat metric and tie order as
+    /// `nearest`, by looking at all of them.
+    fn brute(points: &[Point], at: Point, k: usize, keep: impl Fn(u32) -> bool) -> Vec<u32> {
+        let cos_lat = at.lat.to_radians().cos();
+        let mut all: Vec<(f64, u32)> = points
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| keep(*i as u32))
+            .map(|(i, p)| {
+                let (dy, dx) = (p.lat - at.lat, (p.lon - at.lon) * cos_lat);
+                (dy * dy + dx * dx, i as u32)
+            })
+            .collect();
+        all.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        all.into_iter().take(k).map(|(_, s)| s).collect()
+    }
+
+    fn check_against_brute(g: &GeoIndex, points: &[Point], seed: u64) {
+        let queries = random_points(300, seed);
+        for (i, at) in queries.iter().enumerate() {
+            let k = [1, 3, 10][i % 3];
+            let got: Vec<u32> = g.nearest(*at, k, |_| true).into_iter().map(|x| x.0).collect();
+            assert_eq!(got, brute(points, *at, k, |_| true), "query {i} at {at:?}, k {k}");
+            let odd = |s: u32| s % 2 == 1;
+            let got: Vec<u32> = g.nearest(*at, k, odd).into_iter().map(|x| x.0).collect();
+            assert_eq!(got, brute(points, *at, k, odd), "filtered query {i} at {at:?}, k {k}");
+        }
+    }
+
+    #[test]
+    fn nearest_agrees_with_a_full_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("geo");
+        let points = random_points(20_000, 7);
+        let mut b = GeoBuilder::default();
+        for (slot, p) in points.iter().enumerate() {
+            b.add(*p, slot as u32);
+        }
+        b.write(&path).unwrap();
+        let g = GeoIndex::open(&path).unwrap();
+        assert_eq!((g.cell_deg, g.lat_sorted), (CELL_DEG, true));
+        check_against_brute(&g, &points, 99);
+    }
+
+    #[test]
+    fn files_of_the_older_grid_are_still_read() {
+        // The layout written before the grid was made finer: 0.01 degree
+        // cells, points in slot order within a cell.
+        let points = random_points(20_000, 11);
+        let mut keyed: Vec<(u64, GeoPoint)> = points
+            .iter()
+            .enumerate()
+            .map(|(slot, p)| {
+                let (ci, cj) = cell_of(p.lat, p.lon, OLD_CELL_DEG);
+                (cell_key(ci, cj), GeoPoint { lat: p.lat, lon: p.lon, slot: slot as u32 })
+            })
+            .collect();
+        keyed.sort_by_key(|(k, p)| (*k, p.slot));
+        let mut data = GeoIndexData::default();
+        for (i, (k, _)) in keyed.iter().enumerate() {
+            if data.cells.last() != Some(k) {
+                data.cells.push(*k);
+                data.starts.push(i as u32);
+            }
+        }
+        data.starts.push(keyed.len() as u32);
+        data.points = keyed.into_iter().map(|(_, p)| p).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("geo");
+        std::fs::write(&path, rkyv::to_bytes::<rkyv::rancor::Error>(&data).unwrap()).unwrap();
+        let g = GeoIndex::open(&path).unwrap();
+        assert_eq!((g.cell_deg, g.lat_sorted), (OLD_CELL_DEG, false));
+        check_against_brute(&g, &points, 5);
+    }
+
+    #[test]
+    fn points_outside_their_cells_are_refused() {
+        let mut data = GeoIndexData::default();
+        data.cells.push(cell_key(0, 0));
+        data.starts.extend([0, 1]);
+        data.points.push(GeoPoint { lat: 45.0, lon: 5.0, slot: 0 });
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("geo");
+        std::fs::write(&path, rkyv::to_bytes::<rkyv::rancor::Error>(&data).unwrap()).unwrap();
+        assert!(matches!(GeoIndex::open(&path), Err(Error::Corrupt { .. })));
     }
 
     #[test]

@@ -1,17 +1,21 @@
 //! Single-thread engine time of a file of load-bench requests, for profiling
 //! the search path without HTTP or load generator:
 //!
-//!     qtime DB REQUESTS [N]
+//!     qtime [--app] DB REQUESTS [N]
 //!
-//! REQUESTS is one of bench/load.sh's request files (`/search?q=...` lines;
-//! other routes are skipped). Runs the first N searches (default 20,000)
+//! With `--app`, each line goes through the server's GET handler instead
+//! (parameters, response cache, engine, GeoJSON), still without a socket:
+//! the difference to the plain run is the front end's own cost.
+//!
+//! REQUESTS is one of bench/load.sh's request files (`/search?q=...` or
+//! `/reverse?lat=..&lon=..` lines; other routes are skipped). Runs the first N searches (default 20,000)
 //! once to warm the page cache, then again timed, and prints the mean and
 //! the percentiles of one search, in microseconds. QTIME_SLOW=K also
 //! prints the K slowest queries.
 
 use std::time::Instant;
 
-use cairn::{Database, SearchQuery};
+use cairn::{Database, Point, ReverseQuery, SearchQuery};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -40,6 +44,44 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+enum Request {
+    Search(SearchQuery),
+    Reverse(ReverseQuery),
+}
+
+impl Request {
+    fn run(&self, db: &Database) -> usize {
+        match self {
+            Request::Search(q) => db.search(q).map(|r| r.len()).unwrap_or(0),
+            Request::Reverse(q) => db.reverse(q).map(|r| r.len()).unwrap_or(0),
+        }
+    }
+}
+
+impl std::fmt::Display for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::Search(q) => write!(f, "{:?} autocomplete={}", q.q, q.autocomplete),
+            Request::Reverse(q) => write!(f, "reverse {} {}", q.at.lat, q.at.lon),
+        }
+    }
+}
+
+fn request_of(line: &str) -> Option<Request> {
+    if let Some(params) = line.strip_prefix("/reverse?") {
+        let (mut lat, mut lon) = (f64::NAN, f64::NAN);
+        for kv in params.split('&') {
+            match kv.split_once('=') {
+                Some(("lat", v)) => lat = v.parse().ok()?,
+                Some(("lon", v)) => lon = v.parse().ok()?,
+                _ => {}
+            }
+        }
+        return Some(Request::Reverse(ReverseQuery { at: Point { lat, lon }, limit: 1, filters: Vec::new() }));
+    }
+    query_of(line).map(Request::Search)
+}
+
 fn query_of(line: &str) -> Option<SearchQuery> {
     let params = line.strip_prefix("/search?")?;
     let mut q = SearchQuery::new("");
@@ -56,9 +98,13 @@ fn query_of(line: &str) -> Option<SearchQuery> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let mut args: Vec<String> = std::env::args().collect();
+    let app_mode = args.get(1).is_some_and(|a| a == "--app");
+    if app_mode {
+        args.remove(1);
+    }
     if args.len() < 3 {
-        eprintln!("usage: qtime DB REQUESTS [N]");
+        eprintln!("usage: qtime [--app] DB REQUESTS [N]");
         std::process::exit(2);
     }
     let n: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(20_000);
@@ -70,16 +116,24 @@ fn main() {
         eprintln!("qtime: {}: {e}", args[2]);
         std::process::exit(1)
     });
-    let queries: Vec<SearchQuery> = text.lines().filter_map(query_of).take(n).collect();
+    if app_mode {
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with('/')).take(n).collect();
+        return time_app(db, &lines);
+    }
+    let queries: Vec<Request> = text.lines().filter_map(request_of).take(n).collect();
+    if queries.is_empty() {
+        eprintln!("qtime: no /search or /reverse lines in {}", args[2]);
+        std::process::exit(1);
+    }
     let mut found = 0usize;
     for q in &queries {
-        found += db.search(q).map(|r| r.len()).unwrap_or(0);
+        found += q.run(&db);
     }
     let mut times = Vec::with_capacity(queries.len());
     let start = Instant::now();
     for q in &queries {
         let t = Instant::now();
-        let _ = db.search(q);
+        q.run(&db);
         times.push(t.elapsed().as_secs_f64() * 1e6);
     }
     // QTIME_SLOW=K prints the K slowest queries.
@@ -87,14 +141,14 @@ fn main() {
         let mut order: Vec<usize> = (0..times.len()).collect();
         order.sort_by(|a, b| times[*b].total_cmp(&times[*a]));
         for &i in order.iter().take(k) {
-            println!("{:8.0} µs  {:?} autocomplete={}", times[i], queries[i].q, queries[i].autocomplete);
+            println!("{:8.0} µs  {}", times[i], queries[i]);
         }
     }
     let total = start.elapsed().as_secs_f64();
     times.sort_by(f64::total_cmp);
     let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
     println!(
-        "{} searches ({} results): mean {:.0} µs, p50 {:.0}, p90 {:.0}, p99 {:.0}, p99.9 {:.0}, max {:.0}",
+        "{} requests ({} results): mean {:.0} µs, p50 {:.0}, p90 {:.0}, p99 {:.0}, p99.9 {:.0}, max {:.0}",
         queries.len(),
         found,
         total * 1e6 / queries.len() as f64,
@@ -104,4 +158,28 @@ fn main() {
         pct(0.999),
         times[times.len() - 1]
     );
+}
+
+/// The server's handler over request targets, one thread, default limits
+/// and cache: the first pass fills the cache as a first visit would, so it
+/// is timed with a fresh cache, then the second (all hits) is timed too.
+fn time_app(db: Database, lines: &[&str]) {
+    use cairn_server::compress::Encoding;
+    use cairn_server::config::Limits;
+    use cairn_server::http::App;
+    use cairn_server::metrics::Route;
+    let app = App::new(std::sync::Arc::new(db), Some(cairn::ResponseCache::new(Default::default())), Limits::default());
+    let run = |label: &str| {
+        let start = Instant::now();
+        let mut ok = 0usize;
+        for l in lines {
+            let (path, query) = l.split_once('?').unwrap_or((l, ""));
+            let r = app.get(Route::of(path), path, Some(query), Encoding::Identity);
+            ok += usize::from(r.status().is_success());
+        }
+        let t = start.elapsed().as_secs_f64();
+        println!("{label}: {} requests ({ok} answered 2xx), mean {:.1} µs", lines.len(), t * 1e6 / lines.len() as f64);
+    };
+    run("misses");
+    run("hits");
 }
