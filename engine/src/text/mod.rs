@@ -343,6 +343,9 @@ impl TextIndex {
 pub struct TextWriter {
     writer: IndexWriter,
     fields: Fields,
+    /// Documents in the index when it was opened, and added since.
+    before: u64,
+    added: u64,
 }
 
 /// What one record contributes to the index.
@@ -360,7 +363,8 @@ impl TextWriter {
         let mmap = MmapDirectory::open(dir).map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
         let index = Index::open_or_create(mmap, schema).map_err(text_err)?;
         let writer = index.writer(WRITER_BUDGET).map_err(text_err)?;
-        Ok(TextWriter { writer, fields })
+        let before = index.reader().map_err(text_err)?.searcher().num_docs();
+        Ok(TextWriter { writer, fields, before, added: 0 })
     }
 
     pub fn add(&mut self, d: TextDoc<'_>) -> Result<()> {
@@ -381,6 +385,7 @@ impl TextWriter {
             }
         }
         self.writer.add_document(doc).map_err(text_err)?;
+        self.added += 1;
         Ok(())
     }
 
@@ -389,9 +394,54 @@ impl TextWriter {
     }
 
     /// Commits and waits for merges, so the directory is complete on return.
+    ///
+    /// A commit that wrote most of the index (an import, a restore) merges
+    /// it into one segment: each query runs its union once per segment, and
+    /// the score threshold that lets block-max WAND skip is learnt afresh
+    /// in each, so two segments cost nearly twice one. Small commits leave
+    /// merging to tantivy's policy, which keeps their cost small.
     pub fn finish(mut self) -> Result<()> {
         self.writer.commit().map_err(text_err)?;
+        if self.added > 0 && self.added >= self.before {
+            let segments = self.writer.index().searchable_segment_ids().map_err(text_err)?;
+            if segments.len() > 1 {
+                self.writer.merge(&segments).wait().map_err(text_err)?;
+            }
+        }
         self.writer.wait_merging_threads().map_err(text_err)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(w: &mut TextWriter, key: u64, words: &[&str]) {
+        let words: Vec<String> = words.iter().map(|s| s.to_string()).collect();
+        w.add(TextDoc { key, words, filters: Vec::new(), point: None }).unwrap();
+    }
+
+    fn segments(dir: &Path) -> usize {
+        Index::open_in_dir(dir).unwrap().searchable_segment_ids().unwrap().len()
+    }
+
+    #[test]
+    fn a_bulk_commit_leaves_one_segment_and_small_ones_add_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = TextWriter::open(dir.path(), &[]).unwrap();
+        for i in 0..20_000u64 {
+            add(&mut w, i, &["rue", "des", if i % 2 == 0 { "lilas" } else { "roses" }]);
+        }
+        w.finish().unwrap();
+        assert_eq!(segments(dir.path()), 1);
+        let mut w = TextWriter::open(dir.path(), &[]).unwrap();
+        add(&mut w, 20_000, &["impasse", "des", "mimosas"]);
+        w.finish().unwrap();
+        assert_eq!(segments(dir.path()), 2);
+        let index = TextIndex::open(dir.path(), &[]).unwrap();
+        assert_eq!(index.num_docs(), 20_001);
+        let q = TextQuery { words: vec!["mimosas".into()], ..Default::default() };
+        assert_eq!(index.candidates(&q, 5).unwrap().iter().map(|c| c.1).collect::<Vec<_>>(), vec![20_000]);
     }
 }
