@@ -129,6 +129,23 @@ fn main() {
     for q in &queries {
         found += q.run(&db);
     }
+    // QTIME_DUMP=FILE writes each request's result ids and scores, to
+    // compare two builds' answers.
+    if let Some(path) = std::env::var_os("QTIME_DUMP") {
+        let mut out = String::new();
+        for q in &queries {
+            let features = match q {
+                Request::Search(s) => db.search(s).unwrap_or_default(),
+                Request::Reverse(r) => db.reverse(r).unwrap_or_default(),
+            };
+            let ids: Vec<String> = features.iter().map(|f| format!("{}:{:.6}", f.prop_str("id").unwrap_or("?"), f.score)).collect();
+            out.push_str(&format!("{q}\t{}\n", ids.join(" ")));
+        }
+        if let Err(e) = std::fs::write(&path, out) {
+            eprintln!("qtime: {}: {e}", path.to_string_lossy());
+            std::process::exit(1);
+        }
+    }
     let mut times = Vec::with_capacity(queries.len());
     let start = Instant::now();
     for q in &queries {
