@@ -109,6 +109,8 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
     }
     let prefix = if q.autocomplete { words.pop() } else { None };
     let short = housenumber.is_none() && words.len() + usize::from(prefix.is_some()) <= 3;
+    let words = words.iter().map(|w| g.text.word(w, false)).collect::<Result<Vec<_>>>()?;
+    let prefix = prefix.map(|p| g.text.word(&p, true)).transpose()?;
     let mut tq = TextQuery { words, prefix, filters: text_filters, near: q.near };
     let municipality_allowed = kinds.as_ref().is_none_or(|k| k.iter().any(|t| t == "municipality"));
     // Short queries, which also ask for municipalities apart, take the
@@ -116,12 +118,11 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
     let full_path = short && municipality_allowed;
     // Words of 3 letters or fewer get no typo expansion (see `text`).
     let unknown = |w: &str, freq: u64| freq == 0 && w.chars().nth(3).is_some();
-    let misspelt = tq.words.iter().any(|w| unknown(w, g.text.word_freq(w)))
-        || tq.prefix.as_deref().is_some_and(|p| unknown(p, g.text.prefix_freq(p)));
+    let misspelt = tq.words.iter().chain(&tq.prefix).any(|w| unknown(&w.text, w.freq));
     let wanted = if misspelt { TYPO_CANDIDATES } else { CANDIDATES }.max(q.limit * 2);
     // A last word typed half-way is no word of any label, so no label can
     // equal the query and the first, short fetch could not end the search.
-    let partial = tq.prefix.as_deref().is_some_and(|p| g.text.word_freq(p) == 0);
+    let partial = tq.prefix.as_ref().is_some_and(|p| p.whole == 0);
     let first = if full_path || partial { wanted } else { FIRST_CANDIDATES.max(q.limit * 2).min(wanted) };
     let mut candidates = g.text.candidates(&tq, first)?;
     check(deadline)?;
@@ -153,8 +154,8 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
         // Only words rare enough to name a place: "rue de la" names none, and
         // a filtered union of common words is the most expensive query there is.
         let rare = g.text.num_docs() / 50 + 100;
-        tq.words.retain(|w| g.text.word_freq(w) <= rare);
-        if tq.prefix.as_ref().is_some_and(|p| g.text.prefix_freq(p) > rare) {
+        tq.words.retain(|w| w.freq <= rare);
+        if tq.prefix.as_ref().is_some_and(|p| p.freq > rare) {
             tq.prefix = None;
         }
     }

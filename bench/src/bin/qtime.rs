@@ -138,7 +138,8 @@ fn main() {
                 Request::Search(s) => db.search(s).unwrap_or_default(),
                 Request::Reverse(r) => db.reverse(r).unwrap_or_default(),
             };
-            let ids: Vec<String> = features.iter().map(|f| format!("{}:{:.6}", f.prop_str("id").unwrap_or("?"), f.score)).collect();
+            let ids: Vec<String> =
+                features.iter().map(|f| format!("{}:{:.6}", f.prop_str("id").unwrap_or("?"), f.score)).collect();
             out.push_str(&format!("{q}\t{}\n", ids.join(" ")));
         }
         if let Err(e) = std::fs::write(&path, out) {

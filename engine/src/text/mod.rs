@@ -119,13 +119,27 @@ fn cell_term(lat: f64, lon: f64) -> String {
 #[derive(Debug, Default, Clone)]
 pub struct TextQuery {
     /// Whole words, any order.
-    pub words: Vec<String>,
+    pub words: Vec<Word>,
     /// The last word, matched as a prefix (autocomplete).
-    pub prefix: Option<String>,
+    pub prefix: Option<Word>,
     /// Every listed field must match one of its values.
     pub filters: Vec<(String, Vec<String>)>,
     /// Favour documents near this point.
     pub near: Option<Point>,
+}
+
+/// A query word with what the index knows of it, looked up once per query
+/// (see [`TextIndex::word`]): the query planner and every candidate fetch
+/// of the query read it from here.
+#[derive(Debug, Default, Clone)]
+pub struct Word {
+    pub text: String,
+    /// Documents with the word (for a prefix: with a word starting with it).
+    pub freq: u64,
+    /// For a prefix: documents with it as a whole word.
+    pub whole: u64,
+    /// For a word the index lacks: its typo expansions.
+    typos: Vec<(Term, u64)>,
 }
 
 /// One tantivy index of a generation, opened for reading.
@@ -163,6 +177,15 @@ impl TextIndex {
 
     pub fn num_docs(&self) -> u64 {
         self.reader.searcher().num_docs()
+    }
+
+    /// A query word, whole or (`prefix`) as the start of a word, with its
+    /// document counts and, when the index lacks it, its typo expansions.
+    pub fn word(&self, text: &str, prefix: bool) -> Result<Word> {
+        let whole = self.word_freq(text);
+        let freq = if prefix { self.prefix_freq(text) } else { whole };
+        let typos = if freq == 0 { self.typo_terms(text, prefix)? } else { Vec::new() };
+        Ok(Word { text: text.to_owned(), freq, whole, typos })
     }
 
     /// Number of indexed documents containing this word.
@@ -228,28 +251,16 @@ impl TextIndex {
         // Rare words found as typed; typo expansions do not count, since a
         // wrong correction picks poorly.
         let mut found = 0;
-        for w in &q.words {
-            let freq = self.word_freq(w);
-            let term = Term::from_field_text(f.text, w);
-            if freq > common {
+        let words = q.words.iter().map(|w| (w, Term::from_field_text(f.text, &w.text)));
+        let prefix = q.prefix.iter().map(|p| (p, Term::from_field_text(f.prefix, analysis::indexed_prefix(&p.text))));
+        for (w, term) in words.chain(prefix) {
+            if w.freq > common {
                 common_terms.push(term);
-            } else if freq > 0 {
+            } else if w.freq > 0 {
                 found += 1;
-                rare.push((term, freq));
+                rare.push((term, w.freq));
             } else {
-                rare.extend(self.typo_terms(w, false)?);
-            }
-        }
-        if let Some(p) = &q.prefix {
-            let freq = self.prefix_freq(p);
-            let term = Term::from_field_text(f.prefix, analysis::indexed_prefix(p));
-            if freq > common {
-                common_terms.push(term);
-            } else if freq > 0 {
-                found += 1;
-                rare.push((term, freq));
-            } else {
-                rare.extend(self.typo_terms(p, true)?);
+                rare.extend(w.typos.iter().cloned());
             }
         }
         // The common words are left out when the rare ones pick well without
@@ -441,7 +452,7 @@ mod tests {
         assert_eq!(segments(dir.path()), 2);
         let index = TextIndex::open(dir.path(), &[]).unwrap();
         assert_eq!(index.num_docs(), 20_001);
-        let q = TextQuery { words: vec!["mimosas".into()], ..Default::default() };
+        let q = TextQuery { words: vec![index.word("mimosas", false).unwrap()], ..Default::default() };
         assert_eq!(index.candidates(&q, 5).unwrap().iter().map(|c| c.1).collect::<Vec<_>>(), vec![20_000]);
     }
 }
