@@ -126,8 +126,7 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
     let first = if full_path || partial { wanted } else { FIRST_CANDIDATES.max(q.limit * 2).min(wanted) };
     let mut candidates = g.text.candidates(&tq, first)?;
     check(deadline)?;
-    let mut query_bigrams = Vec::new();
-    crate::text::analysis::bigrams_into(&parsed.compare, &mut query_bigrams);
+    let query_bigrams = crate::text::analysis::BigramCounts::new(&parsed.compare);
     let ctx = ScoreContext {
         q,
         parsed_compare: &parsed.compare,
@@ -184,7 +183,7 @@ struct ScoreContext<'a> {
     resolve_numbers: bool,
     kinds: Option<&'a [String]>,
     deadline: Option<Instant>,
-    query_bigrams: &'a [u64],
+    query_bigrams: &'a crate::text::analysis::BigramCounts,
 }
 
 fn score_candidates(

@@ -4,7 +4,7 @@
 //! gives a point, nearness (ceiling 0.1); the score is their sum over the sum
 //! of their ceilings.
 
-use crate::text::analysis::{bigram_overlap, bigram_similarity, bigrams_into};
+use crate::text::analysis::{bigram_similarity, BigramCounts};
 
 pub const IMPORTANCE_WEIGHT: f64 = 0.1;
 pub const GEO_WEIGHT: f64 = 0.1;
@@ -16,19 +16,17 @@ pub const MIN_SCORE: f64 = 0.1;
 /// 1, one that starts with it 0.9, one that contains it 0.7; otherwise, and
 /// without autocomplete, bigram similarity decides.
 pub fn text_score(query: &str, labels: &[String], autocomplete: bool) -> f64 {
-    let mut q = Vec::new();
-    bigrams_into(query, &mut q);
-    text_score_with(query, &q, labels, autocomplete, &mut Vec::new())
+    text_score_with(query, &BigramCounts::new(query), labels, autocomplete, &mut Vec::new())
 }
 
-/// [`text_score`] with the query's bigrams computed once for all the
-/// candidates of a query, and a buffer for the labels' kept across them.
+/// [`text_score`] with the query's bigrams counted once for all the
+/// candidates of a query, and a buffer kept across them.
 pub(crate) fn text_score_with(
     query: &str,
-    query_bigrams: &[u64],
+    query_bigrams: &BigramCounts,
     labels: &[String],
     autocomplete: bool,
-    scratch: &mut Vec<u64>,
+    scratch: &mut Vec<u8>,
 ) -> f64 {
     let mut best: f64 = 0.0;
     for label in labels {
@@ -41,8 +39,7 @@ pub(crate) fn text_score_with(
         } else if query.chars().nth(1).is_none() || label.chars().nth(1).is_none() {
             bigram_similarity(label, query) * if autocomplete { 0.9 } else { 1.0 }
         } else {
-            bigrams_into(label, scratch);
-            bigram_overlap(scratch, query_bigrams) * if autocomplete { 0.9 } else { 1.0 }
+            query_bigrams.overlap(label, scratch) * if autocomplete { 0.9 } else { 1.0 }
         };
         best = best.max(s);
         if best >= 1.0 {
