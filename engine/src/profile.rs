@@ -115,15 +115,15 @@ pub fn label(docs: &Docs, t: Target) -> String {
 /// The forms of a result the query is compared with, in comparable form:
 /// name, name + city, name + postcode, name + postcode + city (for every
 /// name and city variant), each with the housenumber first when resolved.
-pub fn compare_labels(docs: &Docs, t: Target) -> Vec<String> {
+pub fn compare_labels<'d>(docs: &'d Docs, t: Target, forms: &mut Forms<'d>) -> Vec<String> {
     let r = docs.record(t.slot);
     let join = |parts: &[&str]| parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join(" ");
     let names: Vec<String> =
         r.get("name").map(|v| v.strs()).unwrap_or_default().iter().map(|n| compare_form(n)).collect();
     let postcodes: Vec<String> =
-        r.get("postcode").map(|v| v.strs()).unwrap_or_default().iter().map(|n| compare_form(n)).collect();
+        r.get("postcode").map(|v| v.strs()).unwrap_or_default().iter().map(|n| forms.of(n).to_owned()).collect();
     let cities: Vec<String> =
-        r.get("city").map(|v| v.strs()).unwrap_or_default().iter().map(|n| compare_form(n)).collect();
+        r.get("city").map(|v| v.strs()).unwrap_or_default().iter().map(|n| forms.of(n).to_owned()).collect();
     let number = t.child.map(|c| housenumber_key(first(docs.record(c), "housenumber"))).unwrap_or_default();
     let pc = postcodes.first().map(String::as_str).unwrap_or("");
     let mut out = Vec::new();
@@ -144,6 +144,24 @@ pub fn compare_labels(docs: &Docs, t: Target) -> Vec<String> {
         }
     }
     out
+}
+
+/// Comparable forms of the postcodes and cities of one query's candidates,
+/// which share a few values between many records: each is folded once.
+#[derive(Default)]
+pub struct Forms<'d>(Vec<(&'d str, String)>);
+
+impl<'d> Forms<'d> {
+    fn of(&mut self, s: &'d str) -> &str {
+        let i = match self.0.iter().position(|(k, _)| *k == s) {
+            Some(i) => i,
+            None => {
+                self.0.push((s, compare_form(s)));
+                self.0.len() - 1
+            }
+        };
+        &self.0[i].1
+    }
 }
 
 /// A property value of a feature.

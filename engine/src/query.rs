@@ -186,13 +186,14 @@ struct ScoreContext<'a> {
     query_bigrams: &'a crate::text::analysis::BigramCounts,
 }
 
-fn score_candidates(
-    docs: &Docs,
+fn score_candidates<'d>(
+    docs: &'d Docs,
     c: &ScoreContext<'_>,
     candidates: &[(f32, u64)],
     scored: &mut Vec<Scored>,
 ) -> Result<()> {
     let mut scratch = Vec::new();
+    let mut forms = profile::Forms::default();
     for (i, (_, key)) in candidates.iter().enumerate() {
         if i % 8 == 7 {
             check(c.deadline)?;
@@ -207,7 +208,7 @@ fn score_candidates(
                 continue;
             }
         }
-        let labels = profile::compare_labels(docs, target);
+        let labels = profile::compare_labels(docs, target, &mut forms);
         let text = rank::text_score_with(c.parsed_compare, c.query_bigrams, &labels, c.q.autocomplete, &mut scratch);
         let distance = c.q.near.and_then(|p| target.point(docs).map(|t| haversine_m(p, t)));
         let importance = profile::importance(docs.record(slot));
