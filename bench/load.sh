@@ -29,6 +29,9 @@ warm=${CAIRN_LOAD_WARMUP:-5}
 wrk_threads=${CAIRN_LOAD_WRK_THREADS:-2}
 conns=${CAIRN_LOAD_CONNECTIONS:-64}
 lat_conns=${CAIRN_LOAD_LATENCY_CONNECTIONS:-16}
+[[ "$lat_conns" =~ ^[0-9]+$ ]] || { echo "CAIRN_LOAD_LATENCY_CONNECTIONS must be a number" >&2; exit 2; }
+# wrk needs at least one connection per thread.
+if [ "$lat_conns" -gt 0 ] && [ "$lat_conns" -lt "$wrk_threads" ]; then lat_conns=$wrk_threads; fi
 srv_threads=${CAIRN_LOAD_SERVER_THREADS:-$(nproc)}
 scenarios=${CAIRN_LOAD_SCENARIOS:-search autocomplete mix reverse}
 seed=${CAIRN_LOAD_SEED:-42}
@@ -301,8 +304,10 @@ results=$work/results-$stamp.md
   echo "bare \`--threads $srv_threads\`, all on this machine ($(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'))."
   echo "Load average before the run $load_before, after $load_after."
   echo
-  echo "Connections: $conns, and $lat_conns for the second (a) row (see bench/load/README.md)."
-  echo
+  if [ -n "$extra" ]; then
+    echo "Connections: $conns, and $lat_conns for the second (a) row (see bench/load/README.md)."
+    echo
+  fi
   echo "| scenario | req/s | p50 ms | p99 ms | p99.9 ms | errors / non-2xx | cache hits | server CPU µs/req | wrk CPU µs/req | vs bare | target |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
   for s in $scenarios $extra bare; do

@@ -157,6 +157,13 @@ impl GeoIndex {
         if !increasing {
             return Err(Error::Corrupt { path: path.into(), reason: "cells out of order".into() });
         }
+        // Each point valid, each cell holding some: cell keys then stay near
+        // the coordinates' range, and so does the row table built below.
+        let valid = data.points.iter().all(|p| Point { lat: p.lat.to_native(), lon: p.lon.to_native() }.is_valid());
+        let empty_cell = data.starts.windows(2).any(|w| w[0].to_native() >= w[1].to_native());
+        if !valid || empty_cell {
+            return Err(Error::Corrupt { path: path.into(), reason: "invalid point or empty cell".into() });
+        }
         let in_grid = |deg: f64| {
             data.starts.windows(2).zip(data.cells.iter()).all(|(w, c)| {
                 data.points[w[0].to_native() as usize..w[1].to_native() as usize].iter().all(|p| {
@@ -245,7 +252,7 @@ impl GeoIndex {
         };
         // The k nearest so far, ordered by (distance, slot) so that ties
         // resolve the same whatever order the points are visited in.
-        let mut found: Vec<(f64, u32, Point)> = Vec::with_capacity(k + 1);
+        let mut found: Vec<(f64, u32, Point)> = Vec::with_capacity(k.min(data.points.len()) + 1);
         let mut offer = |found: &mut Vec<(f64, u32, Point)>, d2: f64, p: &ArchivedGeoPoint| {
             let slot = p.slot.to_native();
             if found.len() == k && (d2, slot) >= (found[k - 1].0, found[k - 1].1) {
@@ -316,7 +323,7 @@ impl GeoIndex {
                     }
                 }
             }
-            if found.len() == k && bound(&found).sqrt() * m_per_deg <= r as f64 * cell_min_m {
+            if found.len() == k && bound(&found).sqrt() * m_per_deg < r as f64 * cell_min_m {
                 break;
             }
         }
@@ -470,6 +477,19 @@ mod tests {
         data.points.push(GeoPoint { lat: 45.0, lon: 5.0, slot: 0 });
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("geo");
+        std::fs::write(&path, rkyv::to_bytes::<rkyv::rancor::Error>(&data).unwrap()).unwrap();
+        assert!(matches!(GeoIndex::open(&path), Err(Error::Corrupt { .. })));
+        // A point no builder writes, and a cell with no points: both
+        // refused, not allocated for or walked.
+        let mut data = GeoIndexData::default();
+        data.cells.push(cell_key(0, 0));
+        data.starts.extend([0, 1]);
+        data.points.push(GeoPoint { lat: 1e300, lon: 5.0, slot: 0 });
+        std::fs::write(&path, rkyv::to_bytes::<rkyv::rancor::Error>(&data).unwrap()).unwrap();
+        assert!(matches!(GeoIndex::open(&path), Err(Error::Corrupt { .. })));
+        let mut data = GeoIndexData::default();
+        data.cells.extend([cell_key(0, 0), cell_key(1_000_000, 0)]);
+        data.starts.extend([0, 0, 0]);
         std::fs::write(&path, rkyv::to_bytes::<rkyv::rancor::Error>(&data).unwrap()).unwrap();
         assert!(matches!(GeoIndex::open(&path), Err(Error::Corrupt { .. })));
     }

@@ -146,8 +146,9 @@ pub fn compare_labels<'d>(docs: &'d Docs, t: Target, forms: &mut Forms<'d>) -> V
     out
 }
 
-/// Comparable forms of the postcodes and cities of one query's candidates,
-/// which share a few values between many records: each is folded once.
+/// Comparable forms of the postcodes and cities of a batch of candidates,
+/// which share a few values between many records: each is folded once per
+/// batch.
 #[derive(Default)]
 pub struct Forms<'d>(Vec<(&'d str, String)>);
 

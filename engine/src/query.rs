@@ -186,8 +186,8 @@ struct ScoreContext<'a> {
     query_bigrams: &'a crate::text::analysis::BigramCounts,
 }
 
-fn score_candidates<'d>(
-    docs: &'d Docs,
+fn score_candidates(
+    docs: &Docs,
     c: &ScoreContext<'_>,
     candidates: &[(f32, u64)],
     scored: &mut Vec<Scored>,

@@ -26,7 +26,7 @@ pub(crate) fn text_score_with(
     query_bigrams: &BigramCounts,
     labels: &[String],
     autocomplete: bool,
-    scratch: &mut Vec<u8>,
+    scratch: &mut Vec<u32>,
 ) -> f64 {
     let mut best: f64 = 0.0;
     for label in labels {

@@ -397,7 +397,7 @@ pub struct BigramCounts {
     /// Open addressing, linear probing; `EMPTY` marks a free slot (bigram
     /// keys are below 2^53: two chars of 21 bits).
     keys: Vec<u64>,
-    counts: Vec<u8>,
+    counts: Vec<u32>,
     total: usize,
 }
 
@@ -417,12 +417,8 @@ impl BigramCounts {
             if let Some(p) = prev {
                 let i = t.slot(bigram_key(p, c));
                 t.keys[i] = bigram_key(p, c);
-                // A query is at most a few hundred characters, but saturate
-                // rather than wrap on any input.
-                if t.counts[i] < u8::MAX {
-                    t.counts[i] += 1;
-                    t.total += 1;
-                }
+                t.counts[i] += 1;
+                t.total += 1;
             }
             prev = Some(c);
         }
@@ -442,7 +438,7 @@ impl BigramCounts {
     /// Shared bigrams of `label` and this string over all their bigrams,
     /// counted as multisets, as [`bigram_overlap`] does; `scratch` is reused
     /// across calls.
-    pub fn overlap(&self, label: &str, scratch: &mut Vec<u8>) -> f64 {
+    pub fn overlap(&self, label: &str, scratch: &mut Vec<u32>) -> f64 {
         scratch.clear();
         scratch.extend_from_slice(&self.counts);
         let (mut same, mut n) = (0usize, 0usize);
@@ -485,7 +481,7 @@ mod tests {
 
     #[test]
     fn bigram_counts_measure_what_sorted_bigrams_measure() {
-        let strings = [
+        let mut strings: Vec<String> = [
             "12 rue de la paix 75002 paris",
             "rue de la paix",
             "aaaa aaaa",
@@ -496,12 +492,20 @@ mod tests {
             "chemin du moulin a vent 49130 les ponts de ce",
             "ÿœ€ ßß ÿœ",
             "rue rue rue rue rue de de de la la",
-        ];
-        for q in strings {
+            "sss",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Folding makes 400 "s" of 200 "ß": more than 255 of one bigram.
+        strings.push("s".repeat(400));
+        for q in &strings {
+            let q = q.as_str();
             let counts = BigramCounts::new(q);
             let mut qb = Vec::new();
             bigrams_into(q, &mut qb);
-            for l in strings {
+            for l in &strings {
+                let l = l.as_str();
                 let mut lb = Vec::new();
                 bigrams_into(l, &mut lb);
                 let want = bigram_overlap(&lb, &qb);

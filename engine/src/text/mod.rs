@@ -17,6 +17,7 @@ use levenshtein_automata::{Distance, LevenshteinAutomatonBuilder, DFA, SINK_STAT
 use tantivy::collector::TopDocs;
 use tantivy::columnar::Column;
 use tantivy::directory::MmapDirectory;
+use tantivy::indexer::NoMergePolicy;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STRING};
 use tantivy::tokenizer::{PreTokenizedString, Token};
@@ -374,7 +375,8 @@ impl TextWriter {
         let mmap = MmapDirectory::open(dir).map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
         let index = Index::open_or_create(mmap, schema).map_err(text_err)?;
         let writer = index.writer(WRITER_BUDGET).map_err(text_err)?;
-        let before = index.reader().map_err(text_err)?.searcher().num_docs();
+        let metas = index.searchable_segment_metas().map_err(text_err)?;
+        let before = metas.iter().map(|m| u64::from(m.num_docs())).sum();
         Ok(TextWriter { writer, fields, before, added: 0 })
     }
 
@@ -412,11 +414,20 @@ impl TextWriter {
     /// in each, so two segments cost nearly twice one. Small commits leave
     /// merging to tantivy's policy, which keeps their cost small.
     pub fn finish(mut self) -> Result<()> {
+        let bulk = self.added > 0 && self.added >= self.before;
+        if bulk {
+            // So that the commit starts no merge of its own over the segments
+            // merged below.
+            self.writer.set_merge_policy(Box::new(NoMergePolicy));
+        }
         self.writer.commit().map_err(text_err)?;
-        if self.added > 0 && self.added >= self.before {
+        if bulk {
             let segments = self.writer.index().searchable_segment_ids().map_err(text_err)?;
             if segments.len() > 1 {
-                self.writer.merge(&segments).wait().map_err(text_err)?;
+                // Only an optimisation: should a merge started while indexing
+                // still hold some of these segments, this one fails, and the
+                // commit stands as it is, in several segments.
+                let _ = self.writer.merge(&segments).wait();
             }
         }
         self.writer.wait_merging_threads().map_err(text_err)?;
