@@ -145,8 +145,10 @@ impl GeoIndex {
         let data = rkyv::access::<ArchivedGeoIndexData, rkyv::rancor::Error>(&map)
             .map_err(|e| Error::Corrupt { path: path.into(), reason: e.to_string() })?;
         let (nc, ns, np) = (data.cells.len(), data.starts.len(), data.points.len());
-        let decreasing = data.starts.windows(2).any(|w| w[0].to_native() > w[1].to_native());
-        if ns != nc + 1 || decreasing || data.starts.iter().any(|s| s.to_native() as usize > np) {
+        // Starts strictly increasing: no cell is empty, so cell keys stay
+        // near the points' coordinates, and so does the row table below.
+        let not_increasing = data.starts.windows(2).any(|w| w[0].to_native() >= w[1].to_native());
+        if ns != nc + 1 || not_increasing || data.starts.iter().any(|s| s.to_native() as usize > np) {
             return Err(Error::Corrupt { path: path.into(), reason: "inconsistent cell table".into() });
         }
         let lat_sorted = data.starts.windows(2).all(|w| {
@@ -157,12 +159,8 @@ impl GeoIndex {
         if !increasing {
             return Err(Error::Corrupt { path: path.into(), reason: "cells out of order".into() });
         }
-        // Each point valid, each cell holding some: cell keys then stay near
-        // the coordinates' range, and so does the row table built below.
-        let valid = data.points.iter().all(|p| Point { lat: p.lat.to_native(), lon: p.lon.to_native() }.is_valid());
-        let empty_cell = data.starts.windows(2).any(|w| w[0].to_native() >= w[1].to_native());
-        if !valid || empty_cell {
-            return Err(Error::Corrupt { path: path.into(), reason: "invalid point or empty cell".into() });
+        if !data.points.iter().all(|p| Point { lat: p.lat.to_native(), lon: p.lon.to_native() }.is_valid()) {
+            return Err(Error::Corrupt { path: path.into(), reason: "invalid point".into() });
         }
         let in_grid = |deg: f64| {
             data.starts.windows(2).zip(data.cells.iter()).all(|(w, c)| {
