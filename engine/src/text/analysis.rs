@@ -357,14 +357,20 @@ pub fn indexed_prefix(t: &str) -> &str {
 /// The sorted character bigrams of a string, as a multiset.
 pub fn bigrams_into(s: &str, out: &mut Vec<u64>) {
     out.clear();
-    let mut prev: Option<char> = None;
-    for c in s.chars() {
-        if let Some(p) = prev {
-            out.push((u64::from(u32::from(p)) << 32) | u64::from(u32::from(c)));
-        }
-        prev = Some(c);
-    }
+    out.extend(bigram_keys(s));
     out.sort_unstable();
+}
+
+/// The character bigrams of `s` in order, each packed in a u64 (two chars
+/// of 21 bits: always below 2^53).
+fn bigram_keys(s: &str) -> impl Iterator<Item = u64> + '_ {
+    s.chars()
+        .scan(None, |prev: &mut Option<char>, c| {
+            let key = prev.map(|p| (u64::from(u32::from(p)) << 32) | u64::from(u32::from(c)));
+            *prev = Some(c);
+            Some(key)
+        })
+        .flatten()
 }
 
 /// Similarity of two bigram multisets from [`bigrams_into`]: shared bigrams
@@ -403,24 +409,16 @@ pub struct BigramCounts {
 
 const EMPTY: u64 = u64::MAX;
 
-fn bigram_key(a: char, b: char) -> u64 {
-    (u64::from(u32::from(a)) << 32) | u64::from(u32::from(b))
-}
-
 impl BigramCounts {
     pub fn new(s: &str) -> BigramCounts {
         let n = s.chars().count().saturating_sub(1);
         let size = (2 * n).next_power_of_two().max(16);
         let mut t = BigramCounts { keys: vec![EMPTY; size], counts: vec![0; size], total: 0 };
-        let mut prev: Option<char> = None;
-        for c in s.chars() {
-            if let Some(p) = prev {
-                let i = t.slot(bigram_key(p, c));
-                t.keys[i] = bigram_key(p, c);
-                t.counts[i] += 1;
-                t.total += 1;
-            }
-            prev = Some(c);
+        for key in bigram_keys(s) {
+            let i = t.slot(key);
+            t.keys[i] = key;
+            t.counts[i] += 1;
+            t.total += 1;
         }
         t
     }
@@ -442,17 +440,13 @@ impl BigramCounts {
         scratch.clear();
         scratch.extend_from_slice(&self.counts);
         let (mut same, mut n) = (0usize, 0usize);
-        let mut prev: Option<char> = None;
-        for c in label.chars() {
-            if let Some(p) = prev {
-                n += 1;
-                let i = self.slot(bigram_key(p, c));
-                if scratch[i] > 0 {
-                    scratch[i] -= 1;
-                    same += 1;
-                }
+        for key in bigram_keys(label) {
+            n += 1;
+            let i = self.slot(key);
+            if scratch[i] > 0 {
+                scratch[i] -= 1;
+                same += 1;
             }
-            prev = Some(c);
         }
         let all = n + self.total - same;
         if all == 0 {
