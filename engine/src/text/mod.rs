@@ -18,16 +18,22 @@ use tantivy::collector::TopDocs;
 use tantivy::columnar::Column;
 use tantivy::directory::MmapDirectory;
 use tantivy::indexer::NoMergePolicy;
-use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, Query, Scorer, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STRING};
 use tantivy::tokenizer::{PreTokenizedString, Token};
+use tantivy::DocSet;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::error::{Error, Result};
 use crate::record::Point;
 
-/// Candidate lists of queries made only of common words, kept per generation.
+/// Candidate lists of costly queries kept per generation (see
+/// `TextIndex::common`), and best scores of terms (`TextIndex::max_score`).
 const COMMON_MEMO: usize = 4096;
+
+/// A candidate fetch that walks more postings than this is kept for the
+/// next query with the same words: it costs a few hundred microseconds.
+const MEMO_MIN_POSTINGS: u64 = 4096;
 
 /// Longest word given typo tolerance.
 const MAX_TYPO_CHARS: usize = 40;
@@ -149,10 +155,14 @@ pub struct TextIndex {
     fields: Fields,
     /// The `key` column of each segment, opened once.
     keys: Vec<Column<u64>>,
-    /// Candidates of queries made only of common words, by query. They cost
-    /// milliseconds each ("12 rue de la": WAND has nothing to skip with), but
-    /// there are few such word sets, and the housenumber is not part of them.
+    /// Candidates of costly queries, by their terms: those of common words
+    /// only ("12 rue de la": WAND has nothing to skip with) or with common
+    /// words beside a rare one of many documents ("12 avenue de la"). Few
+    /// word sets are that costly, they come back often as people type, and
+    /// the housenumber is not part of them.
     common: quick_cache::sync::Cache<Vec<u8>, std::sync::Arc<Vec<(f32, u64)>>>,
+    /// See [`TextIndex::max_score`].
+    max_scores: quick_cache::sync::Cache<Vec<u8>, f32>,
 }
 
 /// Maps a tantivy error on `path` to ours.
@@ -173,7 +183,13 @@ impl TextIndex {
             .map(|s| s.fast_fields().u64("key"))
             .collect::<tantivy::Result<Vec<_>>>()
             .map_err(text_err)?;
-        Ok(TextIndex { reader, fields, keys, common: quick_cache::sync::Cache::new(COMMON_MEMO) })
+        Ok(TextIndex {
+            reader,
+            fields,
+            keys,
+            common: quick_cache::sync::Cache::new(COMMON_MEMO),
+            max_scores: quick_cache::sync::Cache::new(COMMON_MEMO),
+        })
     }
 
     pub fn num_docs(&self) -> u64 {
@@ -249,6 +265,7 @@ impl TextIndex {
         // only once k documents score above anything they can give.
         let common = self.num_docs() / 10;
         let (mut rare, mut common_terms) = (Vec::new(), Vec::new());
+        let mut common_docs = 0;
         // Rare words found as typed; typo expansions do not count, since a
         // wrong correction picks poorly.
         let mut found = 0;
@@ -257,6 +274,7 @@ impl TextIndex {
         for (w, term) in words.chain(prefix) {
             if w.freq > common {
                 common_terms.push(term);
+                common_docs += w.freq;
             } else if w.freq > 0 {
                 found += 1;
                 rare.push((term, w.freq));
@@ -269,17 +287,18 @@ impl TextIndex {
         // (then every one of them is a candidate anyway, and WAND would have
         // nothing to skip the common words' documents with).
         let rare_docs: u64 = rare.iter().map(|(_, n)| n).sum();
-        let only_common = rare.is_empty();
-        let mut terms: Vec<Term> = rare.into_iter().map(|(t, _)| t).collect();
-        if terms.is_empty() || (found < 2 && rare_docs > k as u64) {
-            terms.extend(common_terms);
+        let rare: Vec<Term> = rare.into_iter().map(|(t, _)| t).collect();
+        if !(rare.is_empty() || (found < 2 && rare_docs > k as u64)) {
+            common_terms.clear();
+            common_docs = 0;
         }
-        if terms.is_empty() {
+        if rare.is_empty() && common_terms.is_empty() {
             return Ok(Vec::new());
         }
-        let memo_key = (only_common && q.near.is_none()).then(|| {
+        let costly = rare.is_empty() || rare_docs + common_docs > MEMO_MIN_POSTINGS;
+        let memo_key = (costly && q.near.is_none()).then(|| {
             let mut key = (k as u64).to_le_bytes().to_vec();
-            for t in &terms {
+            for t in rare.iter().chain(&common_terms) {
                 key.extend_from_slice(&t.field().field_id().to_le_bytes());
                 key.extend_from_slice(t.serialized_value_bytes());
                 key.push(0xff);
@@ -297,28 +316,25 @@ impl TextIndex {
         if let Some(hit) = memo_key.as_ref().and_then(|key| self.common.get(key)) {
             return Ok(hit.as_ref().clone());
         }
-        let mut should: Vec<(Occur, Box<dyn Query>)> = terms
-            .into_iter()
-            .map(|t| (Occur::Should, Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs)) as Box<dyn Query>))
-            .collect();
-        if let Some(p) = q.near {
-            for di in -1..=1 {
-                for dj in -1..=1 {
+        let cells: Vec<Term> = match q.near {
+            None => Vec::new(),
+            Some(p) => (-1..=1)
+                .flat_map(|di| (-1..=1).map(move |dj| (di, dj)))
+                .map(|(di, dj)| {
                     let cell = cell_term(p.lat + di as f64 * CELL_DEG, p.lon + dj as f64 * CELL_DEG);
-                    let term = Term::from_field_text(f.cell, &cell);
-                    should.push((Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
-                }
-            }
-        }
-        let query = if q.filters.is_empty() {
-            BooleanQuery::new(should)
-        } else {
-            let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, Box::new(BooleanQuery::new(should)))];
-            self.filter(&mut clauses, &q.filters)?;
-            BooleanQuery::new(clauses)
+                    Term::from_field_text(f.cell, &cell)
+                })
+                .collect(),
         };
         let searcher = self.reader.searcher();
-        let top = searcher.search(&query, &TopDocs::with_limit(k).order_by_score()).map_err(text_err)?;
+        let mut top = None;
+        if !rare.is_empty() && !common_terms.is_empty() && rare_docs <= common {
+            top = self.rare_first(&searcher, &rare, &common_terms, &cells, &q.filters, k)?;
+        }
+        let top = match top {
+            Some(top) => top,
+            None => self.union(&searcher, &[&rare, &common_terms], &cells, &q.filters, k)?,
+        };
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top {
             if let Some(key) = self.keys.get(addr.segment_ord as usize).and_then(|c| c.first(addr.doc_id)) {
@@ -329,6 +345,175 @@ impl TextIndex {
             self.common.insert(key, std::sync::Arc::new(out.clone()));
         }
         Ok(out)
+    }
+
+    /// The best `k` documents of the union of `words` and `cells`, by
+    /// tantivy's block-max WAND, among those that pass the filters.
+    fn union(
+        &self,
+        searcher: &tantivy::Searcher,
+        words: &[&[Term]],
+        cells: &[Term],
+        filters: &[(String, Vec<String>)],
+        k: usize,
+    ) -> Result<Vec<(f32, tantivy::DocAddress)>> {
+        let term_query = |t: &Term, o: IndexRecordOption| Box::new(TermQuery::new(t.clone(), o)) as Box<dyn Query>;
+        let words = words.iter().flat_map(|w| w.iter()).map(|t| term_query(t, IndexRecordOption::WithFreqs));
+        let cells = cells.iter().map(|t| term_query(t, IndexRecordOption::Basic));
+        let union = words.chain(cells).map(|q| (Occur::Should, q)).collect();
+        let query = self.filtered(union, filters)?;
+        searcher.search(&query, &TopDocs::with_limit(k).order_by_score()).map_err(text_err)
+    }
+
+    /// The union's best `k` when they all hold a rare word, found without
+    /// walking the common words' documents; `None` when that cannot be
+    /// shown, and the union must run.
+    ///
+    /// A union of one rare word and common ones ("rue de la 95350") is
+    /// what block-max WAND does worst: its threshold stays low until it
+    /// meets the rare word's documents, which may come last in the index,
+    /// so it scores most documents of "rue", "de" and "la" first. Here the
+    /// documents of the rare words are scored alone, each with the common
+    /// words it holds, which gives the same score as in the union. A
+    /// document without a rare word scores at most the sum of the best
+    /// scores of the other terms; when the k-th score found is above that,
+    /// no such document can enter the union's top k, and this top k is the
+    /// union's.
+    fn rare_first(
+        &self,
+        searcher: &tantivy::Searcher,
+        rare: &[Term],
+        common: &[Term],
+        cells: &[Term],
+        filters: &[(String, Vec<String>)],
+        k: usize,
+    ) -> Result<Option<Vec<(f32, tantivy::DocAddress)>>> {
+        let mut bound = 0.0f32;
+        for t in common {
+            bound += self.max_score(searcher, t, IndexRecordOption::WithFreqs)?;
+        }
+        // A document lies in one cell.
+        let mut best_cell = 0.0f32;
+        for t in cells {
+            best_cell = best_cell.max(self.max_score(searcher, t, IndexRecordOption::Basic)?);
+        }
+        bound += best_cell;
+        for (name, values) in filters {
+            if let Some((_, field)) = self.fields.filters.iter().find(|(n, _)| n == name) {
+                for v in values {
+                    bound += self.max_score(searcher, &Term::from_field_text(*field, v), IndexRecordOption::Basic)?;
+                }
+            }
+        }
+        let scoring = || tantivy::query::EnableScoring::enabled_from_searcher(searcher);
+        let term_weight = |t: &Term, o: IndexRecordOption| TermQuery::new(t.clone(), o).weight(scoring());
+        let any_rare: Vec<(Occur, Box<dyn Query>)> = rare
+            .iter()
+            .map(|t| {
+                (Occur::Should, Box::new(TermQuery::new(t.clone(), IndexRecordOption::WithFreqs)) as Box<dyn Query>)
+            })
+            .collect();
+        let rare_weight = BooleanQuery::new(any_rare).weight(scoring()).map_err(text_err)?;
+        let mut optional = Vec::with_capacity(common.len() + cells.len());
+        for t in common {
+            optional.push(term_weight(t, IndexRecordOption::WithFreqs).map_err(text_err)?);
+        }
+        for t in cells {
+            optional.push(term_weight(t, IndexRecordOption::Basic).map_err(text_err)?);
+        }
+        let mut required = Vec::with_capacity(filters.len());
+        for (name, values) in filters {
+            let mut any = Vec::new();
+            self.filter(&mut any, std::slice::from_ref(&(name.clone(), values.clone())))?;
+            for (_, q) in any {
+                required.push(q.weight(scoring()).map_err(text_err)?);
+            }
+        }
+        let mut top = TopK::new(k);
+        for (ord, segment) in searcher.segment_readers().iter().enumerate() {
+            let mut driver = rare_weight.scorer(segment, 1.0).map_err(text_err)?;
+            let mut optional = optional
+                .iter()
+                .map(|w| w.scorer(segment, 1.0))
+                .collect::<tantivy::Result<Vec<_>>>()
+                .map_err(text_err)?;
+            let mut required = required
+                .iter()
+                .map(|w| w.scorer(segment, 1.0))
+                .collect::<tantivy::Result<Vec<_>>>()
+                .map_err(text_err)?;
+            let alive = segment.alive_bitset();
+            let mut doc = driver.doc();
+            'docs: while doc != tantivy::TERMINATED {
+                if alive.is_none_or(|a| a.is_alive(doc)) {
+                    let mut score = driver.score();
+                    for s in &mut optional {
+                        if s.doc() < doc {
+                            s.seek(doc);
+                        }
+                        if s.doc() == doc {
+                            score += s.score();
+                        }
+                    }
+                    for s in &mut required {
+                        if s.doc() < doc {
+                            s.seek(doc);
+                        }
+                        if s.doc() != doc {
+                            doc = driver.advance();
+                            continue 'docs;
+                        }
+                        score += s.score();
+                    }
+                    top.push(score, tantivy::DocAddress::new(ord as u32, doc));
+                }
+                doc = driver.advance();
+            }
+        }
+        let top = top.into_sorted();
+        // Sums of the same scores in another order may differ in their last
+        // bits: the margin keeps such a near tie on the union's side.
+        let shown = top.len() == k && top.last().is_some_and(|(s, _)| *s > bound * 1.001 + 1e-6);
+        Ok(shown.then_some(top))
+    }
+
+    /// The best score `term` gives any document, by a walk of its postings
+    /// (kept per generation: the terms asked for are few, common words,
+    /// cells, filter values).
+    fn max_score(&self, searcher: &tantivy::Searcher, term: &Term, option: IndexRecordOption) -> Result<f32> {
+        let mut key = vec![u8::from(option == IndexRecordOption::Basic)];
+        key.extend_from_slice(&term.field().field_id().to_le_bytes());
+        key.extend_from_slice(term.serialized_value_bytes());
+        if let Some(s) = self.max_scores.get(&key) {
+            return Ok(s);
+        }
+        let weight = TermQuery::new(term.clone(), option)
+            .weight(tantivy::query::EnableScoring::enabled_from_searcher(searcher))
+            .map_err(text_err)?;
+        let mut best = 0.0f32;
+        for segment in searcher.segment_readers() {
+            let mut scorer = weight.scorer(segment, 1.0).map_err(text_err)?;
+            while scorer.doc() != tantivy::TERMINATED {
+                best = best.max(scorer.score());
+                scorer.advance();
+            }
+        }
+        self.max_scores.insert(key, best);
+        Ok(best)
+    }
+
+    /// `clauses`, and one required clause per filter when there are filters.
+    fn filtered(
+        &self,
+        clauses: Vec<(Occur, Box<dyn Query>)>,
+        filters: &[(String, Vec<String>)],
+    ) -> Result<BooleanQuery> {
+        if filters.is_empty() {
+            return Ok(BooleanQuery::new(clauses));
+        }
+        let mut all: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, Box::new(BooleanQuery::new(clauses)))];
+        self.filter(&mut all, filters)?;
+        Ok(BooleanQuery::new(all))
     }
 
     /// Adds a required clause per filter: one of its values.
@@ -348,6 +533,51 @@ impl TextIndex {
             clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
         }
         Ok(())
+    }
+}
+
+/// The best `k` of scored documents, ties to the first in index order, as
+/// tantivy's `TopDocs` keeps them.
+struct TopK {
+    k: usize,
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<Ranked>>,
+}
+
+/// Higher score first, then lower address.
+#[derive(PartialEq)]
+struct Ranked(f32, tantivy::DocAddress);
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then_with(|| other.1.cmp(&self.1))
+    }
+}
+
+impl TopK {
+    fn new(k: usize) -> TopK {
+        TopK { k, heap: std::collections::BinaryHeap::with_capacity(k + 1) }
+    }
+
+    fn push(&mut self, score: f32, addr: tantivy::DocAddress) {
+        if self.heap.len() < self.k {
+            self.heap.push(std::cmp::Reverse(Ranked(score, addr)));
+        } else if self.heap.peek().is_some_and(|w| Ranked(score, addr) > w.0) {
+            self.heap.pop();
+            self.heap.push(std::cmp::Reverse(Ranked(score, addr)));
+        }
+    }
+
+    fn into_sorted(self) -> Vec<(f32, tantivy::DocAddress)> {
+        // Ascending order of `Reverse` is best first.
+        self.heap.into_sorted_vec().into_iter().map(|std::cmp::Reverse(Ranked(s, a))| (s, a)).collect()
     }
 }
 
@@ -442,6 +672,127 @@ mod tests {
     fn add(w: &mut TextWriter, key: u64, words: &[&str]) {
         let words: Vec<String> = words.iter().map(|s| s.to_string()).collect();
         w.add(TextDoc { key, words, filters: Vec::new(), point: None }).unwrap();
+    }
+
+    fn add_typed(w: &mut TextWriter, key: u64, words: &[&str], kind: &str) {
+        let words: Vec<String> = words.iter().map(|s| s.to_string()).collect();
+        w.add(TextDoc { key, words, filters: vec![("type", vec![kind.to_owned()])], point: None }).unwrap();
+    }
+
+    fn text_query(index: &TextIndex, words: &[&str], filters: &[(&str, &str)]) -> TextQuery {
+        TextQuery {
+            words: words.iter().map(|w| index.word(w, false).unwrap()).collect(),
+            filters: filters.iter().map(|(n, v)| (n.to_string(), vec![v.to_string()])).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The union's top `k` keys, as `candidates` would give them without
+    /// the rare-first plan.
+    fn union_keys(index: &TextIndex, q: &TextQuery, k: usize) -> Vec<u64> {
+        let f = &index.fields;
+        let terms: Vec<Term> = q.words.iter().map(|w| Term::from_field_text(f.text, &w.text)).collect();
+        let top = index.union(&index.reader.searcher(), &[&terms], &[], &q.filters, k).unwrap();
+        top.iter().map(|(_, a)| index.keys[a.segment_ord as usize].first(a.doc_id).unwrap()).collect()
+    }
+
+    fn keys(c: &[(f32, u64)]) -> Vec<u64> {
+        c.iter().map(|c| c.1).collect()
+    }
+
+    /// Streets of "rue de la <name>" in many towns, those of the rare town
+    /// "brunoy" last in index order, where the union meets them last.
+    fn towns(dir: &Path) -> TextIndex {
+        let names = ["paix", "gare", "poste", "mairie", "fontaine", "croix", "forge", "source"];
+        let mut w = TextWriter::open(dir, &["type"]).unwrap();
+        for i in 0..4_000u64 {
+            let town = format!("town{}", i % 200);
+            let kind = if i % 3 == 0 { "locality" } else { "street" };
+            add_typed(&mut w, i, &["rue", "de", "la", names[i as usize % names.len()], &town], kind);
+        }
+        for i in 4_000..4_060u64 {
+            let kind = if i % 3 == 0 { "locality" } else { "street" };
+            let name = names[i as usize % names.len()];
+            if i % 4 == 0 {
+                add_typed(&mut w, i, &["chemin", name, "brunoy"], kind);
+            } else {
+                add_typed(&mut w, i, &["rue", "de", "la", name, "brunoy"], kind);
+            }
+        }
+        w.finish().unwrap();
+        TextIndex::open(dir, &["type"]).unwrap()
+    }
+
+    #[test]
+    fn a_rare_word_among_common_ones_gives_the_union_s_candidates() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = towns(dir.path());
+        let searcher = index.reader.searcher();
+        let text = |w: &str| Term::from_field_text(index.fields.text, w);
+        let rare = [text("brunoy")];
+        for (common, filters) in [
+            (vec![text("rue"), text("de"), text("la")], vec![]),
+            (vec![text("la")], vec![]),
+            (vec![text("rue"), text("de"), text("la")], vec![("type".to_owned(), vec!["street".to_owned()])]),
+        ] {
+            for k in [5, 10, 20] {
+                let first = index.rare_first(&searcher, &rare, &common, &[], &filters, k).unwrap();
+                let first = first.unwrap_or_else(|| panic!("{common:?} {filters:?} k={k}: the plan gave up"));
+                let union = index.union(&searcher, &[&rare, &common], &[], &filters, k).unwrap();
+                let docs = |t: &[(f32, tantivy::DocAddress)]| t.iter().map(|(_, a)| *a).collect::<Vec<_>>();
+                assert_eq!(docs(&first), docs(&union), "{common:?} {filters:?} k={k}");
+                for ((a, _), (b, _)) in first.iter().zip(&union) {
+                    assert!((a - b).abs() <= 1e-5 * b.abs(), "{a} against {b}");
+                }
+            }
+        }
+        // And through `candidates`, which chooses the plan.
+        let q = text_query(&index, &["rue", "de", "la", "brunoy"], &[]);
+        assert!(q.words.iter().filter(|w| w.freq > index.num_docs() / 10).count() == 3);
+        let got = index.candidates(&q, 10).unwrap();
+        assert_eq!(keys(&got), union_keys(&index, &q, 10));
+        assert!(got.iter().all(|c| c.1 >= 4_000), "only brunoy's streets score that high: {got:?}");
+    }
+
+    #[test]
+    fn a_rare_word_that_cannot_outscore_common_ones_falls_back_to_the_union() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = TextWriter::open(dir.path(), &[]).unwrap();
+        // Short documents where the common words weigh most.
+        for i in 0..2_000u64 {
+            add(&mut w, i, &["rue", "rue", "de", "de", "la", "la"]);
+            add(&mut w, 10_000 + i, &["chemin", if i % 2 == 0 { "des" } else { "du" }]);
+        }
+        // The rare word only in long documents, with one common word.
+        for i in 0..30u64 {
+            let filler: Vec<String> = (0..30).map(|j| format!("w{i}x{j}")).collect();
+            let mut words: Vec<&str> = filler.iter().map(String::as_str).collect();
+            words.extend(["rare", "la"]);
+            add(&mut w, 20_000 + i, &words);
+        }
+        w.finish().unwrap();
+        let index = TextIndex::open(dir.path(), &[]).unwrap();
+        let q = text_query(&index, &["rue", "de", "la", "rare"], &[]);
+        let got = index.candidates(&q, 10).unwrap();
+        assert_eq!(keys(&got), union_keys(&index, &q, 10));
+        assert!(got.iter().any(|c| c.1 < 20_000), "documents without the rare word are among the best: {got:?}");
+    }
+
+    #[test]
+    fn deleted_documents_are_not_candidates_of_the_rare_first_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(towns(dir.path()));
+        let mut w = TextWriter::open(dir.path(), &["type"]).unwrap();
+        for key in 4_000..4_030u64 {
+            w.delete(key);
+        }
+        w.finish().unwrap();
+        let index = TextIndex::open(dir.path(), &["type"]).unwrap();
+        let q = text_query(&index, &["rue", "de", "la", "brunoy"], &[]);
+        let got = index.candidates(&q, 10).unwrap();
+        assert_eq!(keys(&got), union_keys(&index, &q, 10));
+        assert_eq!(got.len(), 10);
+        assert!(got.iter().all(|c| c.1 >= 4_030), "{got:?}");
     }
 
     fn segments(dir: &Path) -> usize {
