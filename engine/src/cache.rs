@@ -4,6 +4,11 @@
 //! older entry unreachable at once (they age out of the LRU). Found and empty
 //! results have separate lifetimes: an empty answer is cheap to recompute
 //! and more likely to change when data is added.
+//!
+//! Bodies are kept lz4-compressed when that makes them notably smaller:
+//! GeoJSON answers shrink to about a third, so the same bytes hold three
+//! times the answers, and a hit pays a microsecond to decompress where a
+//! miss pays a search.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,10 +19,15 @@ use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
 
 #[derive(Clone)]
 struct Entry {
+    /// The body, lz4-compressed with its length first when `packed`.
     body: Arc<[u8]>,
+    packed: bool,
     found: bool,
     at: Instant,
 }
+
+/// Bodies shorter than this are kept as they are: too little to gain.
+const PACK_MIN_BYTES: usize = 256;
 
 /// Weighs an entry by the bytes it holds, so the bound is in bytes.
 #[derive(Clone)]
@@ -85,22 +95,29 @@ fn full_key(generation: u64, key: &str) -> String {
 impl ResponseCache {
     pub fn new(config: CacheConfig) -> ResponseCache {
         let evictions = CountEvictions::default();
-        // Estimated items: responses are a few KiB.
-        let items = (config.max_bytes / 2048).clamp(16, 1 << 22) as usize;
+        // Estimated items: answers are a few KiB, a third of that packed.
+        let items = (config.max_bytes / 768).clamp(16, 1 << 22) as usize;
         let inner =
             Cache::with(items, config.max_bytes.max(1), ByBytes, DefaultHashBuilder::default(), evictions.clone());
         ResponseCache { inner, config, hits: AtomicU64::new(0), misses: AtomicU64::new(0), evictions }
     }
 
     /// The body cached for this request on this generation, if still fresh.
-    pub fn get(&self, generation: u64, key: &str) -> Option<Arc<[u8]>> {
+    pub fn get(&self, generation: u64, key: &str) -> Option<Vec<u8>> {
         let k = full_key(generation, key);
         match self.inner.get(&k) {
             Some(e) => {
                 let ttl = if e.found { self.config.found_ttl } else { self.config.empty_ttl };
-                if e.at.elapsed() <= ttl {
+                let body = if e.packed {
+                    lz4_flex::block::decompress_size_prepended(&e.body).ok()
+                } else {
+                    Some(e.body.to_vec())
+                };
+                // An entry that does not decompress (it never should) is
+                // dropped, and the answer recomputed.
+                if let (Some(body), true) = (body, e.at.elapsed() <= ttl) {
                     self.hits.fetch_add(1, Ordering::Relaxed);
-                    return Some(e.body);
+                    return Some(body);
                 }
                 self.inner.remove(&k);
                 self.misses.fetch_add(1, Ordering::Relaxed);
@@ -114,12 +131,20 @@ impl ResponseCache {
     }
 
     /// Keeps a finished body; `found` says whether it holds any result.
-    pub fn insert(&self, generation: u64, key: &str, body: Arc<[u8]>, found: bool) {
+    pub fn insert(&self, generation: u64, key: &str, body: &[u8], found: bool) {
         let ttl = if found { self.config.found_ttl } else { self.config.empty_ttl };
         if ttl.is_zero() || self.config.max_bytes == 0 {
             return;
         }
-        self.inner.insert(full_key(generation, key), Entry { body, found, at: Instant::now() });
+        let packed = (body.len() >= PACK_MIN_BYTES)
+            .then(|| lz4_flex::block::compress_prepend_size(body))
+            // Already compressed bodies (gzip, brotli) do not shrink.
+            .filter(|p| p.len() < body.len() - body.len() / 8);
+        let entry = match packed {
+            Some(p) => Entry { body: Arc::from(p), packed: true, found, at: Instant::now() },
+            None => Entry { body: Arc::from(body), packed: false, found, at: Instant::now() },
+        };
+        self.inner.insert(full_key(generation, key), entry);
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -137,8 +162,8 @@ impl ResponseCache {
 mod tests {
     use super::*;
 
-    fn body(s: &str) -> Arc<[u8]> {
-        Arc::from(s.as_bytes())
+    fn body(s: &str) -> &[u8] {
+        s.as_bytes()
     }
 
     #[test]
@@ -170,12 +195,47 @@ mod tests {
     #[test]
     fn the_byte_bound_evicts() {
         let c = ResponseCache::new(CacheConfig { max_bytes: 64 * 1024, ..CacheConfig::default() });
-        let big = body(&"x".repeat(1000));
+        // Bytes that do not compress, so each entry weighs its length.
+        let mut x = 1u32;
+        let noise: Vec<u8> = (0..1000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
         for i in 0..1000 {
-            c.insert(1, &format!("k{i}"), big.clone(), true);
+            c.insert(1, &format!("k{i}"), &noise, true);
         }
+        assert_eq!(c.get(1, "k999").as_deref(), Some(&noise[..]));
         let s = c.stats();
         assert!(s.bytes <= 64 * 1024, "{s:?}");
         assert!(s.evictions > 0 && s.entries < 1000, "{s:?}");
+    }
+
+    #[test]
+    fn compressible_bodies_come_back_whole_and_take_less_room() {
+        let c = ResponseCache::new(CacheConfig { max_bytes: 64 * 1024, ..CacheConfig::default() });
+        let answer = |i: usize| {
+            let f = format!(
+                r#"{{"type":"Feature","properties":{{"label":"{i} Rue de la Paix 75002 Paris","score":0.9}}}}"#
+            );
+            format!(r#"{{"type":"FeatureCollection","features":[{}]}}"#, vec![f; 5].join(","))
+        };
+        // 200 answers that would weigh more than the bound, kept raw.
+        assert!(200 * (answer(0).len() + 64) > 64 * 1024);
+        for i in 0..200 {
+            c.insert(1, &format!("k{i}"), answer(i).as_bytes(), true);
+        }
+        let s = c.stats();
+        assert_eq!(s.entries, 200, "{s:?}");
+        assert!(s.bytes <= 64 * 1024, "{s:?}");
+        for i in 0..200 {
+            assert_eq!(c.get(1, &format!("k{i}")).as_deref(), Some(answer(i).as_bytes()));
+        }
+        // Short bodies are kept as they are, and come back as well.
+        c.insert(1, "short", b"[]", false);
+        assert_eq!(c.get(1, "short").as_deref(), Some(&b"[]"[..]));
     }
 }

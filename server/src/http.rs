@@ -424,7 +424,7 @@ impl App {
         if let (Some(c), Some(k)) = (&self.cache, &key) {
             if let Some(body) = c.get(generation, k) {
                 let tag = body.first().copied().unwrap_or(TAG_IDENTITY);
-                return self.tagged(StatusCode::OK, tag, Bytes::from_owner(body).slice(1..));
+                return self.tagged(StatusCode::OK, tag, Bytes::from(body).slice(1..));
             }
         }
         match compute() {
@@ -434,7 +434,7 @@ impl App {
                     let mut stored = Vec::with_capacity(body.len() + 1);
                     stored.push(tag);
                     stored.extend_from_slice(&body);
-                    c.insert(generation, k, Arc::from(stored), found);
+                    c.insert(generation, k, &stored, found);
                 }
                 self.tagged(StatusCode::OK, tag, body)
             }
