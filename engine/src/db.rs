@@ -79,6 +79,7 @@ pub struct Generation {
     pub(crate) docs: Docs,
     pub(crate) geo: GeoIndex,
     pub(crate) text: TextIndex,
+    pub(crate) numbers: profile::HouseNumbers,
 }
 
 impl Generation {
@@ -93,7 +94,9 @@ impl Generation {
                 reason: "refers to documents that do not exist".into(),
             });
         }
-        Ok(Generation { number, docs, geo, text: TextIndex::open(&dir.join("text"), &profile::FILTERS)? })
+        let text = TextIndex::open(&dir.join("text"), &profile::FILTERS, &|key| docs.slot_of_key(key))?;
+        let numbers = profile::HouseNumbers::build(&docs);
+        Ok(Generation { number, docs, geo, text, numbers })
     }
 }
 

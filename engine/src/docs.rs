@@ -299,10 +299,16 @@ impl Docs {
         (p != NONE).then_some(p)
     }
 
-    pub fn children(&self, slot: u32) -> &[u32_le] {
+    /// Where the children of `slot` lie in [`Docs::all_children`].
+    pub fn children_at(&self, slot: u32) -> std::ops::Range<usize> {
         let idx = self.index();
         let (s, e) = (idx.child_starts[slot as usize].to_native(), idx.child_starts[slot as usize + 1].to_native());
-        &idx.children[s as usize..e as usize]
+        s as usize..e as usize
+    }
+
+    /// The children of every record, by parent slot.
+    pub fn all_children(&self) -> &[u32_le] {
+        &self.index().children
     }
 }
 
@@ -340,7 +346,7 @@ mod tests {
         assert_eq!(d.slot_of_key(20), Some(3));
         assert_eq!(d.parent(1), Some(0));
         assert_eq!(d.parent(4), None);
-        let kids: Vec<u32> = d.children(0).iter().map(|c| c.to_native()).collect();
+        let kids: Vec<u32> = d.all_children()[d.children_at(0)].iter().map(|c| c.to_native()).collect();
         assert_eq!(kids, vec![1, 3]);
         assert_eq!(d.record(2).get("name").and_then(|v| v.first_str()), Some("name of s2"));
     }

@@ -135,6 +135,7 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
         kinds: kinds.as_deref(),
         deadline,
         query_bigrams: &query_bigrams,
+        numbers: &g.numbers,
     };
     let mut scored: Vec<Scored> = Vec::with_capacity(wanted + 5);
     score_candidates(docs, &ctx, &candidates, &mut scored)?;
@@ -143,7 +144,7 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
     if !exact && candidates.len() == first && first < wanted {
         let more = g.text.candidates(&tq, wanted)?;
         check(deadline)?;
-        let fresh: Vec<(f32, u64)> = more.into_iter().filter(|c| !candidates.iter().any(|k| k.1 == c.1)).collect();
+        let fresh: Vec<(f32, u32)> = more.into_iter().filter(|c| !candidates.iter().any(|k| k.1 == c.1)).collect();
         score_candidates(docs, &ctx, &fresh, &mut scored)?;
         candidates.extend(fresh);
     }
@@ -161,7 +162,7 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
     if short && municipality_allowed && (!tq.words.is_empty() || tq.prefix.is_some()) {
         tq.filters.retain(|(n, _)| n != "type");
         tq.filters.push(("type".to_owned(), vec!["municipality".to_owned()]));
-        let fresh: Vec<(f32, u64)> =
+        let fresh: Vec<(f32, u32)> =
             g.text.candidates(&tq, 5)?.into_iter().filter(|c| !candidates.iter().any(|k| k.1 == c.1)).collect();
         score_candidates(docs, &ctx, &fresh, &mut scored)?;
     }
@@ -184,24 +185,24 @@ struct ScoreContext<'a> {
     kinds: Option<&'a [String]>,
     deadline: Option<Instant>,
     query_bigrams: &'a crate::text::analysis::BigramCounts,
+    numbers: &'a profile::HouseNumbers,
 }
 
 fn score_candidates(
     docs: &Docs,
     c: &ScoreContext<'_>,
-    candidates: &[(f32, u64)],
+    candidates: &[(f32, u32)],
     scored: &mut Vec<Scored>,
 ) -> Result<()> {
     let mut scratch = Vec::new();
     let mut forms = profile::Forms::default();
-    for (i, (_, key)) in candidates.iter().enumerate() {
+    for (i, (_, slot)) in candidates.iter().enumerate() {
         if i % 8 == 7 {
             check(c.deadline)?;
         }
-        let Some(slot) = docs.slot_of_key(*key) else { continue };
-        let mut target = Target { slot, child: None };
+        let mut target = Target { slot: *slot, child: None };
         if let (Some(h), true) = (c.housenumber, c.resolve_numbers) {
-            target.child = profile::find_housenumber(docs, slot, h);
+            target.child = profile::find_housenumber(docs, c.numbers, *slot, h);
         }
         if let Some(kinds) = c.kinds {
             if !kinds.iter().any(|k| k == target.kind(docs)) {
@@ -211,7 +212,7 @@ fn score_candidates(
         let labels = profile::compare_labels(docs, target, &mut forms);
         let text = rank::text_score_with(c.parsed_compare, c.query_bigrams, &labels, c.q.autocomplete, &mut scratch);
         let distance = c.q.near.and_then(|p| target.point(docs).map(|t| haversine_m(p, t)));
-        let importance = profile::importance(docs.record(slot));
+        let importance = profile::importance(docs.record(*slot));
         let score = rank::combine(text, importance, distance);
         if score >= rank::MIN_SCORE {
             scored.push(Scored { score, text, importance, target, distance });

@@ -153,14 +153,16 @@ pub struct Word {
 pub struct TextIndex {
     reader: IndexReader,
     fields: Fields,
-    /// The `key` column of each segment, opened once.
-    keys: Vec<Column<u64>>,
+    /// The document slot (see [`crate::docs`]) of each document of each
+    /// segment, `u32::MAX` for none, made at open: a candidate is then one
+    /// array read away from its record, not a key column read and a search.
+    slots: Vec<Vec<u32>>,
     /// Candidates of costly queries, by their terms: those of common words
     /// only ("12 rue de la": WAND has nothing to skip with) or with common
     /// words beside a rare one of many documents ("12 avenue de la"). Few
     /// word sets are that costly, they come back often as people type, and
     /// the housenumber is not part of them.
-    common: quick_cache::sync::Cache<Vec<u8>, std::sync::Arc<Vec<(f32, u64)>>>,
+    common: quick_cache::sync::Cache<Vec<u8>, std::sync::Arc<Vec<(f32, u32)>>>,
     /// See [`TextIndex::max_score`].
     max_scores: quick_cache::sync::Cache<Vec<u8>, f32>,
 }
@@ -171,22 +173,24 @@ fn text_err(e: tantivy::TantivyError) -> Error {
 }
 
 impl TextIndex {
-    pub fn open(dir: &Path, filters: &[&str]) -> Result<TextIndex> {
+    /// Opens the index in `dir`; `slot_of` maps a store key to the slot of
+    /// its record in this generation's documents.
+    pub fn open(dir: &Path, filters: &[&str], slot_of: &dyn Fn(u64) -> Option<u32>) -> Result<TextIndex> {
         let (_, fields) = schema(filters);
         let index = Index::open_in_dir(dir).map_err(text_err)?;
         let reader: IndexReader =
             index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(text_err)?;
-        let keys = reader
-            .searcher()
-            .segment_readers()
-            .iter()
-            .map(|s| s.fast_fields().u64("key"))
-            .collect::<tantivy::Result<Vec<_>>>()
-            .map_err(text_err)?;
+        let mut slots = Vec::new();
+        for segment in reader.searcher().segment_readers() {
+            let keys: Column<u64> = segment.fast_fields().u64("key").map_err(text_err)?;
+            let of_doc =
+                (0..segment.max_doc()).map(|doc| keys.first(doc).and_then(slot_of).unwrap_or(u32::MAX)).collect();
+            slots.push(of_doc);
+        }
         Ok(TextIndex {
             reader,
             fields,
-            keys,
+            slots,
             common: quick_cache::sync::Cache::new(COMMON_MEMO),
             max_scores: quick_cache::sync::Cache::new(COMMON_MEMO),
         })
@@ -254,11 +258,11 @@ impl TextIndex {
         Ok(terms)
     }
 
-    /// The store keys of the best `k` candidates, best first, with their
+    /// The document slots of the best `k` candidates, best first, with their
     /// full-text score: a union of the query's terms, which tantivy runs
     /// with block-max WAND. Words missing from the index are matched with
     /// typo tolerance (see [`TextIndex::typo_terms`]).
-    pub fn candidates(&self, q: &TextQuery, k: usize) -> Result<Vec<(f32, u64)>> {
+    pub fn candidates(&self, q: &TextQuery, k: usize) -> Result<Vec<(f32, u32)>> {
         let f = &self.fields;
         // Words in a tenth of the documents ("rue", "de", a big city) are
         // what a union pays most for: block-max WAND skips their documents
@@ -337,8 +341,9 @@ impl TextIndex {
         };
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top {
-            if let Some(key) = self.keys.get(addr.segment_ord as usize).and_then(|c| c.first(addr.doc_id)) {
-                out.push((score, key));
+            match self.slots.get(addr.segment_ord as usize).and_then(|s| s.get(addr.doc_id as usize)) {
+                Some(&slot) if slot != u32::MAX => out.push((score, slot)),
+                _ => {}
             }
         }
         if let Some(key) = memo_key {
@@ -669,6 +674,11 @@ impl TextWriter {
 mod tests {
     use super::*;
 
+    /// Opens with store keys for slots, so that tests speak of keys.
+    fn open(dir: &Path, filters: &[&str]) -> TextIndex {
+        TextIndex::open(dir, filters, &|key| u32::try_from(key).ok()).unwrap()
+    }
+
     fn add(w: &mut TextWriter, key: u64, words: &[&str]) {
         let words: Vec<String> = words.iter().map(|s| s.to_string()).collect();
         w.add(TextDoc { key, words, filters: Vec::new(), point: None }).unwrap();
@@ -687,17 +697,32 @@ mod tests {
         }
     }
 
-    /// The union's top `k` keys, as `candidates` would give them without
-    /// the rare-first plan.
-    fn union_keys(index: &TextIndex, q: &TextQuery, k: usize) -> Vec<u64> {
+    /// The union's top `k`, as `candidates` would give them without the
+    /// rare-first plan.
+    fn union_top(index: &TextIndex, q: &TextQuery, k: usize) -> Vec<(f32, u32)> {
         let f = &index.fields;
         let terms: Vec<Term> = q.words.iter().map(|w| Term::from_field_text(f.text, &w.text)).collect();
         let top = index.union(&index.reader.searcher(), &[&terms], &[], &q.filters, k).unwrap();
-        top.iter().map(|(_, a)| index.keys[a.segment_ord as usize].first(a.doc_id).unwrap()).collect()
+        top.iter().map(|(s, a)| (*s, index.slots[a.segment_ord as usize][a.doc_id as usize])).collect()
     }
 
-    fn keys(c: &[(f32, u64)]) -> Vec<u64> {
-        c.iter().map(|c| c.1).collect()
+    /// Two top lists agree: the same scores, and the same documents but
+    /// among those tied at the last score, where either may keep any (the
+    /// union sums a document's scores in another order, so a tie may differ
+    /// in its last bits).
+    fn assert_same_top<D: PartialEq + Ord + Copy + std::fmt::Debug>(a: &[(f32, D)], b: &[(f32, D)], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: {a:?} against {b:?}");
+        let close = |x: f32, y: f32| (x - y).abs() <= 1e-5 * y.abs().max(1.0);
+        for ((x, _), (y, _)) in a.iter().zip(b) {
+            assert!(close(*x, *y), "{what}: score {x} against {y}: {a:?} against {b:?}");
+        }
+        let Some(&(last, _)) = b.last() else { return };
+        let above = |t: &[(f32, D)]| {
+            let mut d: Vec<D> = t.iter().filter(|(s, _)| !close(*s, last)).map(|(_, d)| *d).collect();
+            d.sort();
+            d
+        };
+        assert_eq!(above(a), above(b), "{what}: {a:?} against {b:?}");
     }
 
     /// Streets of "rue de la <name>" in many towns, those of the rare town
@@ -720,7 +745,7 @@ mod tests {
             }
         }
         w.finish().unwrap();
-        TextIndex::open(dir, &["type"]).unwrap()
+        open(dir, &["type"])
     }
 
     #[test]
@@ -739,18 +764,14 @@ mod tests {
                 let first = index.rare_first(&searcher, &rare, &common, &[], &filters, k).unwrap();
                 let first = first.unwrap_or_else(|| panic!("{common:?} {filters:?} k={k}: the plan gave up"));
                 let union = index.union(&searcher, &[&rare, &common], &[], &filters, k).unwrap();
-                let docs = |t: &[(f32, tantivy::DocAddress)]| t.iter().map(|(_, a)| *a).collect::<Vec<_>>();
-                assert_eq!(docs(&first), docs(&union), "{common:?} {filters:?} k={k}");
-                for ((a, _), (b, _)) in first.iter().zip(&union) {
-                    assert!((a - b).abs() <= 1e-5 * b.abs(), "{a} against {b}");
-                }
+                assert_same_top(&first, &union, &format!("{common:?} {filters:?} k={k}"));
             }
         }
         // And through `candidates`, which chooses the plan.
         let q = text_query(&index, &["rue", "de", "la", "brunoy"], &[]);
         assert!(q.words.iter().filter(|w| w.freq > index.num_docs() / 10).count() == 3);
         let got = index.candidates(&q, 10).unwrap();
-        assert_eq!(keys(&got), union_keys(&index, &q, 10));
+        assert_same_top(&got, &union_top(&index, &q, 10), "candidates");
         assert!(got.iter().all(|c| c.1 >= 4_000), "only brunoy's streets score that high: {got:?}");
     }
 
@@ -771,10 +792,10 @@ mod tests {
             add(&mut w, 20_000 + i, &words);
         }
         w.finish().unwrap();
-        let index = TextIndex::open(dir.path(), &[]).unwrap();
+        let index = open(dir.path(), &[]);
         let q = text_query(&index, &["rue", "de", "la", "rare"], &[]);
         let got = index.candidates(&q, 10).unwrap();
-        assert_eq!(keys(&got), union_keys(&index, &q, 10));
+        assert_same_top(&got, &union_top(&index, &q, 10), "candidates");
         assert!(got.iter().any(|c| c.1 < 20_000), "documents without the rare word are among the best: {got:?}");
     }
 
@@ -787,10 +808,10 @@ mod tests {
             w.delete(key);
         }
         w.finish().unwrap();
-        let index = TextIndex::open(dir.path(), &["type"]).unwrap();
+        let index = open(dir.path(), &["type"]);
         let q = text_query(&index, &["rue", "de", "la", "brunoy"], &[]);
         let got = index.candidates(&q, 10).unwrap();
-        assert_eq!(keys(&got), union_keys(&index, &q, 10));
+        assert_same_top(&got, &union_top(&index, &q, 10), "candidates");
         assert_eq!(got.len(), 10);
         assert!(got.iter().all(|c| c.1 >= 4_030), "{got:?}");
     }
@@ -812,7 +833,7 @@ mod tests {
         add(&mut w, 20_000, &["impasse", "des", "mimosas"]);
         w.finish().unwrap();
         assert_eq!(segments(dir.path()), 2);
-        let index = TextIndex::open(dir.path(), &[]).unwrap();
+        let index = open(dir.path(), &[]);
         assert_eq!(index.num_docs(), 20_001);
         let q = TextQuery { words: vec![index.word("mimosas", false).unwrap()], ..Default::default() };
         assert_eq!(index.candidates(&q, 5).unwrap().iter().map(|c| c.1).collect::<Vec<_>>(), vec![20_000]);
