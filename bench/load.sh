@@ -267,6 +267,17 @@ bare_file=$req/mix.txt
 run_wrk bare "$bare_file" "$secs"
 record bare 0 0 0 0
 row_wrap[bare]=0
+# The machine's own latency floor at the second (a) row's concurrency: wrk and the server share
+# the cores, and the scheduler alone gives a server that does nothing a p99 of several ms.
+bare_extra=
+if [ -n "$extra" ]; then
+  saved_conns=$conns; conns=$lat_conns
+  run_wrk bare-latency "$bare_file" "$secs"
+  conns=$saved_conns
+  record bare-latency 0 0 0 0
+  row_wrap[bare-latency]=0
+  bare_extra=bare-latency
+fi
 stop_server
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -289,6 +300,7 @@ label() {
     mix) echo "(c) mix with repeats" ;;
     reverse) echo "(d) reverse, distinct" ;;
     bare) echo "bare hyper (ceiling)" ;;
+    bare-latency) echo "bare hyper, $lat_conns connections (latency floor)" ;;
   esac
 }
 thousands() { printf '%.0f' "$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
@@ -310,7 +322,7 @@ results=$work/results-$stamp.md
   fi
   echo "| scenario | req/s | p50 ms | p99 ms | p99.9 ms | errors / non-2xx | cache hits | server CPU µs/req | wrk CPU µs/req | vs bare | target |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
-  for s in $scenarios $extra bare; do
+  for s in $scenarios $extra bare $bare_extra; do
     ratio=$(awk -v a="${row_rps[$s]}" -v b="$ceiling" 'BEGIN{printf "%.1f %%", (b > 0 ? 100 * a / b : 0)}')
     note=
     [ "${row_wrap[$s]}" = 1 ] && [ "$s" != mix ] && note=" (file wrapped: some repeats)"
