@@ -108,14 +108,16 @@ impl ResponseCache {
         match self.inner.get(&k) {
             Some(e) => {
                 let ttl = if e.found { self.config.found_ttl } else { self.config.empty_ttl };
-                let body = if e.packed {
+                // An entry that does not decompress (it never should) is
+                // dropped like a stale one, and the answer recomputed.
+                let body = if e.at.elapsed() > ttl {
+                    None
+                } else if e.packed {
                     lz4_flex::block::decompress_size_prepended(&e.body).ok()
                 } else {
                     Some(e.body.to_vec())
                 };
-                // An entry that does not decompress (it never should) is
-                // dropped, and the answer recomputed.
-                if let (Some(body), true) = (body, e.at.elapsed() <= ttl) {
+                if let Some(body) = body {
                     self.hits.fetch_add(1, Ordering::Relaxed);
                     return Some(body);
                 }
