@@ -145,35 +145,74 @@ pub fn label(docs: &Docs, t: Target) -> String {
 /// The forms of a result the query is compared with, in comparable form:
 /// name, name + city, name + postcode, name + postcode + city (for every
 /// name and city variant), each with the housenumber first when resolved.
-pub fn compare_labels<'d>(docs: &'d Docs, t: Target, forms: &mut Forms<'d>) -> Vec<String> {
+pub fn compare_labels<'d>(docs: &'d Docs, t: Target, forms: &mut Forms<'d>, out: &mut Labels) {
+    out.clear();
     let r = docs.record(t.slot);
-    let join = |parts: &[&str]| parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join(" ");
-    let names: Vec<String> =
-        r.get("name").map(|v| v.strs()).unwrap_or_default().iter().map(|n| compare_form(n)).collect();
-    let postcodes: Vec<String> =
-        r.get("postcode").map(|v| v.strs()).unwrap_or_default().iter().map(|n| forms.of(n).to_owned()).collect();
-    let cities: Vec<String> =
-        r.get("city").map(|v| v.strs()).unwrap_or_default().iter().map(|n| forms.of(n).to_owned()).collect();
+    let strs = |name: &str| r.get(name).map(|v| v.strs()).unwrap_or_default();
+    let mut postcodes = std::mem::take(&mut out.postcodes);
+    let mut cities = std::mem::take(&mut out.cities);
+    postcodes.extend(strs("postcode").into_iter().map(|p| forms.index(p)));
+    cities.extend(strs("city").into_iter().map(|c| forms.index(c)));
     let number = t.child.map(|c| housenumber_key(first(docs.record(c), "housenumber"))).unwrap_or_default();
-    let pc = postcodes.first().map(String::as_str).unwrap_or("");
-    let mut out = Vec::new();
-    for n in &names {
+    let pc = postcodes.first().map_or("", |i| forms.get(*i));
+    for n in strs("name") {
+        let n = compare_form(n);
         if r.kind.as_str() == "municipality" {
-            out.push(n.clone());
+            out.push(&[&n]);
             for p in &postcodes {
-                out.push(join(&[n, p]));
-                out.push(join(&[p, n]));
+                let p = forms.get(*p);
+                out.push(&[&n, p]);
+                out.push(&[p, &n]);
             }
             continue;
         }
-        out.push(join(&[&number, n]));
-        out.push(join(&[&number, n, pc]));
+        out.push(&[&number, &n]);
+        out.push(&[&number, &n, pc]);
         for c in &cities {
-            out.push(join(&[&number, n, c]));
-            out.push(join(&[&number, n, pc, c]));
+            let c = forms.get(*c);
+            out.push(&[&number, &n, c]);
+            out.push(&[&number, &n, pc, c]);
         }
     }
-    out
+    out.postcodes = postcodes;
+    out.cities = cities;
+}
+
+/// The labels of one candidate, in one buffer kept across the candidates
+/// of a query: building them used to take a score of small allocations a
+/// candidate.
+#[derive(Default)]
+pub struct Labels {
+    text: String,
+    ends: Vec<usize>,
+    postcodes: Vec<usize>,
+    cities: Vec<usize>,
+}
+
+impl Labels {
+    fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+        self.postcodes.clear();
+        self.cities.clear();
+    }
+
+    /// Adds the non-empty `parts`, joined by spaces, as one label.
+    fn push(&mut self, parts: &[&str]) {
+        let start = self.text.len();
+        for p in parts.iter().filter(|p| !p.is_empty()) {
+            if self.text.len() > start {
+                self.text.push(' ');
+            }
+            self.text.push_str(p);
+        }
+        self.ends.push(self.text.len());
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(s, e)| &self.text[s..*e])
+    }
 }
 
 /// Comparable forms of the postcodes and cities of a batch of candidates,
@@ -183,14 +222,17 @@ pub fn compare_labels<'d>(docs: &'d Docs, t: Target, forms: &mut Forms<'d>) -> V
 pub struct Forms<'d>(Vec<(&'d str, String)>);
 
 impl<'d> Forms<'d> {
-    fn of(&mut self, s: &'d str) -> &str {
-        let i = match self.0.iter().position(|(k, _)| *k == s) {
+    fn index(&mut self, s: &'d str) -> usize {
+        match self.0.iter().position(|(k, _)| *k == s) {
             Some(i) => i,
             None => {
                 self.0.push((s, compare_form(s)));
                 self.0.len() - 1
             }
-        };
+        }
+    }
+
+    fn get(&self, i: usize) -> &str {
         &self.0[i].1
     }
 }
@@ -348,5 +390,51 @@ mod tests {
         assert_eq!(find("b", "5").as_deref(), Some("b_5"));
         assert_eq!(find("b", "12").as_deref(), Some("b_12"));
         assert_eq!(find("b", "1"), None);
+    }
+
+    #[test]
+    fn labels_join_number_name_postcode_and_each_city() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docs");
+        let mut b = DocsBuilder::create(&path).unwrap();
+        let mut street = rec("s", "street", None, "");
+        street.fields = vec![
+            Field { name: "name".into(), value: Value::Str("Rue de la Paix".into()) },
+            Field { name: "postcode".into(), value: Value::Str("75002".into()) },
+            Field { name: "city".into(), value: Value::List(vec!["Paris".into(), "Paris 2e".into()]) },
+        ];
+        let mut town = rec("m", "municipality", None, "");
+        town.fields = vec![
+            Field { name: "name".into(), value: Value::Str("Cholet".into()) },
+            Field { name: "postcode".into(), value: Value::List(vec!["49300".into(), "49280".into()]) },
+        ];
+        b.add(1, &street).unwrap();
+        b.add(2, &rec("s_12", "housenumber", Some("s"), "12 bis")).unwrap();
+        b.add(3, &town).unwrap();
+        b.finish().unwrap();
+        let docs = Docs::open(&path).unwrap();
+        let (mut forms, mut labels) = (Forms::default(), Labels::default());
+        let mut of = |t: Target| {
+            compare_labels(&docs, t, &mut forms, &mut labels);
+            labels.iter().map(str::to_owned).collect::<Vec<_>>()
+        };
+        let paix = "rue de la paix";
+        assert_eq!(
+            of(Target { slot: 0, child: Some(1) }),
+            [
+                format!("12b {paix}"),
+                format!("12b {paix} 75002"),
+                format!("12b {paix} paris"),
+                format!("12b {paix} 75002 paris"),
+                format!("12b {paix} paris 2e"),
+                format!("12b {paix} 75002 paris 2e"),
+            ]
+        );
+        // The buffer is reused: the next candidate's labels are its own.
+        assert_eq!(
+            of(Target { slot: 2, child: None }),
+            ["cholet", "cholet 49300", "49300 cholet", "cholet 49280", "49280 cholet"]
+        );
+        assert_eq!(of(Target { slot: 0, child: None })[0], paix);
     }
 }

@@ -196,6 +196,7 @@ fn score_candidates(
 ) -> Result<()> {
     let mut scratch = Vec::new();
     let mut forms = profile::Forms::default();
+    let mut labels = profile::Labels::default();
     for (i, (_, slot)) in candidates.iter().enumerate() {
         if i % 8 == 7 {
             check(c.deadline)?;
@@ -209,8 +210,9 @@ fn score_candidates(
                 continue;
             }
         }
-        let labels = profile::compare_labels(docs, target, &mut forms);
-        let text = rank::text_score_with(c.parsed_compare, c.query_bigrams, &labels, c.q.autocomplete, &mut scratch);
+        profile::compare_labels(docs, target, &mut forms, &mut labels);
+        let text =
+            rank::text_score_with(c.parsed_compare, c.query_bigrams, labels.iter(), c.q.autocomplete, &mut scratch);
         let distance = c.q.near.and_then(|p| target.point(docs).map(|t| haversine_m(p, t)));
         let importance = profile::importance(docs.record(*slot));
         let score = rank::combine(text, importance, distance);

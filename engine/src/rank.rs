@@ -16,15 +16,15 @@ pub const MIN_SCORE: f64 = 0.1;
 /// 1, one that starts with it 0.9, one that contains it 0.7; otherwise, and
 /// without autocomplete, bigram similarity decides.
 pub fn text_score(query: &str, labels: &[String], autocomplete: bool) -> f64 {
-    text_score_with(query, &BigramCounts::new(query), labels, autocomplete, &mut Vec::new())
+    text_score_with(query, &BigramCounts::new(query), labels.iter().map(String::as_str), autocomplete, &mut Vec::new())
 }
 
 /// [`text_score`] with the query's bigrams counted once for all the
 /// candidates of a query, and a buffer kept across them.
-pub(crate) fn text_score_with(
+pub(crate) fn text_score_with<'l>(
     query: &str,
     query_bigrams: &BigramCounts,
-    labels: &[String],
+    labels: impl IntoIterator<Item = &'l str>,
     autocomplete: bool,
     scratch: &mut Vec<u32>,
 ) -> f64 {
