@@ -120,11 +120,13 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
     let unknown = |w: &str, freq: u64| freq == 0 && w.chars().nth(3).is_some();
     let misspelt = tq.words.iter().chain(&tq.prefix).any(|w| unknown(&w.text, w.freq));
     let wanted = if misspelt { TYPO_CANDIDATES } else { CANDIDATES }.max(q.limit * 2);
-    // A last word typed half-way, or a misspelt word, is no word of any
-    // label (labels are made of indexed words), so no label can equal the
-    // query and the first, short fetch could not end the search.
+    // A last word typed half-way, or a word the index lacks (misspelt or
+    // not), is no word of any label (labels are made of indexed words), so
+    // no label can equal the query and the first, short fetch could not end
+    // the search.
     let partial = tq.prefix.as_ref().is_some_and(|p| p.whole == 0);
-    let first = if full_path || partial || misspelt { wanted } else { FIRST_CANDIDATES.max(q.limit * 2).min(wanted) };
+    let absent = tq.words.iter().any(|w| w.freq == 0);
+    let first = if full_path || partial || absent { wanted } else { FIRST_CANDIDATES.max(q.limit * 2).min(wanted) };
     let mut candidates = g.text.candidates(&tq, first)?;
     check(deadline)?;
     let query_bigrams = crate::text::analysis::BigramCounts::new(&parsed.compare);
