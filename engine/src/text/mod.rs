@@ -426,13 +426,11 @@ impl TextIndex {
         for t in cells {
             optional.push(term_weight(t, IndexRecordOption::Basic).map_err(text_err)?);
         }
-        let mut required = Vec::with_capacity(filters.len());
-        for (name, values) in filters {
-            let mut any = Vec::new();
-            self.filter(&mut any, std::slice::from_ref(&(name.clone(), values.clone())))?;
-            for (_, q) in any {
-                required.push(q.weight(scoring()).map_err(text_err)?);
-            }
+        let mut clauses = Vec::with_capacity(filters.len());
+        self.filter(&mut clauses, filters)?;
+        let mut required = Vec::with_capacity(clauses.len());
+        for (_, q) in clauses {
+            required.push(q.weight(scoring()).map_err(text_err)?);
         }
         let mut top = TopK::new(k);
         for (ord, segment) in searcher.segment_readers().iter().enumerate() {
