@@ -274,7 +274,19 @@ impl TextIndex {
         // wrong correction picks poorly.
         let mut found = 0;
         let words = q.words.iter().map(|w| (w, Term::from_field_text(f.text, &w.text)));
-        let prefix = q.prefix.iter().map(|p| (p, Term::from_field_text(f.prefix, analysis::indexed_prefix(&p.text))));
+        // A last word that only ever occurs whole ("... 13010") is looked
+        // for as the word it is: in the prefix field it shares its weight
+        // with every n-gram of the document, and a record with longer
+        // labels (two city names) then falls behind dozens of records that
+        // lack the word. Same documents either way.
+        let prefix = q.prefix.iter().map(|p| {
+            let term = if p.freq > 0 && p.whole == p.freq {
+                Term::from_field_text(f.text, &p.text)
+            } else {
+                Term::from_field_text(f.prefix, analysis::indexed_prefix(&p.text))
+            };
+            (p, term)
+        });
         for (w, term) in words.chain(prefix) {
             if w.freq > common {
                 common_terms.push(term);
@@ -771,6 +783,52 @@ mod tests {
         let got = index.candidates(&q, 10).unwrap();
         assert_same_top(&got, &union_top(&index, &q, 10), "candidates");
         assert!(got.iter().all(|c| c.1 >= 4_000), "only brunoy's streets score that high: {got:?}");
+    }
+
+    #[test]
+    fn a_last_word_typed_in_full_weighs_as_a_word() {
+        // One street name in 40 towns; the one in Marseille has the longest
+        // labels (two city names), so each of its words weighs less. (The
+        // case that made the plan look for a whole last word as a word is in
+        // tests/cli.rs, on real data; here, that it finds what it should.)
+        let dir = tempfile::tempdir().unwrap();
+        let street = ["rue", "du", "2eme", "regiment", "de", "dragons"];
+        let context = ["13", "bouches", "du", "rhone", "provence", "alpes", "cote", "d", "azur"];
+        let mut w = TextWriter::open(dir.path(), &[]).unwrap();
+        for i in 0..40u64 {
+            let (town, postcode) = (format!("town{i}"), format!("{}", 35_000 + i));
+            add(&mut w, i, &[&street[..], &[postcode.as_str(), town.as_str()], &context[..]].concat());
+        }
+        let marseille = ["13010", "marseille", "marseille", "10e", "arrondissement"];
+        add(&mut w, 999, &[&street[..], &marseille[..], &context[..]].concat());
+        // The postcode elsewhere, not in this street.
+        for i in 0..20u64 {
+            add(&mut w, 2_000 + i, &[&["place", "carnot", "13010", "marseille"][..], &context[..]].concat());
+        }
+        // Other streets, so that the street's words are rare ones.
+        for i in 0..4_000u64 {
+            let (name, town) = (format!("name{i}"), format!("town{}", i % 100));
+            add(&mut w, 10_000 + i, &[&["rue", "de", "la", &name, "35000", &town][..], &context[..]].concat());
+        }
+        w.finish().unwrap();
+        let index = open(dir.path(), &[]);
+        // "... 13010" as typed: the last word is completed as a prefix.
+        let mut q = text_query(&index, &street, &[]);
+        q.prefix = Some(index.word("13010", true).unwrap());
+        let got = index.candidates(&q, 10).unwrap();
+        assert_eq!(got.first().map(|c| c.1), Some(999), "{got:?}");
+        // Half-typed, it is still completed.
+        q.prefix = Some(index.word("1301", true).unwrap());
+        assert_eq!(index.candidates(&q, 10).unwrap().first().map(|c| c.1), Some(999));
+        q.words.clear();
+        for typed in ["13010", "1301"] {
+            q.prefix = Some(index.word(typed, true).unwrap());
+            let mut all: Vec<u32> = index.candidates(&q, 100).unwrap().into_iter().map(|c| c.1).collect();
+            all.sort_unstable();
+            let mut want: Vec<u32> = (2_000..2_020).collect();
+            want.insert(0, 999);
+            assert_eq!(all, want, "{typed}");
+        }
     }
 
     #[test]
