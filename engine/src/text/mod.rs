@@ -30,6 +30,9 @@ use crate::record::Point;
 /// Candidate lists of costly queries kept per generation (see
 /// `TextIndex::common`), and best scores of terms (`TextIndex::max_score`).
 const COMMON_MEMO: usize = 4096;
+/// Misspelt words whose expansions are kept per generation (at most 12
+/// terms each: at most ~6 MB when full).
+const TYPO_MEMO: usize = 8192;
 
 /// A candidate fetch that walks more postings than this is kept for the
 /// next query with the same words: it costs a few hundred microseconds.
@@ -146,7 +149,7 @@ pub struct Word {
     /// For a prefix: documents with it as a whole word.
     pub whole: u64,
     /// For a word the index lacks: its typo expansions.
-    typos: Vec<(Term, u64)>,
+    typos: std::sync::Arc<Vec<(Term, u64)>>,
 }
 
 /// One tantivy index of a generation, opened for reading.
@@ -165,6 +168,11 @@ pub struct TextIndex {
     common: quick_cache::sync::Cache<Vec<u8>, std::sync::Arc<Vec<(f32, u32)>>>,
     /// See [`TextIndex::max_score`].
     max_scores: quick_cache::sync::Cache<Vec<u8>, f32>,
+    /// Typo expansions by misspelt word (and whether it is a prefix): the
+    /// automaton's walk of the term dictionary is a quarter of a misspelt
+    /// query's cost, and misspellings of the same street and city names
+    /// come back.
+    typos: quick_cache::sync::Cache<(String, bool), std::sync::Arc<Vec<(Term, u64)>>>,
 }
 
 /// Maps a tantivy error on `path` to ours.
@@ -193,6 +201,7 @@ impl TextIndex {
             slots,
             common: quick_cache::sync::Cache::new(COMMON_MEMO),
             max_scores: quick_cache::sync::Cache::new(COMMON_MEMO),
+            typos: quick_cache::sync::Cache::new(TYPO_MEMO),
         })
     }
 
@@ -205,7 +214,19 @@ impl TextIndex {
     pub fn word(&self, text: &str, prefix: bool) -> Result<Word> {
         let whole = self.word_freq(text);
         let freq = if prefix { self.prefix_freq(text) } else { whole };
-        let typos = if freq == 0 { self.typo_terms(text, prefix)? } else { Vec::new() };
+        let typos = if freq > 0 {
+            Default::default()
+        } else {
+            let key = (text.to_owned(), prefix);
+            match self.typos.get(&key) {
+                Some(t) => t,
+                None => {
+                    let t = std::sync::Arc::new(self.typo_terms(text, prefix)?);
+                    self.typos.insert(key, t.clone());
+                    t
+                }
+            }
+        };
         Ok(Word { text: text.to_owned(), freq, whole, typos })
     }
 
@@ -783,6 +804,38 @@ mod tests {
         let got = index.candidates(&q, 10).unwrap();
         assert_same_top(&got, &union_top(&index, &q, 10), "candidates");
         assert!(got.iter().all(|c| c.1 >= 4_000), "only brunoy's streets score that high: {got:?}");
+    }
+
+    #[test]
+    fn typo_expansions_are_kept_per_word_and_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = TextWriter::open(dir.path(), &[]).unwrap();
+        add(&mut w, 1, &["rue", "de", "paris"]);
+        add(&mut w, 2, &["rue", "des", "parisiens"]);
+        add(&mut w, 3, &["avenue", "de", "pariset"]);
+        w.finish().unwrap();
+        let index = open(dir.path(), &[]);
+        let texts = |w: &Word| -> Vec<String> {
+            let mut t: Vec<String> =
+                w.typos.iter().map(|(t, _)| String::from_utf8_lossy(t.serialized_value_bytes()).into_owned()).collect();
+            t.sort();
+            t
+        };
+        // "parsi" is one edit from "paris"; as the start of a word, also
+        // from the start of "parisiens" and "pariset". Either kind asked
+        // first, then again: each gets its own expansions every time (the
+        // memo is keyed by both).
+        let whole = ["paris"];
+        let prefix = ["paris", "pariset", "parisiens"];
+        assert_eq!(texts(&index.word("parsi", false).unwrap()), whole);
+        assert_eq!(texts(&index.word("parsi", true).unwrap()), prefix);
+        assert_eq!(texts(&index.word("parsi", false).unwrap()), whole);
+        assert_eq!(texts(&index.word("parsi", true).unwrap()), prefix);
+        assert_eq!(texts(&index.word("prais", true).unwrap()), prefix);
+        assert_eq!(texts(&index.word("prais", false).unwrap()), whole);
+        assert_eq!(texts(&index.word("prais", true).unwrap()), prefix);
+        // A word the index has is not misspelt.
+        assert!(index.word("paris", false).unwrap().typos.is_empty());
     }
 
     #[test]
