@@ -149,8 +149,12 @@ pub struct Word {
     /// For a prefix: documents with it as a whole word.
     pub whole: u64,
     /// For a word the index lacks: its typo expansions.
-    typos: std::sync::Arc<Vec<(Term, u64)>>,
+    typos: Expansions,
 }
+
+/// A word's typo expansions: terms and their document counts, shared
+/// between the memo and the queries that use them.
+type Expansions = std::sync::Arc<Vec<(Term, u64)>>;
 
 /// One tantivy index of a generation, opened for reading.
 pub struct TextIndex {
@@ -172,7 +176,7 @@ pub struct TextIndex {
     /// automaton's walk of the term dictionary is a quarter of a misspelt
     /// query's cost, and misspellings of the same street and city names
     /// come back.
-    typos: quick_cache::sync::Cache<(String, bool), std::sync::Arc<Vec<(Term, u64)>>>,
+    typos: quick_cache::sync::Cache<(String, bool), Expansions>,
 }
 
 /// Maps a tantivy error on `path` to ours.
