@@ -66,6 +66,7 @@ if ! command -v wrk >/dev/null; then
   command -v wrk >/dev/null || die "could not install wrk"
 fi
 command -v python3 >/dev/null || die "python3 is needed"
+command -v stdbuf >/dev/null || die "stdbuf (coreutils) is needed"
 if [ "${CAIRN_LOAD_BUILD:-1}" != 0 ]; then
   log "building (cargo build --release -p cairn-server -p cairn-bench)"
   cargo build --release -q -p cairn-server -p cairn-bench
@@ -152,8 +153,10 @@ tck=$(getconf CLK_TCK)
 run_wrk() {
   local label=$1 file=$2 d=$3 out=$data/wrk-$1.out t0 t1 w0= wpid wp
   t0=$(cpu_ticks "$server_pid")
+  # stdbuf: wrk writes "Running" through stdio, which holds it until exit
+  # when stdout is a file; line buffering lets the loop below see it.
   timeout $((d + 60)) /usr/bin/time -f "%U %S" -o "$data/wrk-$label.time" \
-    wrk -t "$wrk_threads" -c "$conns" -d "${d}s" --timeout 5s -s bench/load/paths.lua "$url" \
+    stdbuf -oL wrk -t "$wrk_threads" -c "$conns" -d "${d}s" --timeout 5s -s bench/load/paths.lua "$url" \
     -- "$file" "$wrk_threads" >"$out" 2>&1 &
   wpid=$!
   pids+=("$wpid")
