@@ -4,7 +4,7 @@
 
 use crate::docs::Docs;
 use crate::record::{ArchivedRecord, ArchivedValue, Point, Record};
-use crate::text::analysis::{compare_form, housenumber_key, tokens};
+use crate::text::analysis::{compare_form, digits_key, housenumber_key, tokens};
 use crate::text::TextDoc;
 
 /// Fields whose words are searched.
@@ -94,13 +94,9 @@ impl HouseNumbers {
             .iter()
             .map(|c| {
                 let n = first(docs.record(c.to_native()), "housenumber");
-                // Most housenumbers are plain digits, whose key is the digits
-                // without leading zeros: no need to build it.
-                if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
-                    let trimmed = n.trim_start_matches('0');
-                    number_hash(if trimmed.is_empty() { "0" } else { trimmed })
-                } else {
-                    number_hash(&housenumber_key(n))
+                match digits_key(n) {
+                    Some(k) => number_hash(k),
+                    None => number_hash(&housenumber_key(n)),
                 }
             })
             .collect();

@@ -130,6 +130,9 @@ fn is_number_token(t: &str) -> bool {
 /// The canonical key of a housenumber: digits without leading zeros, then the
 /// one-letter suffix. "12 bis", "12bis", "12B" and "012 b" all give "12b".
 pub fn housenumber_key(s: &str) -> String {
+    if let Some(k) = digits_key(s) {
+        return k.to_owned();
+    }
     let folded = fold(s);
     let mut parts = folded.split_whitespace();
     let mut key = String::new();
@@ -146,6 +149,17 @@ pub fn housenumber_key(s: &str) -> String {
         key.push_str(ordinal_letter(p).unwrap_or(p));
     }
     key
+}
+
+/// [`housenumber_key`] of a housenumber made of digits only ("007" is
+/// "7"), without building a string: most are, and a generation hashes the
+/// key of each of its million children when it opens.
+pub fn digits_key(s: &str) -> Option<&str> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let trimmed = s.trim_start_matches('0');
+    Some(if trimmed.is_empty() { "0" } else { trimmed })
 }
 
 /// Street types that may follow a housenumber ("12 rue ...").
@@ -550,6 +564,16 @@ mod tests {
         assert_eq!(housenumber_key("12bis"), "12b");
         assert_eq!(housenumber_key("012"), "12");
         assert_eq!(housenumber_key("7 ter"), "7t");
+        // Digits only take the short way; the same key as the long one,
+        // which a space around them forces.
+        for (n, key) in [("007", "7"), ("0", "0"), ("000", "0"), ("120", "120")] {
+            assert_eq!(digits_key(n), Some(key));
+            assert_eq!(housenumber_key(n), key);
+            assert_eq!(housenumber_key(&format!(" {n} ")), key);
+        }
+        assert_eq!(digits_key(""), None);
+        assert_eq!(digits_key("12b"), None);
+        assert_eq!(digits_key(" 12"), None);
     }
 
     #[test]
