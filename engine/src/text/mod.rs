@@ -184,6 +184,18 @@ fn text_err(e: tantivy::TantivyError) -> Error {
     Error::Text(e)
 }
 
+/// `t` as one optional clause of a boolean query.
+fn should(t: Term, option: IndexRecordOption) -> (Occur, Box<dyn Query>) {
+    (Occur::Should, Box::new(TermQuery::new(t, option)))
+}
+
+/// Appends `t` to a memo key, unambiguously (field, value, end mark).
+fn push_term(key: &mut Vec<u8>, t: &Term) {
+    key.extend_from_slice(&t.field().field_id().to_le_bytes());
+    key.extend_from_slice(t.serialized_value_bytes());
+    key.push(0xff);
+}
+
 impl TextIndex {
     /// Opens the index in `dir`; `slot_of` maps a store key to the slot of
     /// its record in this generation's documents.
@@ -340,9 +352,7 @@ impl TextIndex {
         let memo_key = (costly && q.near.is_none()).then(|| {
             let mut key = (k as u64).to_le_bytes().to_vec();
             for t in rare.iter().chain(&common_terms) {
-                key.extend_from_slice(&t.field().field_id().to_le_bytes());
-                key.extend_from_slice(t.serialized_value_bytes());
-                key.push(0xff);
+                push_term(&mut key, t);
             }
             for (name, values) in &q.filters {
                 key.extend_from_slice(name.as_bytes());
@@ -399,10 +409,9 @@ impl TextIndex {
         filters: &[(String, Vec<String>)],
         k: usize,
     ) -> Result<Vec<(f32, tantivy::DocAddress)>> {
-        let term_query = |t: &Term, o: IndexRecordOption| Box::new(TermQuery::new(t.clone(), o)) as Box<dyn Query>;
-        let words = words.iter().flat_map(|w| w.iter()).map(|t| term_query(t, IndexRecordOption::WithFreqs));
-        let cells = cells.iter().map(|t| term_query(t, IndexRecordOption::Basic));
-        let union = words.chain(cells).map(|q| (Occur::Should, q)).collect();
+        let words = words.iter().flat_map(|w| w.iter()).map(|t| should(t.clone(), IndexRecordOption::WithFreqs));
+        let cells = cells.iter().map(|t| should(t.clone(), IndexRecordOption::Basic));
+        let union = words.chain(cells).collect();
         let query = self.filtered(union, filters)?;
         searcher.search(&query, &TopDocs::with_limit(k).order_by_score()).map_err(text_err)
     }
@@ -449,12 +458,7 @@ impl TextIndex {
         }
         let scoring = || tantivy::query::EnableScoring::enabled_from_searcher(searcher);
         let term_weight = |t: &Term, o: IndexRecordOption| TermQuery::new(t.clone(), o).weight(scoring());
-        let any_rare: Vec<(Occur, Box<dyn Query>)> = rare
-            .iter()
-            .map(|t| {
-                (Occur::Should, Box::new(TermQuery::new(t.clone(), IndexRecordOption::WithFreqs)) as Box<dyn Query>)
-            })
-            .collect();
+        let any_rare = rare.iter().map(|t| should(t.clone(), IndexRecordOption::WithFreqs)).collect();
         let rare_weight = BooleanQuery::new(any_rare).weight(scoring()).map_err(text_err)?;
         let mut optional = Vec::with_capacity(common.len() + cells.len());
         for t in common {
@@ -522,8 +526,7 @@ impl TextIndex {
     /// cells, filter values).
     fn max_score(&self, searcher: &tantivy::Searcher, term: &Term, option: IndexRecordOption) -> Result<f32> {
         let mut key = vec![u8::from(option == IndexRecordOption::Basic)];
-        key.extend_from_slice(&term.field().field_id().to_le_bytes());
-        key.extend_from_slice(term.serialized_value_bytes());
+        push_term(&mut key, term);
         if let Some(s) = self.max_scores.get(&key) {
             return Ok(s);
         }
@@ -563,13 +566,8 @@ impl TextIndex {
             let Some((_, field)) = f.filters.iter().find(|(n, _)| n == name) else {
                 return Err(Error::InvalidQuery(format!("unknown filter {name}")));
             };
-            let any: Vec<(Occur, Box<dyn Query>)> = values
-                .iter()
-                .map(|v| {
-                    let t = Term::from_field_text(*field, v);
-                    (Occur::Should, Box::new(TermQuery::new(t, IndexRecordOption::Basic)) as Box<dyn Query>)
-                })
-                .collect();
+            let any =
+                values.iter().map(|v| should(Term::from_field_text(*field, v), IndexRecordOption::Basic)).collect();
             clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
         }
         Ok(())
