@@ -148,15 +148,16 @@ child() { [ -n "$1" ] && pgrep -x -P "$1" "$2" | head -n1; return 0; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 tck=$(getconf CLK_TCK)
 
-# run_wrk LABEL FILE SECONDS: one wrk run; leaves the RESULT line in $result and the wrk CPU
-# seconds in $wrk_cpu, and the server CPU seconds in $srv_cpu.
+# run_wrk LABEL FILE SECONDS [CONNECTIONS]: one wrk run (at $conns connections unless given);
+# leaves the RESULT line in $result and the wrk CPU seconds in $wrk_cpu, and the server CPU
+# seconds in $srv_cpu.
 run_wrk() {
-  local label=$1 file=$2 d=$3 out=$data/wrk-$1.out t0 t1 w0= wpid wp
+  local label=$1 file=$2 d=$3 c=${4:-$conns} out=$data/wrk-$1.out t0 t1 w0= wpid wp
   t0=$(cpu_ticks "$server_pid")
   # stdbuf: wrk writes "Running" through stdio, which holds it until exit
   # when stdout is a file; line buffering lets the loop below see it.
   timeout $((d + 60)) /usr/bin/time -f "%U %S" -o "$data/wrk-$label.time" \
-    stdbuf -oL wrk -t "$wrk_threads" -c "$conns" -d "${d}s" --timeout 5s -s bench/load/paths.lua "$url" \
+    stdbuf -oL wrk -t "$wrk_threads" -c "$c" -d "${d}s" --timeout 5s -s bench/load/paths.lua "$url" \
     -- "$file" "$wrk_threads" >"$out" 2>&1 &
   wpid=$!
   pids+=("$wpid")
@@ -250,9 +251,7 @@ if [ "$lat_conns" -gt 0 ] && [[ " $scenarios " == *" search "* ]]; then
   [ "$warm" -gt 0 ] && run_wrk warmup-latency "$req/warmup.txt" "$warm"
   read -r h0 m0 _ < <(python3 bench/load/probe.py health "$url")
   log "search-latency: ${secs} s, wrk -t$wrk_threads -c$lat_conns"
-  saved_conns=$conns; conns=$lat_conns
-  run_wrk search-latency "$req/search.txt" "$secs"
-  conns=$saved_conns
+  run_wrk search-latency "$req/search.txt" "$secs" "$lat_conns"
   read -r h1 m1 _ < <(python3 bench/load/probe.py health "$url")
   record search-latency "$h0" "$m0" "$h1" "$m1"
   log "search-latency: $(field rps) req/s, p50 ${row_p50[search-latency]} ms, p99 ${row_p99[search-latency]} ms"
@@ -274,9 +273,7 @@ row_wrap[bare]=0
 # the cores, and the scheduler alone gives a server that does nothing a p99 of several ms.
 bare_extra=
 if [ -n "$extra" ]; then
-  saved_conns=$conns; conns=$lat_conns
-  run_wrk bare-latency "$bare_file" "$secs"
-  conns=$saved_conns
+  run_wrk bare-latency "$bare_file" "$secs" "$lat_conns"
   record bare-latency 0 0 0 0
   row_wrap[bare-latency]=0
   bare_extra=bare-latency
