@@ -104,6 +104,16 @@ impl HouseNumbers {
     }
 }
 
+impl HouseNumbers {
+    /// Whether a slot may have a child numbered `key`, by the hashes
+    /// alone: cheap enough to ask of every document a candidate search
+    /// walks; [`find_housenumber`] confirms.
+    pub fn may_have<'a>(&'a self, docs: &'a Docs, key: &str) -> impl Fn(u32) -> bool + 'a {
+        let h = number_hash(key);
+        move |slot| self.0.get(docs.children_at(slot)).is_some_and(|hashes| hashes.contains(&h))
+    }
+}
+
 /// The child of `slot` whose housenumber is `key` ("12b").
 pub fn find_housenumber(docs: &Docs, numbers: &HouseNumbers, slot: u32, key: &str) -> Option<u32> {
     let at = docs.children_at(slot);

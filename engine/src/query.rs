@@ -24,6 +24,9 @@ const TYPO_CANDIDATES: usize = 40;
 /// nearness terms weigh 0.1 each, the text term 1), so the rest are not
 /// fetched. Most full-address queries stop here, at a fraction of the cost.
 const FIRST_CANDIDATES: usize = 10;
+/// Candidates searched for those with the query's housenumber, when the
+/// first ones have none.
+const NUMBER_POOL: usize = 100;
 
 /// A forward geocoding query.
 #[derive(Debug, Clone)]
@@ -151,6 +154,22 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
         score_candidates(docs, &ctx, &fresh, &mut scored)?;
         candidates.extend(fresh);
     }
+    // A number none of the candidates has ("82 rue de l", where many
+    // streets fit the words): a user typing a number expects addresses
+    // with it, so the streets with that number among a wider pool of the
+    // best are scored too, and scoring decides. The pool's list is kept
+    // like any costly one, whatever the number.
+    if let (Some(h), true) = (housenumber.as_deref(), resolve_numbers) {
+        if !scored.iter().any(|s| s.target.child.is_some()) {
+            let has = g.numbers.may_have(docs, h);
+            let pool = g.text.candidates(&tq, NUMBER_POOL)?;
+            check(deadline)?;
+            let fresh: Vec<(f32, u32)> =
+                pool.into_iter().filter(|c| has(c.1) && !candidates.iter().any(|k| k.1 == c.1)).take(wanted).collect();
+            score_candidates(docs, &ctx, &fresh, &mut scored)?;
+            candidates.extend(fresh);
+        }
+    }
     // A city or a postcode alone must bring its municipality even when
     // hundreds of streets share the word: ask the municipalities apart.
     if short && municipality_allowed {
@@ -234,4 +253,57 @@ pub(crate) fn reverse(g: &Generation, q: &ReverseQuery) -> Vec<Feature> {
         .into_iter()
         .map(|(slot, d)| profile::feature(docs, Target::of(docs, slot), rank::geo_score(d), Some(d)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Database, ImportOptions, SearchQuery};
+
+    /// `n` towns with the same "Rue de la Gare", numbers 1 to 5, of which
+    /// only the town `numbered` also has a 82: equal words, equal scores,
+    /// so the full-text order alone puts it anywhere among them.
+    fn gare_streets(dir: &std::path::Path, n: usize, numbered: usize) -> Database {
+        let mut lines = String::new();
+        for t in 0..n {
+            let mut numbers: Vec<String> =
+                (1..=5).map(|h| format!(r#""{h}": {{"id": "s{t}_{h}", "lon": 5.0, "lat": 45.0}}"#)).collect();
+            if t == numbered {
+                numbers.push(format!(r#""82": {{"id": "s{t}_82", "lon": 5.0, "lat": 45.0}}"#));
+            }
+            lines.push_str(&format!(
+                r#"{{"id": "s{t}", "type": "street", "name": "Rue de la Gare", "postcode": "{:05}", "city": "Ville{t}", "lon": 5.0, "lat": 45.0, "importance": 0.5, "housenumbers": {{{}}}}}"#,
+                10000 + t,
+                numbers.join(", ")
+            ));
+            lines.push('\n');
+        }
+        let file = dir.join("gare.ndjson");
+        std::fs::write(&file, lines).unwrap();
+        let db = Database::open(dir.join("db")).unwrap();
+        db.import(&[file], &ImportOptions::default(), &mut |_| {}).unwrap();
+        db
+    }
+
+    fn ids(db: &Database, q: &str) -> Vec<String> {
+        let found = db.search(&SearchQuery::new(q)).unwrap();
+        found.iter().map(|f| f.prop_str("id").unwrap_or_default().to_owned()).collect()
+    }
+
+    #[test]
+    fn a_typed_number_brings_the_streets_that_have_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // Whichever of 60 identical streets has the number, wherever the
+        // index puts it among the others, "82 rue de la g..." finds it.
+        for numbered in [0, 30, 59] {
+            let sub = dir.path().join(numbered.to_string());
+            std::fs::create_dir(&sub).unwrap();
+            let db = gare_streets(&sub, 60, numbered);
+            for q in ["82 rue de la gare", "82 rue de la g", "82 Rue de la Ga"] {
+                let got = ids(&db, q);
+                assert_eq!(got.first().map(String::as_str), Some(format!("s{numbered}_82").as_str()), "{q}: {got:?}");
+            }
+            // A number every street has: the first ones have it, as before.
+            assert!(ids(&db, "3 rue de la gare")[0].ends_with("_3"));
+        }
+    }
 }
