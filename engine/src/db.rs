@@ -80,6 +80,7 @@ pub struct Generation {
     pub(crate) geo: GeoIndex,
     pub(crate) text: TextIndex,
     pub(crate) numbers: profile::HouseNumbers,
+    pub(crate) towns: profile::TownWords,
 }
 
 impl Generation {
@@ -96,7 +97,8 @@ impl Generation {
         }
         let text = TextIndex::open(&dir.join("text"), &profile::FILTERS, &|key| docs.slot_of_key(key))?;
         let numbers = profile::HouseNumbers::build(&docs);
-        Ok(Generation { number, docs, geo, text, numbers })
+        let towns = profile::TownWords::build(&docs, &text.slots_where("type", "municipality")?);
+        Ok(Generation { number, docs, geo, text, numbers, towns })
     }
 }
 

@@ -114,6 +114,56 @@ impl HouseNumbers {
     }
 }
 
+/// How many municipalities have each word in their names, made when a
+/// generation opens. A city's name is a common word of the index when the
+/// city is big ("paris" is in every Paris street): this tells such a word,
+/// which names a place, from "rue" or "la", which do not (or name too
+/// many: "saint", "sur").
+pub struct TownWords(std::collections::BTreeMap<String, u32>);
+
+/// At most this many municipalities for a word to name a place.
+const FEW_TOWNS: u32 = 20;
+
+impl TownWords {
+    pub fn build(docs: &Docs, municipalities: &[u32]) -> TownWords {
+        let mut counts = std::collections::BTreeMap::new();
+        let mut words = Vec::new();
+        for &slot in municipalities {
+            words.clear();
+            for name in docs.record(slot).get("name").map(|v| v.strs()).unwrap_or_default() {
+                words.extend(tokens(name));
+            }
+            words.sort_unstable();
+            words.dedup();
+            for w in words.drain(..) {
+                *counts.entry(w).or_insert(0u32) += 1;
+            }
+        }
+        TownWords(counts)
+    }
+
+    /// Whether `word` is in the names of a few municipalities.
+    pub fn names_few(&self, word: &str) -> bool {
+        self.0.get(word).is_some_and(|n| *n <= FEW_TOWNS)
+    }
+
+    /// Whether words of the names of a few municipalities start with
+    /// `prefix`.
+    pub fn start_few(&self, prefix: &str) -> bool {
+        let mut n = 0;
+        for (w, c) in self.0.range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded)) {
+            if !w.starts_with(prefix) {
+                break;
+            }
+            n += c;
+            if n > FEW_TOWNS {
+                return false;
+            }
+        }
+        n > 0
+    }
+}
+
 /// The child of `slot` whose housenumber is `key` ("12b").
 pub fn find_housenumber(docs: &Docs, numbers: &HouseNumbers, slot: u32, key: &str) -> Option<u32> {
     let at = docs.children_at(slot);

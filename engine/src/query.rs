@@ -24,6 +24,10 @@ const TYPO_CANDIDATES: usize = 40;
 /// nearness terms weigh 0.1 each, the text term 1), so the rest are not
 /// fetched. Most full-address queries stop here, at a fraction of the cost.
 const FIRST_CANDIDATES: usize = 10;
+/// Municipalities asked for apart for a short query: enough that a prefix
+/// shared by many ("pari": Parigné, Parigny...) still brings the one that
+/// matters most (Paris), which scoring then puts first by importance.
+const TOWN_CANDIDATES: usize = 20;
 /// Candidates searched for those with the query's housenumber, when the
 /// first ones have none.
 const NUMBER_POOL: usize = 100;
@@ -173,19 +177,25 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
     // A city or a postcode alone must bring its municipality even when
     // hundreds of streets share the word: ask the municipalities apart.
     if short && municipality_allowed {
-        // Only words rare enough to name a place: "rue de la" names none, and
-        // a filtered union of common words is the most expensive query there is.
+        // Only words that may name a place: rare ones, or the name of a
+        // big city ("paris", in every Paris street). "rue de la" names
+        // none, and a filtered union of common words is the most expensive
+        // query there is.
         let rare = g.text.num_docs() / 50 + 100;
-        tq.words.retain(|w| w.freq <= rare);
-        if tq.prefix.as_ref().is_some_and(|p| p.freq > rare) {
+        tq.words.retain(|w| w.freq <= rare || g.towns.names_few(&w.text));
+        if tq.prefix.as_ref().is_some_and(|p| p.freq > rare && !g.towns.start_few(&p.text)) {
             tq.prefix = None;
         }
     }
     if short && municipality_allowed && (!tq.words.is_empty() || tq.prefix.is_some()) {
         tq.filters.retain(|(n, _)| n != "type");
         tq.filters.push(("type".to_owned(), vec!["municipality".to_owned()]));
-        let fresh: Vec<(f32, u32)> =
-            g.text.candidates(&tq, 5)?.into_iter().filter(|c| !candidates.iter().any(|k| k.1 == c.1)).collect();
+        let fresh: Vec<(f32, u32)> = g
+            .text
+            .candidates(&tq, TOWN_CANDIDATES)?
+            .into_iter()
+            .filter(|c| !candidates.iter().any(|k| k.1 == c.1))
+            .collect();
         score_candidates(docs, &ctx, &fresh, &mut scored)?;
     }
     scored.sort_by(|a, b| {
@@ -277,7 +287,11 @@ mod tests {
             ));
             lines.push('\n');
         }
-        let file = dir.join("gare.ndjson");
+        import(dir, &lines)
+    }
+
+    fn import(dir: &std::path::Path, lines: &str) -> Database {
+        let file = dir.join("data.ndjson");
         std::fs::write(&file, lines).unwrap();
         let db = Database::open(dir.join("db")).unwrap();
         db.import(&[file], &ImportOptions::default(), &mut |_| {}).unwrap();
@@ -305,5 +319,41 @@ mod tests {
             // A number every street has: the first ones have it, as before.
             assert!(ids(&db, "3 rue de la gare")[0].ends_with("_3"));
         }
+    }
+
+    #[test]
+    fn a_big_city_typed_alone_is_found() {
+        // Paris: a municipality whose name is in 300 street records, far
+        // more than a word that names a place usually is, and a long record
+        // (20 postcodes) that full-text scoring ranks below them; and eight
+        // small towns whose names start like it, each a shorter record.
+        let town = |id: &str, name: &str, postcodes: &str, importance: f64| {
+            format!(
+                r#"{{"id": "{id}", "type": "municipality", "name": "{name}", "postcode": [{postcodes}], "citycode": "{id}", "city": "{name}", "lon": 2.35, "lat": 48.85, "importance": {importance}}}"#
+            )
+        };
+        let paris_postcodes: Vec<String> = (1..=20).map(|a| format!(r#""750{a:02}""#)).collect();
+        let mut lines = vec![town("75056", "Paris", &paris_postcodes.join(", "), 0.9)];
+        for i in 0..8 {
+            let id = format!("0100{i}");
+            let name = format!("Parigny {}", ["A", "B", "C", "D", "E", "F", "G", "H"][i]);
+            lines.push(town(&id, &name, &format!(r#""{id}""#), 0.3));
+        }
+        for i in 0..300 {
+            lines.push(format!(
+                r#"{{"id": "p{i}", "type": "street", "name": "Rue {i}", "postcode": "75001", "citycode": "75056", "city": "Paris", "lon": 2.35, "lat": 48.85, "importance": 0.5}}"#
+            ));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let db = import(dir.path(), &(lines.join("\n") + "\n"));
+        for q in ["paris", "Paris", "PARIS", "pari"] {
+            assert_eq!(ids(&db, q).first().map(String::as_str), Some("75056"), "{q}");
+        }
+        // Typed as a whole word, not completed.
+        let mut whole = SearchQuery::new("paris");
+        whole.autocomplete = false;
+        assert_eq!(db.search(&whole).unwrap().first().and_then(|f| f.prop_str("id")), Some("75056"));
+        // A word that names no town stays out of the municipalities' query.
+        assert!(ids(&db, "rue").iter().all(|id| id.starts_with('p')));
     }
 }

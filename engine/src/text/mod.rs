@@ -399,6 +399,36 @@ impl TextIndex {
         Ok(out)
     }
 
+    /// The slots of the documents whose filter field `name` holds `value`
+    /// ("type", "municipality"), in index order.
+    pub fn slots_where(&self, name: &str, value: &str) -> Result<Vec<u32>> {
+        let Some((_, field)) = self.fields.filters.iter().find(|(n, _)| n == name) else {
+            return Err(Error::InvalidQuery(format!("unknown filter {name}")));
+        };
+        let term = Term::from_field_text(*field, value);
+        let mut out = Vec::new();
+        let searcher = self.reader.searcher();
+        for (ord, segment) in searcher.segment_readers().iter().enumerate() {
+            let index = segment.inverted_index(*field).map_err(text_err)?;
+            let Some(mut postings) =
+                index.read_postings(&term, IndexRecordOption::Basic).map_err(|e| text_err(e.into()))?
+            else {
+                continue;
+            };
+            let slots = &self.slots[ord];
+            let alive = segment.alive_bitset();
+            let mut doc = postings.doc();
+            while doc != tantivy::TERMINATED {
+                match slots.get(doc as usize) {
+                    Some(&slot) if slot != u32::MAX && alive.is_none_or(|a| a.is_alive(doc)) => out.push(slot),
+                    _ => {}
+                }
+                doc = postings.advance();
+            }
+        }
+        Ok(out)
+    }
+
     /// The best `k` documents of the union of `words` and `cells`, by
     /// tantivy's block-max WAND, among those that pass the filters.
     fn union(
