@@ -208,6 +208,21 @@ fn http_csv_errors() {
     );
     assert_eq!(status, 400);
     assert!(String::from_utf8_lossy(&body).contains("nope"));
+    // Reverse: named latitude and longitude columns that the file lacks.
+    for (lat, lon, missing) in [("nope", "lon", "nope"), ("lat", "x", "x")] {
+        let (status, _, body) = post_multipart(
+            &server.addr,
+            "/reverse/csv",
+            &[
+                ("data", Some("p.csv"), b"lat,lon\n48.86906,2.33156\n"),
+                ("lat", None, lat.as_bytes()),
+                ("lon", None, lon.as_bytes()),
+            ],
+        );
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains(&format!("Cannot found column '{missing}'")), "{body}");
+    }
     let big = vec![b'a'; 5000];
     let (status, _, body) = post_multipart(&server.addr, "/search/csv", &[("data", Some("x.csv"), &big)]);
     assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));

@@ -623,7 +623,16 @@ fn csv_options(form: &CsvForm, header: &[String], reverse: bool) -> Result<cairn
         let lat = pick(&["latitude", "lat"], get("lat"));
         let lon = pick(&["longitude", "lon", "lng", "long"], get("lon"));
         match (lat, lon) {
-            (Some(la), Some(lo)) => options.reverse = Some((la, lo)),
+            (Some(la), Some(lo)) => {
+                // Checked here, as `columns` are: once the body has started,
+                // an error can only cut it short under a 200.
+                for c in [&la, &lo] {
+                    if !header.contains(c) {
+                        return Err(bad(400, format!("Cannot found column '{c}' in columns {header:?}")));
+                    }
+                }
+                options.reverse = Some((la, lo))
+            }
             _ => return Err(bad(400, format!("No latitude/longitude columns in {header:?}"))),
         }
     }
