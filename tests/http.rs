@@ -204,6 +204,27 @@ fn bad_input_gets_a_4xx_with_a_json_reason() {
     }
     let (status, body) = s.request("POST", "/search?q=paris");
     assert_eq!(status, 405, "{body}");
+    // A browser's CORS preflight, for a widget that sends X-Requested-With:
+    // allowed on the public routes, as Addok allows it.
+    for (target, methods) in [("/search?q=paris", "GET, OPTIONS"), ("/reverse/csv", "POST, OPTIONS")] {
+        let req = format!(
+            "OPTIONS {target} HTTP/1.1\r\nHost: x\r\nOrigin: http://example.org\r\nAccess-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: x-requested-with\r\nConnection: close\r\n\r\n"
+        );
+        let (status, head, body) = common::exchange(&s.addr, req.as_bytes());
+        let head = head.to_ascii_lowercase();
+        assert_eq!(status, 200, "{target}: {head}");
+        assert!(body.is_empty(), "{target}");
+        for line in [
+            "access-control-allow-origin: *".to_owned(),
+            "access-control-allow-headers: x-requested-with".to_owned(),
+            format!("access-control-allow-methods: {}", methods.to_ascii_lowercase()),
+            format!("allow: {}", methods.to_ascii_lowercase()),
+        ] {
+            assert!(head.contains(&line), "{target}: no {line:?} in {head}");
+        }
+    }
+    // Not on the authenticated write routes.
+    assert_eq!(s.request("OPTIONS", "/documents").0, 405);
     // The server is still answering after all of that.
     assert_eq!(s.get_json("/search?q=paris").0, 200);
 }

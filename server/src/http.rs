@@ -12,8 +12,8 @@ use cairn::{Database, ResponseCache};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderName, HeaderValue, ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, CONTENT_ENCODING, CONTENT_TYPE,
-    RETRY_AFTER, VARY,
+    HeaderName, HeaderValue, ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, VARY,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -181,16 +181,18 @@ impl App {
     async fn route(self: &Arc<Self>, route: Route, req: Request<Incoming>) -> Response<Body> {
         let enc = Encoding::negotiate(req.headers().get(ACCEPT_ENCODING).and_then(|v| v.to_str().ok()));
         match route {
+            Route::SearchCsv | Route::ReverseCsv if req.method() == Method::OPTIONS => preflight("POST, OPTIONS"),
             Route::SearchCsv | Route::ReverseCsv => {
                 if req.method() != Method::POST {
-                    return method_not_allowed("POST");
+                    return method_not_allowed("POST, OPTIONS");
                 }
                 handle_csv(self.db.clone(), req, route == Route::ReverseCsv, &self.limits, enc).await
             }
             Route::Other => respond(StatusCode::NOT_FOUND, &json!({"title": "404 Not Found"})),
             Route::Documents => self.documents(req).await,
             Route::Snapshot => self.snapshot(req).await,
-            _ if req.method() != Method::GET && req.method() != Method::HEAD => method_not_allowed("GET"),
+            _ if req.method() == Method::OPTIONS => preflight("GET, OPTIONS"),
+            _ if req.method() != Method::GET && req.method() != Method::HEAD => method_not_allowed("GET, OPTIONS"),
             // The index libraries assume their files are sound; should one
             // panic on a damaged file, this request answers 500 and the
             // connection and the server go on.
@@ -495,6 +497,19 @@ fn committed(
         Ok(Err(e)) => internal(e),
         Err(e) => bad(500, format!("The write did not finish: {e}")),
     }
+}
+
+/// The answer to a browser's CORS preflight (and to any OPTIONS) on the
+/// public routes, as Addok gives it: the methods, and leave to send
+/// `X-Requested-With`, which some autocomplete widgets add to every request.
+fn preflight(allow: &'static str) -> Response<Body> {
+    let mut r = respond_bytes(StatusCode::OK, Bytes::new());
+    let h = r.headers_mut();
+    h.remove(CONTENT_TYPE);
+    h.insert(ALLOW, HeaderValue::from_static(allow));
+    h.insert(ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(allow));
+    h.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("X-Requested-With"));
+    r
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {
