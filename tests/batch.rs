@@ -76,6 +76,19 @@ fn delimiters_are_detected_and_kept() {
 }
 
 #[test]
+fn result_columns_are_written_as_addok_csv_writes_them() {
+    let dir = db();
+    let input = "q\n12 rue de la paix 75002 paris\nrue de la paix paris\n";
+    let (out, _) = batch(dir.path(), input.as_bytes(), &[]);
+    let r = rows(&out, b',');
+    // A housenumber's result_name is its street's name, without the number
+    // (the JSON `name` has it); a street's is its name.
+    assert_eq!(column(&r, "result_type"), vec!["housenumber", "street"]);
+    assert_eq!(column(&r, "result_name"), vec!["Rue de la Paix", "Rue de la Paix"]);
+    assert_eq!(column(&r, "result_label")[0], "12 Rue de la Paix 75002 Paris");
+}
+
+#[test]
 fn quoting_bom_and_latin1() {
     let dir = db();
     // Quoted fields with the delimiter and quotes inside survive unchanged.

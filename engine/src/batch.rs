@@ -298,6 +298,17 @@ fn result_selection(o: &BatchOptions) -> Result<Vec<(&'static str, usize)>> {
         .collect()
 }
 
+/// A score as addok-csv writes it: rounded to 2 decimals, then printed as
+/// Python prints a float ("0.9", "0.95", "1.0").
+fn score_cell(score: f64) -> String {
+    let s = ((score * 100.0).round() / 100.0).to_string();
+    if s.contains('.') {
+        s
+    } else {
+        s + ".0"
+    }
+}
+
 fn result_cells(outcome: &Outcome, reverse: bool) -> Vec<String> {
     let mut cells = vec![String::new(); SEARCH_HEAD.len() + RESULT_TAIL.len()];
     let status = match outcome {
@@ -311,11 +322,13 @@ fn result_cells(outcome: &Outcome, reverse: bool) -> Vec<String> {
             cells[0] = f.point.lat.to_string();
             cells[1] = f.point.lon.to_string();
             cells[2] = p("label");
-            cells[3] = if reverse { p("distance") } else { format!("{:.2}", f.score) };
+            cells[3] = if reverse { p("distance") } else { score_cell(f.score) };
             cells[4] = p("type");
             cells[5] = p("id");
             cells[6] = p("housenumber");
-            cells[7] = p("name");
+            // addok-csv writes the street's own name here, without the
+            // number that the JSON `name` of a housenumber carries.
+            cells[7] = if f.prop("housenumber").is_some() { p("street") } else { p("name") };
             cells[8] = p("street");
             cells[9] = p("postcode");
             cells[10] = p("city");
@@ -550,6 +563,15 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scores_are_written_as_addok_csv_writes_them() {
+        for (score, cell) in
+            [(0.9, "0.9"), (0.9012, "0.9"), (0.951, "0.95"), (0.996, "1.0"), (1.0, "1.0"), (0.0, "0.0")]
+        {
+            assert_eq!(score_cell(score), cell, "{score}");
+        }
+    }
 
     #[test]
     fn delimiters_are_detected_outside_quotes() {
