@@ -298,6 +298,14 @@ pub fn parse_query(q: &str) -> ParsedQuery {
             continue;
         }
         let before_type = glued.get(i + 1).is_some_and(|n| is_street_type(n));
+        // A number first, then "<number> <street type>": a row id or a flat
+        // number put before the address ("3 13 rue du 8 mai 1945"), noise.
+        let number_follows =
+            glued.get(i + 1).is_some_and(|n| is_number_token(n)) && glued.get(i + 2).is_some_and(|n| is_street_type(n));
+        if housenumber.is_none() && i == 0 && is_number_token(t) && number_follows {
+            i += 1;
+            continue;
+        }
         if housenumber.is_none() && is_number_token(t) && (i == 0 || before_type) {
             housenumber = Some(housenumber_key(t));
             // Words before "<number> <street type>" are either a building
@@ -552,6 +560,11 @@ mod tests {
         let p = parse_query("Résidence Les Tilleuls Bât B 16, Rue du Marché 06000 NICE CEDEX 3");
         assert_eq!(p.housenumber.as_deref(), Some("16"));
         assert_eq!(p.tokens, vec!["rue", "du", "marche", "06000", "nice"]);
+        // A number before "<number> <street type>" (a row id) is dropped.
+        let p = parse_query("3 13 Rue du 8 Mai 1945 Villeurbanne");
+        assert_eq!(p.housenumber.as_deref(), Some("13"));
+        assert_eq!(p.tokens, vec!["rue", "du", "8", "mai", "1945", "villeurbanne"]);
+        assert_eq!(parse_query("7 12 bis avenue foch").housenumber.as_deref(), Some("12b"));
         // A city typed first goes after the street, as in labels.
         let p = parse_query("Cannes 7 Rue Haute");
         assert_eq!(p.housenumber.as_deref(), Some("7"));
