@@ -227,7 +227,20 @@ impl GeoIndex {
 
     /// The `k` nearest points accepted by `keep`, nearest first, as
     /// (slot, distance in metres). Several points may share a slot.
-    pub fn nearest(&self, at: Point, k: usize, mut keep: impl FnMut(u32) -> bool) -> Vec<(u32, f64)> {
+    pub fn nearest(&self, at: Point, k: usize, keep: impl FnMut(u32) -> bool) -> Vec<(u32, f64)> {
+        self.nearest_within(at, k, f64::INFINITY, keep)
+    }
+
+    /// [`GeoIndex::nearest`], looking no further than about `reach_m`
+    /// metres: a filter that takes few points then does not walk every
+    /// cell of the search's 2° reach.
+    pub fn nearest_within(
+        &self,
+        at: Point,
+        k: usize,
+        reach_m: f64,
+        mut keep: impl FnMut(u32) -> bool,
+    ) -> Vec<(u32, f64)> {
         let data = self.data();
         if k == 0 || data.points.is_empty() || !at.is_valid() {
             return Vec::new();
@@ -297,7 +310,9 @@ impl GeoIndex {
             }
         };
         let col = |c: usize| data.cells[c].to_native() as u32;
-        for r in 0..=(MAX_REACH_DEG / deg) as i64 {
+        // Ring r holds only points at least (r - 1) cells away.
+        let rings = ((MAX_REACH_DEG / deg) as i64).min((reach_m / cell_min_m).ceil().min(1e9) as i64 + 1);
+        for r in 0..=rings {
             // Ring r: the whole first and last rows, the two end cells of
             // the rows between. A row's cells are contiguous in key order.
             let (lo, hi) = (col_of(cj - r), col_of(cj + r));
@@ -325,7 +340,7 @@ impl GeoIndex {
                 break;
             }
         }
-        found.into_iter().map(|(_, slot, p)| (slot, haversine_m(at, p))).collect()
+        found.into_iter().map(|(_, slot, p)| (slot, haversine_m(at, p))).filter(|(_, d)| *d <= reach_m).collect()
     }
 }
 

@@ -164,16 +164,24 @@ impl TownWords {
     }
 }
 
+/// Whether the record at `slot` is a housenumber numbered `key` ("12b").
+pub fn is_number(docs: &Docs, slot: u32, key: &str) -> bool {
+    let r = docs.record(slot);
+    r.kind.as_str() == CHILD_KIND && housenumber_key(first(r, "housenumber")) == key
+}
+
 /// The child of `slot` whose housenumber is `key` ("12b").
 pub fn find_housenumber(docs: &Docs, numbers: &HouseNumbers, slot: u32, key: &str) -> Option<u32> {
     let at = docs.children_at(slot);
     let hashes = numbers.0.get(at.clone())?;
     let children = &docs.all_children()[at];
     let h = number_hash(key);
-    hashes.iter().zip(children).filter(|(hash, _)| **hash == h).map(|(_, c)| c.to_native()).find(|c| {
-        let r = docs.record(*c);
-        r.kind.as_str() == CHILD_KIND && housenumber_key(first(r, "housenumber")) == key
-    })
+    hashes
+        .iter()
+        .zip(children)
+        .filter(|(hash, _)| **hash == h)
+        .map(|(_, c)| c.to_native())
+        .find(|c| is_number(docs, *c, key))
 }
 
 /// The label shown to users: "12 Rue de la Paix 75002 Paris".

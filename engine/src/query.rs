@@ -28,6 +28,8 @@ const FIRST_CANDIDATES: usize = 10;
 /// shared by many ("pari": Parigné, Parigny...) still brings the one that
 /// matters most (Paris), which scoring then puts first by importance.
 const TOWN_CANDIDATES: usize = 20;
+/// How far from the given point a number typed alone is looked for.
+const NUMBER_REACH_M: f64 = 10_000.0;
 /// Candidates searched for those with the query's housenumber, when the
 /// first ones have none.
 const NUMBER_POOL: usize = 100;
@@ -90,13 +92,16 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
     let docs = &g.docs;
     let parsed = parse_query(&q.q);
     let mut words = parsed.tokens;
-    let mut housenumber = parsed.housenumber;
+    let housenumber = parsed.housenumber;
     if words.is_empty() {
-        // A lone number is a word to look for, not a housenumber of nothing.
-        match housenumber.take() {
-            Some(h) => words.push(h),
-            None => return Ok(Vec::new()),
-        }
+        // A number alone names no place ("12" is in the context of every
+        // town of Aveyron): Addok answers nothing, or, given a point, the
+        // addresses with that number nearest to it, which is what someone
+        // typing "12" on a map means.
+        return match (housenumber, q.near) {
+            (Some(h), Some(at)) => numbers_near(g, q, &parsed.compare, &h, at, deadline),
+            _ => Ok(Vec::new()),
+        };
     }
     // Children are found through their parents: a housenumber filter
     // searches the kinds that hold housenumbers, then keeps resolved ones.
@@ -198,14 +203,20 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
             .collect();
         score_candidates(docs, &ctx, &fresh, &mut scored)?;
     }
+    Ok(ranked(docs, scored, q.limit))
+}
+
+/// The best `limit` of `scored`, by score, then importance, then id (so
+/// that ties do not depend on the order candidates came in).
+fn ranked(docs: &Docs, mut scored: Vec<Scored>, limit: usize) -> Vec<Feature> {
     scored.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)
             .then(b.importance.total_cmp(&a.importance))
             .then_with(|| a.target.leaf(docs).id.as_str().cmp(b.target.leaf(docs).id.as_str()))
     });
-    scored.truncate(q.limit);
-    Ok(scored.into_iter().map(|s| profile::feature(docs, s.target, s.score, s.distance)).collect())
+    scored.truncate(limit);
+    scored.into_iter().map(|s| profile::feature(docs, s.target, s.score, s.distance)).collect()
 }
 
 /// What scoring a candidate needs of the query.
@@ -253,6 +264,47 @@ fn score_candidates(
         }
     }
     Ok(())
+}
+
+/// The housenumbers numbered `key` nearest to `at`, within
+/// [`NUMBER_REACH_M`], scored as any search result (so "12" scores as
+/// Addok scores it: a label that starts with the query, importance and
+/// nearness).
+fn numbers_near(
+    g: &Generation,
+    q: &SearchQuery,
+    compare: &str,
+    key: &str,
+    at: Point,
+    deadline: Option<Instant>,
+) -> Result<Vec<Feature>> {
+    let docs = &g.docs;
+    let kinds = q.filters.iter().find(|(n, _)| n == "type").map(|(_, v)| v.clone());
+    let keep = |slot: u32| {
+        let t = Target::of(docs, slot);
+        t.child.is_some() && profile::is_number(docs, slot, key) && profile::passes(docs, t, &q.filters)
+    };
+    let streets: Vec<(f32, u32)> = g
+        .geo
+        .nearest_within(at, q.limit, NUMBER_REACH_M, keep)
+        .into_iter()
+        .map(|(slot, _)| (0.0, Target::of(docs, slot).slot))
+        .collect();
+    check(deadline)?;
+    let query_bigrams = crate::text::analysis::BigramCounts::new(compare);
+    let ctx = ScoreContext {
+        q,
+        parsed_compare: compare,
+        housenumber: Some(key),
+        resolve_numbers: true,
+        kinds: kinds.as_deref(),
+        deadline,
+        query_bigrams: &query_bigrams,
+        numbers: &g.numbers,
+    };
+    let mut scored = Vec::with_capacity(streets.len());
+    score_candidates(docs, &ctx, &streets, &mut scored)?;
+    Ok(ranked(docs, scored, q.limit))
 }
 
 pub(crate) fn reverse(g: &Generation, q: &ReverseQuery) -> Vec<Feature> {
@@ -355,5 +407,39 @@ mod tests {
         assert_eq!(db.search(&whole).unwrap().first().and_then(|f| f.prop_str("id")), Some("75056"));
         // A word that names no town stays out of the municipalities' query.
         assert!(ids(&db, "rue").iter().all(|id| id.starts_with('p')));
+    }
+
+    #[test]
+    fn a_number_alone_is_the_nearest_addresses_with_it() {
+        // Three streets 0.5, 1 and 3 km north of the point; the nearest has
+        // no 12. A town whose context says "12" (its département).
+        let street = |id: &str, lat: f64, numbers: &[&str]| {
+            let numbers: Vec<String> = numbers
+                .iter()
+                .map(|n| format!(r#""{n}": {{"id": "{id}_{n}", "lon": 2.0, "lat": {lat}}}"#))
+                .collect();
+            format!(
+                r#"{{"id": "{id}", "type": "street", "name": "Rue {id}", "postcode": "12000", "city": "Rodez", "lon": 2.0, "lat": {lat}, "importance": 0.5, "housenumbers": {{{}}}}}"#,
+                numbers.join(", ")
+            )
+        };
+        let lines = [
+            street("a", 45.0045, &["1", "2"]),
+            street("b", 45.009, &["12", "14"]),
+            street("c", 45.027, &["12"]),
+            r#"{"id": "12202", "type": "municipality", "name": "Rodez", "postcode": ["12000"], "citycode": "12202", "city": "Rodez", "context": "12, Aveyron, Occitanie", "lon": 2.5, "lat": 44.35, "importance": 0.5}"#.to_owned(),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let db = import(dir.path(), &(lines.join("\n") + "\n"));
+        assert!(ids(&db, "12").is_empty(), "no point: a number names nothing");
+        let mut near = SearchQuery::new("12");
+        near.near = Some(crate::Point { lat: 45.0, lon: 2.0 });
+        let found = db.search(&near).unwrap();
+        let got: Vec<&str> = found.iter().filter_map(|f| f.prop_str("id")).collect();
+        assert_eq!(got, ["b_12", "c_12"]);
+        assert!(found[0].score > found[1].score);
+        // Further than 10 km, nothing.
+        near.near = Some(crate::Point { lat: 45.2, lon: 2.0 });
+        assert!(db.search(&near).unwrap().is_empty());
     }
 }
