@@ -104,6 +104,17 @@ impl ResponseCache {
 
     /// The body cached for this request on this generation, if still fresh.
     pub fn get(&self, generation: u64, key: &str) -> Option<Vec<u8>> {
+        let body = self.peek(generation, key);
+        if body.is_none() {
+            self.missed();
+        }
+        body
+    }
+
+    /// [`ResponseCache::get`], counting a hit but not a miss: for a caller
+    /// that looks before it knows whether the request is valid, and counts
+    /// the miss with [`ResponseCache::missed`] once it is.
+    pub fn peek(&self, generation: u64, key: &str) -> Option<Vec<u8>> {
         let k = full_key(generation, key);
         match self.inner.get(&k) {
             Some(e) => {
@@ -122,14 +133,15 @@ impl ResponseCache {
                     return Some(body);
                 }
                 self.inner.remove(&k);
-                self.misses.fetch_add(1, Ordering::Relaxed);
                 None
             }
-            None => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                None
-            }
+            None => None,
         }
+    }
+
+    /// Counts a miss.
+    pub fn missed(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Keeps a finished body; `found` says whether it holds any result.
@@ -178,6 +190,17 @@ mod tests {
         assert!(c.get(2, "/search?q=a").is_none());
         let s = c.stats();
         assert_eq!((s.hits, s.misses, s.entries), (1, 2, 1));
+    }
+
+    #[test]
+    fn a_peek_counts_hits_and_leaves_misses_to_the_caller() {
+        let c = ResponseCache::new(CacheConfig::default());
+        assert!(c.peek(1, "k").is_none());
+        assert_eq!((c.stats().hits, c.stats().misses), (0, 0));
+        c.missed();
+        c.insert(1, "k", body("v"), true);
+        assert_eq!(c.peek(1, "k").as_deref(), Some(body("v")));
+        assert_eq!((c.stats().hits, c.stats().misses), (1, 1));
     }
 
     #[test]

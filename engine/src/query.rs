@@ -414,10 +414,8 @@ mod tests {
         // Three streets 0.5, 1 and 3 km north of the point; the nearest has
         // no 12. A town whose context says "12" (its département).
         let street = |id: &str, lat: f64, numbers: &[&str]| {
-            let numbers: Vec<String> = numbers
-                .iter()
-                .map(|n| format!(r#""{n}": {{"id": "{id}_{n}", "lon": 2.0, "lat": {lat}}}"#))
-                .collect();
+            let numbers: Vec<String> =
+                numbers.iter().map(|n| format!(r#""{n}": {{"id": "{id}_{n}", "lon": 2.0, "lat": {lat}}}"#)).collect();
             format!(
                 r#"{{"id": "{id}", "type": "street", "name": "Rue {id}", "postcode": "12000", "city": "Rodez", "lon": 2.0, "lat": {lat}, "importance": 0.5, "housenumbers": {{{}}}}}"#,
                 numbers.join(", ")

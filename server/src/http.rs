@@ -143,7 +143,9 @@ impl App {
         let started = Instant::now();
         let route = Route::of(req.uri().path());
         let method = req.method().clone();
-        let target = req.uri().path_and_query().map(|p| p.as_str().to_owned());
+        let target = (self.access_log != AccessLog::Off)
+            .then(|| req.uri().path_and_query().map(|p| p.as_str().to_owned()))
+            .flatten();
         let rate = match (&self.limiter, route) {
             (_, Route::Health | Route::Ready | Route::Metrics) | (None, _) => None,
             (Some(l), _) => Some(l.check(client)),
@@ -211,12 +213,18 @@ impl App {
     /// The GET routes: pure functions of the request and the database.
     pub fn get(&self, route: Route, path: &str, query: Option<&str>, enc: Encoding) -> Response<Body> {
         let db = &self.db;
+        // Only answers to valid requests are cached, so a hit needs no
+        // parsing: that is a sixth of a hit's own work.
+        let key = matches!(route, Route::Search | Route::Reverse).then(|| self.cache_key(route, query, enc)).flatten();
+        if let Some(hit) = key.as_deref().and_then(|k| self.cache_hit(k)) {
+            return hit;
+        }
         let p = Params::parse(query);
         let deadline = self.limits.time_budget.map(|b| Instant::now() + b);
         match route {
             Route::Search => match params::search(&p, self.limits.max_limit) {
                 Err(e) => error(e),
-                Ok(q) => self.cached(route, query, enc, &|| {
+                Ok(q) => self.computed(key.as_deref(), enc, &|| {
                     let features = match deadline {
                         Some(d) => db.search_until(&q, d)?,
                         None => db.search(&q)?,
@@ -227,7 +235,7 @@ impl App {
             },
             Route::Reverse => match params::reverse(&p, self.limits.max_limit) {
                 Err(e) => error(e),
-                Ok(q) => self.cached(route, query, enc, &|| {
+                Ok(q) => self.computed(key.as_deref(), enc, &|| {
                     let features = db.reverse(&q)?;
                     let echo = Echo { query: None, filters: &q.filters, center: None, limit: q.limit };
                     Ok((geojson::collection_bytes(&features, &echo), !features.is_empty()))
@@ -410,29 +418,39 @@ impl App {
     /// Answers from the cache, or computes, caches and answers. Only valid
     /// requests get here; the key is the coding, the route and the query's
     /// pairs in sorted order, under the generation that answers.
-    fn cached(
-        &self,
-        route: Route,
-        query: Option<&str>,
-        enc: Encoding,
-        compute: &dyn Fn() -> Result<(Vec<u8>, bool), cairn::Error>,
-    ) -> Response<Body> {
-        let generation = self.db.generation();
-        let key = self.cache.as_ref().map(|_| {
+    /// The response cache's key of a request: its route, the encoding
+    /// asked for and its parameters in a canonical order.
+    fn cache_key(&self, route: Route, query: Option<&str>, enc: Encoding) -> Option<String> {
+        self.cache.as_ref().map(|_| {
             let mut pairs: Vec<&str> = query.unwrap_or("").split('&').filter(|s| !s.is_empty()).collect();
             pairs.sort_unstable();
             format!("{}{}?{}", enc.name().unwrap_or(""), route.name(), pairs.join("&"))
-        });
-        if let (Some(c), Some(k)) = (&self.cache, &key) {
-            if let Some(body) = c.get(generation, k) {
-                let tag = body.first().copied().unwrap_or(TAG_IDENTITY);
-                return self.tagged(StatusCode::OK, tag, Bytes::from(body).slice(1..));
-            }
+        })
+    }
+
+    fn cache_hit(&self, key: &str) -> Option<Response<Body>> {
+        let body = self.cache.as_ref()?.peek(self.db.generation(), key)?;
+        let tag = body.first().copied().unwrap_or(TAG_IDENTITY);
+        Some(self.tagged(StatusCode::OK, tag, Bytes::from(body).slice(1..)))
+    }
+
+    /// Computes an answer, encodes it and keeps it under `key`.
+    fn computed(
+        &self,
+        key: Option<&str>,
+        enc: Encoding,
+        compute: &dyn Fn() -> Result<(Vec<u8>, bool), cairn::Error>,
+    ) -> Response<Body> {
+        // The generation the answer is computed on: a commit during the
+        // search makes it an entry of the old generation, never of the new.
+        let generation = self.db.generation();
+        if let (Some(c), Some(_)) = (&self.cache, key) {
+            c.missed();
         }
         match compute() {
             Ok((v, found)) => {
                 let (tag, body) = self.encode(Bytes::from(v), enc);
-                if let (Some(c), Some(k)) = (&self.cache, &key) {
+                if let (Some(c), Some(k)) = (&self.cache, key) {
                     let mut stored = Vec::with_capacity(body.len() + 1);
                     stored.push(tag);
                     stored.extend_from_slice(&body);
