@@ -114,19 +114,19 @@ impl HouseNumbers {
     }
 }
 
-/// How many municipalities have each word in their names, made when a
+/// The municipalities that have each word in their names, made when a
 /// generation opens. A city's name is a common word of the index when the
-/// city is big ("paris" is in every Paris street): this tells such a word,
-/// which names a place, from "rue" or "la", which do not (or name too
-/// many: "saint", "sur").
-pub struct TownWords(std::collections::BTreeMap<String, u32>);
+/// city is big ("paris" is in every Paris street): this finds such a city
+/// without a query, and tells its name from "rue" or "la", which name no
+/// town (or too many: "saint", "sur").
+pub struct TownWords(std::collections::BTreeMap<String, Vec<u32>>);
 
 /// At most this many municipalities for a word to name a place.
-const FEW_TOWNS: u32 = 20;
+const FEW_TOWNS: usize = 20;
 
 impl TownWords {
     pub fn build(docs: &Docs, municipalities: &[u32]) -> TownWords {
-        let mut counts = std::collections::BTreeMap::new();
+        let mut towns: std::collections::BTreeMap<String, Vec<u32>> = std::collections::BTreeMap::new();
         let mut words = Vec::new();
         for &slot in municipalities {
             words.clear();
@@ -136,31 +136,34 @@ impl TownWords {
             words.sort_unstable();
             words.dedup();
             for w in words.drain(..) {
-                *counts.entry(w).or_insert(0u32) += 1;
+                towns.entry(w).or_default().push(slot);
             }
         }
-        TownWords(counts)
+        TownWords(towns)
     }
 
-    /// Whether `word` is in the names of a few municipalities.
-    pub fn names_few(&self, word: &str) -> bool {
-        self.0.get(word).is_some_and(|n| *n <= FEW_TOWNS)
+    /// The municipalities with `word` in their names, if there are a few.
+    pub fn named(&self, word: &str) -> &[u32] {
+        match self.0.get(word) {
+            Some(slots) if slots.len() <= FEW_TOWNS => slots,
+            _ => &[],
+        }
     }
 
-    /// Whether words of the names of a few municipalities start with
-    /// `prefix`.
-    pub fn start_few(&self, prefix: &str) -> bool {
-        let mut n = 0;
-        for (w, c) in self.0.range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded)) {
+    /// The municipalities with a word starting with `prefix` in their
+    /// names, if there are a few.
+    pub fn starting(&self, prefix: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        for (w, slots) in self.0.range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded)) {
             if !w.starts_with(prefix) {
                 break;
             }
-            n += c;
-            if n > FEW_TOWNS {
-                return false;
+            out.extend_from_slice(slots);
+            if out.len() > FEW_TOWNS {
+                return Vec::new();
             }
         }
-        n > 0
+        out
     }
 }
 

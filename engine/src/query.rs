@@ -24,10 +24,9 @@ const TYPO_CANDIDATES: usize = 40;
 /// nearness terms weigh 0.1 each, the text term 1), so the rest are not
 /// fetched. Most full-address queries stop here, at a fraction of the cost.
 const FIRST_CANDIDATES: usize = 10;
-/// Municipalities asked for apart for a short query: enough that a prefix
-/// shared by many ("pari": Parigné, Parigny...) still brings the one that
-/// matters most (Paris), which scoring then puts first by importance.
-const TOWN_CANDIDATES: usize = 20;
+/// Municipalities asked of the index for the rare words of a short query
+/// (those of common words come from `TownWords`).
+const TOWN_CANDIDATES: usize = 5;
 /// How far from the given point a number typed alone is looked for.
 const NUMBER_REACH_M: f64 = 10_000.0;
 /// Candidates searched for those with the query's housenumber, when the
@@ -182,25 +181,40 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
     // A city or a postcode alone must bring its municipality even when
     // hundreds of streets share the word: ask the municipalities apart.
     if short && municipality_allowed {
-        // Only words that may name a place: rare ones, or the name of a
-        // big city ("paris", in every Paris street). "rue de la" names
-        // none, and a filtered union of common words is the most expensive
-        // query there is.
+        // Words that may name a place: rare ones, looked for in the index
+        // below, and common ones that name a few towns ("paris" is in every
+        // Paris street but names one town), whose towns are known without a
+        // query. "rue de la" names none, and a filtered union of common
+        // words is the most expensive query there is.
         let rare = g.text.num_docs() / 50 + 100;
-        tq.words.retain(|w| w.freq <= rare || g.towns.names_few(&w.text));
-        if tq.prefix.as_ref().is_some_and(|p| p.freq > rare && !g.towns.start_few(&p.text)) {
+        let mut towns: Vec<u32> = Vec::new();
+        for w in tq.words.iter().filter(|w| w.freq > rare) {
+            towns.extend_from_slice(g.towns.named(&w.text));
+        }
+        if let Some(p) = tq.prefix.as_ref().filter(|p| p.freq > rare) {
+            towns.extend(g.towns.starting(&p.text));
+        }
+        towns.sort_unstable();
+        towns.dedup();
+        let others: Vec<(String, Vec<String>)> = q.filters.iter().filter(|(n, _)| n != "type").cloned().collect();
+        let mut fresh: Vec<(f32, u32)> = towns
+            .into_iter()
+            .filter(|s| !candidates.iter().any(|k| k.1 == *s))
+            .filter(|s| profile::passes(docs, Target { slot: *s, child: None }, &others))
+            .map(|s| (0.0, s))
+            .collect();
+        tq.words.retain(|w| w.freq <= rare);
+        if tq.prefix.as_ref().is_some_and(|p| p.freq > rare) {
             tq.prefix = None;
         }
-    }
-    if short && municipality_allowed && (!tq.words.is_empty() || tq.prefix.is_some()) {
-        tq.filters.retain(|(n, _)| n != "type");
-        tq.filters.push(("type".to_owned(), vec!["municipality".to_owned()]));
-        let fresh: Vec<(f32, u32)> = g
-            .text
-            .candidates(&tq, TOWN_CANDIDATES)?
-            .into_iter()
-            .filter(|c| !candidates.iter().any(|k| k.1 == c.1))
-            .collect();
+        if !tq.words.is_empty() || tq.prefix.is_some() {
+            tq.filters.retain(|(n, _)| n != "type");
+            tq.filters.push(("type".to_owned(), vec!["municipality".to_owned()]));
+            let found = g.text.candidates(&tq, TOWN_CANDIDATES)?;
+            let new: Vec<(f32, u32)> =
+                found.into_iter().filter(|c| !candidates.iter().chain(&fresh).any(|k| k.1 == c.1)).collect();
+            fresh.extend(new);
+        }
         score_candidates(docs, &ctx, &fresh, &mut scored)?;
     }
     Ok(ranked(docs, scored, q.limit))
