@@ -102,9 +102,7 @@ impl HouseNumbers {
             .collect();
         HouseNumbers(hashes)
     }
-}
 
-impl HouseNumbers {
     /// Whether a slot may have a child numbered `key`, by the hashes
     /// alone: cheap enough to ask of every document a candidate search
     /// walks; [`find_housenumber`] confirms.

@@ -293,7 +293,7 @@ fn numbers_near(
     deadline: Option<Instant>,
 ) -> Result<Vec<Feature>> {
     let docs = &g.docs;
-    let kinds = q.filters.iter().find(|(n, _)| n == "type").map(|(_, v)| v.clone());
+    // Every filter, `type` included, is checked here, on the point's record.
     let keep = |slot: u32| {
         let t = Target::of(docs, slot);
         t.child.is_some() && profile::is_number(docs, slot, key) && profile::passes(docs, t, &q.filters)
@@ -311,7 +311,7 @@ fn numbers_near(
         parsed_compare: compare,
         housenumber: Some(key),
         resolve_numbers: true,
-        kinds: kinds.as_deref(),
+        kinds: None,
         deadline,
         query_bigrams: &query_bigrams,
         numbers: &g.numbers,
