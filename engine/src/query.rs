@@ -450,6 +450,16 @@ mod tests {
         let got: Vec<&str> = found.iter().filter_map(|f| f.prop_str("id")).collect();
         assert_eq!(got, ["b_12", "c_12"]);
         assert!(found[0].score > found[1].score);
+        // Filters still apply: a postcode the streets do not have, or a
+        // kind that is not a housenumber, leaves nothing.
+        for filter in [("postcode", "99999"), ("type", "street")] {
+            let mut f = near.clone();
+            f.filters = vec![(filter.0.to_owned(), vec![filter.1.to_owned()])];
+            assert!(db.search(&f).unwrap().is_empty(), "{filter:?}");
+        }
+        near.filters = vec![("postcode".to_owned(), vec!["12000".to_owned()])];
+        assert_eq!(db.search(&near).unwrap().len(), 2);
+        near.filters.clear();
         // Further than 10 km, nothing.
         near.near = Some(crate::Point { lat: 45.2, lon: 2.0 });
         assert!(db.search(&near).unwrap().is_empty());
