@@ -386,13 +386,10 @@ impl TextIndex {
             Some(top) => top,
             None => self.union(&searcher, &[&rare, &common_terms], &cells, &q.filters, k)?,
         };
-        let mut out = Vec::with_capacity(top.len());
-        for (score, addr) in top {
-            match self.slots.get(addr.segment_ord as usize).and_then(|s| s.get(addr.doc_id as usize)) {
-                Some(&slot) if slot != u32::MAX => out.push((score, slot)),
-                _ => {}
-            }
-        }
+        let out: Vec<(f32, u32)> = top
+            .into_iter()
+            .filter_map(|(score, addr)| self.slot(addr.segment_ord, addr.doc_id).map(|s| (score, s)))
+            .collect();
         if let Some(key) = memo_key {
             self.common.insert(key, std::sync::Arc::new(out.clone()));
         }
@@ -402,31 +399,43 @@ impl TextIndex {
     /// The slots of the documents whose filter field `name` holds `value`
     /// ("type", "municipality"), in index order.
     pub fn slots_where(&self, name: &str, value: &str) -> Result<Vec<u32>> {
-        let Some((_, field)) = self.fields.filters.iter().find(|(n, _)| n == name) else {
-            return Err(Error::InvalidQuery(format!("unknown filter {name}")));
-        };
-        let term = Term::from_field_text(*field, value);
+        let field = self.filter_field(name)?;
+        let term = Term::from_field_text(field, value);
         let mut out = Vec::new();
         let searcher = self.reader.searcher();
         for (ord, segment) in searcher.segment_readers().iter().enumerate() {
-            let index = segment.inverted_index(*field).map_err(text_err)?;
+            let index = segment.inverted_index(field).map_err(text_err)?;
             let Some(mut postings) =
                 index.read_postings(&term, IndexRecordOption::Basic).map_err(|e| text_err(e.into()))?
             else {
                 continue;
             };
-            let slots = &self.slots[ord];
             let alive = segment.alive_bitset();
             let mut doc = postings.doc();
             while doc != tantivy::TERMINATED {
-                match slots.get(doc as usize) {
-                    Some(&slot) if slot != u32::MAX && alive.is_none_or(|a| a.is_alive(doc)) => out.push(slot),
-                    _ => {}
+                if alive.is_none_or(|a| a.is_alive(doc)) {
+                    out.extend(self.slot(ord as u32, doc));
                 }
                 doc = postings.advance();
             }
         }
         Ok(out)
+    }
+
+    /// The slot of the record behind a document, if it has one.
+    fn slot(&self, segment_ord: u32, doc: tantivy::DocId) -> Option<u32> {
+        match self.slots.get(segment_ord as usize).and_then(|s| s.get(doc as usize)) {
+            Some(&slot) if slot != u32::MAX => Some(slot),
+            _ => None,
+        }
+    }
+
+    /// The keyword field of filter `name`.
+    fn filter_field(&self, name: &str) -> Result<Field> {
+        match self.fields.filters.iter().find(|(n, _)| n == name) {
+            Some((_, field)) => Ok(*field),
+            None => Err(Error::InvalidQuery(format!("unknown filter {name}"))),
+        }
     }
 
     /// The best `k` documents of the union of `words` and `cells`, by
@@ -480,10 +489,10 @@ impl TextIndex {
         }
         bound += best_cell;
         for (name, values) in filters {
-            if let Some((_, field)) = self.fields.filters.iter().find(|(n, _)| n == name) {
-                for v in values {
-                    bound += self.max_score(searcher, &Term::from_field_text(*field, v), IndexRecordOption::Basic)?;
-                }
+            // An unknown filter fails here as it would in `filter` below.
+            let field = self.filter_field(name)?;
+            for v in values {
+                bound += self.max_score(searcher, &Term::from_field_text(field, v), IndexRecordOption::Basic)?;
             }
         }
         let scoring = || tantivy::query::EnableScoring::enabled_from_searcher(searcher);
@@ -591,13 +600,10 @@ impl TextIndex {
 
     /// Adds a required clause per filter: one of its values.
     fn filter(&self, clauses: &mut Vec<(Occur, Box<dyn Query>)>, filters: &[(String, Vec<String>)]) -> Result<()> {
-        let f = &self.fields;
         for (name, values) in filters {
-            let Some((_, field)) = f.filters.iter().find(|(n, _)| n == name) else {
-                return Err(Error::InvalidQuery(format!("unknown filter {name}")));
-            };
+            let field = self.filter_field(name)?;
             let any =
-                values.iter().map(|v| should(Term::from_field_text(*field, v), IndexRecordOption::Basic)).collect();
+                values.iter().map(|v| should(Term::from_field_text(field, v), IndexRecordOption::Basic)).collect();
             clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
         }
         Ok(())
