@@ -17,12 +17,17 @@ const CHUNK_ROWS: usize = 4096;
 /// Longest query accepted, as for the HTTP API.
 const QUERY_MAX_CHARS: usize = 200;
 
-/// Text encoding of the input.
+/// Text encoding of the input. A UTF-8 byte order mark at the start is
+/// dropped whatever the encoding.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Encoding {
-    /// UTF-8 (with or without BOM) when valid, Windows-1252 otherwise.
+    /// Each row as UTF-8 when it is valid UTF-8, as Windows-1252 otherwise
+    /// (files put together from several sources mix them); every row read
+    /// so is reported ([`BatchSummary::transcoded`]).
     #[default]
     Auto,
+    /// UTF-8 only: a row that is not is malformed, and written back as it
+    /// came.
     Utf8,
     /// Windows-1252, a superset of Latin-1 used by French administrations.
     Latin1,
@@ -87,6 +92,29 @@ pub struct BatchSummary {
     /// Malformed rows: count and the first (line, reason).
     pub malformed: u64,
     pub first_malformed: Vec<(u64, String)>,
+    /// Rows that were not UTF-8 and were read as Windows-1252 (with
+    /// [`Encoding::Auto`]): count and the first lines.
+    pub transcoded: u64,
+    pub first_transcoded: Vec<u64>,
+}
+
+/// How many lines of each kind a summary names.
+const FIRST_LINES: usize = 20;
+
+impl BatchSummary {
+    fn note_malformed(&mut self, line: u64, reason: String) {
+        self.malformed += 1;
+        if self.first_malformed.len() < FIRST_LINES {
+            self.first_malformed.push((line, reason));
+        }
+    }
+
+    fn note_transcoded(&mut self, line: u64) {
+        self.transcoded += 1;
+        if self.first_transcoded.len() < FIRST_LINES {
+            self.first_transcoded.push(line);
+        }
+    }
 }
 
 /// The first result columns: where the result is and how good it is.
@@ -106,68 +134,80 @@ const RESULT_TAIL: [&str; 10] = [
     "result_status",
 ];
 
-/// Decodes Windows-1252 to UTF-8 on the fly.
-struct Cp1252<R> {
-    inner: R,
-    pending: Vec<u8>,
-    at: usize,
-}
-
 const CP1252_HIGH: [char; 32] = [
     '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8d}', 'Ž', '\u{8f}', '\u{90}', '‘', '’',
     '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9d}', 'ž', 'Ÿ',
 ];
 
-impl<R: Read> Read for Cp1252<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.at >= self.pending.len() {
-            let mut raw = [0u8; 16 * 1024];
-            let n = self.inner.read(&mut raw)?;
-            if n == 0 {
-                return Ok(0);
-            }
-            self.pending.clear();
-            self.at = 0;
-            for &b in &raw[..n] {
-                let c = match b {
-                    0x80..=0x9f => CP1252_HIGH[(b - 0x80) as usize],
-                    _ => char::from(b),
-                };
-                let mut tmp = [0u8; 4];
-                self.pending.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
-            }
-        }
-        let n = buf.len().min(self.pending.len() - self.at);
-        buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
+/// Windows-1252 bytes as text: every byte is a character.
+fn cp1252(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| match b {
+            0x80..=0x9f => CP1252_HIGH[(b - 0x80) as usize],
+            _ => char::from(b),
+        })
+        .collect()
+}
+
+/// How a row's bytes read as text.
+enum Decoded {
+    Text(Vec<String>),
+    /// Not UTF-8, read as Windows-1252 ([`Encoding::Auto`]).
+    Transcoded(Vec<String>),
+    /// Not UTF-8 where only UTF-8 was asked for.
+    Undecodable,
+}
+
+/// The fields of one row as text, all in one encoding: a row that is not
+/// UTF-8 throughout is read whole as Windows-1252 under `Auto`.
+fn decode_row<'a>(fields: impl Iterator<Item = &'a [u8]> + Clone, encoding: Encoding) -> Decoded {
+    let utf8 = || fields.clone().map(|f| std::str::from_utf8(f).map(str::to_owned)).collect::<Result<Vec<_>, _>>();
+    match encoding {
+        Encoding::Latin1 => Decoded::Text(fields.map(cp1252).collect()),
+        Encoding::Utf8 => utf8().map_or(Decoded::Undecodable, Decoded::Text),
+        Encoding::Auto => match utf8() {
+            Ok(text) => Decoded::Text(text),
+            Err(_) => Decoded::Transcoded(fields.map(cp1252).collect()),
+        },
     }
 }
 
-/// Wraps the input so that it reads as UTF-8 without BOM.
-fn decoded<'a>(input: impl Read + 'a, encoding: Encoding) -> Result<Box<dyn BufRead + 'a>> {
+/// A UTF-8 byte order mark, dropped from the input whatever its encoding.
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// The input without its byte order mark, if it has one.
+fn without_bom<'a>(input: impl Read + 'a) -> Result<Box<dyn BufRead + 'a>> {
     let mut r = BufReader::with_capacity(1 << 16, input);
     let head = r.fill_buf().map_err(|e| Error::BadInput { line: 1, reason: e.to_string() })?;
-    let bom = head.starts_with(b"\xef\xbb\xbf");
-    let utf8 = match encoding {
-        Encoding::Utf8 => true,
-        Encoding::Latin1 => false,
-        Encoding::Auto => {
-            bom || match std::str::from_utf8(head) {
-                Ok(_) => true,
-                // A character cut at the end of the buffer is still UTF-8.
-                Err(e) => e.error_len().is_none(),
-            }
+    if head.starts_with(BOM) {
+        r.consume(BOM.len());
+    }
+    Ok(Box::new(r))
+}
+
+/// The header of a CSV input as the batch reads it (BOM dropped, decoded
+/// as `options` says, split by the delimiter given or detected), and that
+/// delimiter: what a server checks the columns of a form against before it
+/// answers.
+pub fn read_header(head: &[u8], options: &BatchOptions) -> Result<(Vec<String>, u8)> {
+    let head = head.strip_prefix(BOM).unwrap_or(head);
+    let first = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let first = first.strip_suffix(b"\r").unwrap_or(first);
+    if first.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(Error::BadInput { line: 1, reason: "empty file: a header line is required".into() });
+    }
+    let delimiter = options.delimiter.unwrap_or_else(|| detect_delimiter(&String::from_utf8_lossy(first)));
+    let mut rdr = csv::ReaderBuilder::new().delimiter(delimiter).has_headers(false).from_reader(first);
+    let mut record = csv::ByteRecord::new();
+    rdr.read_byte_record(&mut record).map_err(|e| Error::BadInput { line: 1, reason: e.to_string() })?;
+    let header = match decode_row(record.iter(), options.encoding) {
+        Decoded::Text(h) | Decoded::Transcoded(h) => h,
+        Decoded::Undecodable => {
+            return Err(Error::BadInput { line: 1, reason: "the header is not valid UTF-8: say its encoding".into() })
         }
     };
-    if bom && utf8 {
-        r.consume(3);
-    }
-    if utf8 {
-        Ok(Box::new(r))
-    } else {
-        Ok(Box::new(BufReader::new(Cp1252 { inner: r, pending: Vec::new(), at: 0 })))
-    }
+    Ok((header.into_iter().map(|h| h.trim().to_owned()).collect(), delimiter))
 }
 
 /// The delimiter of a header line: the most frequent of `, ; tab |` outside quotes.
@@ -317,6 +357,7 @@ fn result_cells(outcome: &Outcome, reverse: bool) -> Vec<String> {
                 Some(crate::Prop::Str(s)) => s.clone(),
                 Some(crate::Prop::Int(i)) => i.to_string(),
                 Some(crate::Prop::Num(x)) => x.to_string(),
+                Some(crate::Prop::Bool(b)) => b.to_string(),
                 None => String::new(),
             };
             cells[0] = f.point.lat.to_string();
@@ -344,13 +385,17 @@ fn result_cells(outcome: &Outcome, reverse: bool) -> Vec<String> {
     cells
 }
 
+/// One input row.
+struct Row {
+    cells: Vec<String>,
+    /// Geocoded; a malformed row is written back with no result.
+    ok: bool,
+    /// A row that could not be read as text, written back byte for byte.
+    raw: Option<csv::ByteRecord>,
+}
+
 /// Runs the rows through `threads` workers, keeping their order.
-fn geocode_chunk(
-    db: &Database,
-    plan: &Plan,
-    o: &BatchOptions,
-    rows: &[(u64, Vec<String>, bool)],
-) -> Result<Vec<Outcome>> {
+fn geocode_chunk(db: &Database, plan: &Plan, o: &BatchOptions, rows: &[Row]) -> Result<Vec<Outcome>> {
     let threads = o.threads.clamp(1, 256);
     let per = rows.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
@@ -359,7 +404,7 @@ fn geocode_chunk(
             .map(|part| {
                 s.spawn(move || {
                     part.iter()
-                        .map(|(_, row, ok)| if *ok { geocode_row(db, plan, o, row) } else { Ok(Outcome::Malformed) })
+                        .map(|r| if r.ok { geocode_row(db, plan, o, &r.cells) } else { Ok(Outcome::Malformed) })
                         .collect::<Result<Vec<_>>>()
                 })
             })
@@ -390,7 +435,7 @@ impl Database {
         options: &BatchOptions,
         progress: &mut dyn FnMut(u64),
     ) -> Result<BatchSummary> {
-        let input = decoded(input, options.encoding)?;
+        let input = without_bom(input)?;
         match options.format {
             BatchFormat::Csv => self.batch_csv(input, output, options, progress),
             BatchFormat::Ndjson => self.batch_ndjson(input, output, options, progress),
@@ -405,19 +450,10 @@ impl Database {
         progress: &mut dyn FnMut(u64),
     ) -> Result<BatchSummary> {
         let head = input.fill_buf().map_err(|e| Error::BadInput { line: 1, reason: e.to_string() })?;
-        let first_line = String::from_utf8_lossy(head.split(|b| *b == b'\n').next().unwrap_or_default()).into_owned();
-        if first_line.trim().is_empty() {
-            return Err(Error::BadInput { line: 1, reason: "empty file: a header line is required".into() });
-        }
-        let delimiter = o.delimiter.unwrap_or_else(|| detect_delimiter(&first_line));
+        let (headers, delimiter) = read_header(head, o)?;
         let mut rdr =
             csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).has_headers(true).from_reader(input);
-        let headers: Vec<String> = rdr
-            .byte_headers()
-            .map_err(|e| Error::BadInput { line: 1, reason: e.to_string() })?
-            .iter()
-            .map(|h| String::from_utf8_lossy(h).trim().to_owned())
-            .collect();
+        rdr.byte_headers().map_err(|e| Error::BadInput { line: 1, reason: e.to_string() })?;
         let plan = Plan::new(&headers, o)?;
         let io = |e: csv::Error| Error::Store(format!("writing output: {e}"));
         let mut w = csv::WriterBuilder::new().delimiter(delimiter).flexible(true).from_writer(output);
@@ -427,45 +463,42 @@ impl Database {
         let mut record = csv::ByteRecord::new();
         let mut done = false;
         while !done {
-            let mut rows: Vec<(u64, Vec<String>, bool)> = Vec::with_capacity(CHUNK_ROWS);
+            let mut rows: Vec<Row> = Vec::with_capacity(CHUNK_ROWS);
             while rows.len() < CHUNK_ROWS {
                 match rdr.read_byte_record(&mut record) {
                     Ok(false) => {
                         done = true;
                         break;
                     }
-                    Ok(true) => {
-                        let line = record.position().map_or(0, |p| p.line());
-                        let row: Vec<String> = record.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
-                        let ok = row.len() == headers.len();
-                        if !ok {
-                            summary.malformed += 1;
-                            if summary.first_malformed.len() < 20 {
-                                summary
-                                    .first_malformed
-                                    .push((line, format!("{} fields, the header has {}", row.len(), headers.len())));
-                            }
-                        }
-                        rows.push((line, row, ok));
+                    Ok(true) => rows.push(csv_row(&record, headers.len(), o.encoding, &mut summary)),
+                    Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
+                        let line = e.position().map_or(0, |p| p.line());
+                        return Err(Error::BadInput { line, reason: format!("the input cannot be read: {e}") });
                     }
                     Err(e) => {
                         let line = e.position().map_or(0, |p| p.line());
-                        summary.malformed += 1;
-                        if summary.first_malformed.len() < 20 {
-                            summary.first_malformed.push((line, e.to_string()));
-                        }
-                        rows.push((line, Vec::new(), false));
+                        summary.note_malformed(line, e.to_string());
+                        rows.push(Row { cells: Vec::new(), ok: false, raw: None });
                     }
                 }
             }
             let outcomes = geocode_chunk(self, &plan, o, &rows)?;
-            for ((_, row, _), outcome) in rows.iter().zip(&outcomes) {
+            for (row, outcome) in rows.iter().zip(&outcomes) {
                 tally(&mut summary, outcome);
-                let mut cells: Vec<String> = row.clone();
-                cells.resize(headers.len(), String::new());
                 let result = result_cells(outcome, o.reverse.is_some());
-                cells.extend(extra.iter().map(|(_, i)| result[*i].clone()));
-                w.write_record(&cells).map_err(io)?;
+                let extra_cells = extra.iter().map(|(_, i)| result[*i].as_bytes());
+                match &row.raw {
+                    Some(raw) => {
+                        let mut cells: Vec<&[u8]> = raw.iter().collect();
+                        cells.resize(headers.len(), b"");
+                        w.write_record(cells.into_iter().chain(extra_cells)).map_err(io)?;
+                    }
+                    None => {
+                        let mut cells: Vec<&[u8]> = row.cells.iter().map(String::as_bytes).collect();
+                        cells.resize(headers.len(), b"");
+                        w.write_record(cells.into_iter().chain(extra_cells)).map_err(io)?;
+                    }
+                }
             }
             progress(rows.len() as u64);
         }
@@ -475,13 +508,12 @@ impl Database {
 
     fn batch_ndjson(
         &self,
-        input: Box<dyn BufRead + '_>,
+        mut input: Box<dyn BufRead + '_>,
         mut output: impl Write,
         o: &BatchOptions,
         progress: &mut dyn FnMut(u64),
     ) -> Result<BatchSummary> {
         let mut summary = BatchSummary::default();
-        let mut lines = input.lines();
         let mut line_no = 0u64;
         let mut done = false;
         let write_err = |e: std::io::Error| Error::Store(format!("writing output: {e}"));
@@ -494,22 +526,40 @@ impl Database {
         }
         let plan = Plan::new(&headers, &BatchOptions { columns: query_fields, ..o.clone() })?;
         let extra = result_selection(o)?;
+        let mut buf = Vec::new();
         while !done {
             let mut objects: Vec<Option<serde_json::Map<String, serde_json::Value>>> = Vec::new();
-            let mut rows: Vec<(u64, Vec<String>, bool)> = Vec::with_capacity(CHUNK_ROWS);
+            let mut rows: Vec<Row> = Vec::with_capacity(CHUNK_ROWS);
             while rows.len() < CHUNK_ROWS {
-                let Some(line) = lines.next() else {
+                buf.clear();
+                let n = input.read_until(b'\n', &mut buf).map_err(|e| Error::BadInput {
+                    line: line_no + 1,
+                    reason: format!("the input cannot be read: {e}"),
+                })?;
+                if n == 0 {
                     done = true;
                     break;
-                };
+                }
                 line_no += 1;
-                let line = line.map_err(|e| Error::BadInput { line: line_no, reason: e.to_string() })?;
-                if line.trim().is_empty() {
+                let text = match decode_row(std::iter::once(&buf[..]), o.encoding) {
+                    Decoded::Text(mut t) => t.pop().unwrap_or_default(),
+                    Decoded::Transcoded(mut t) => {
+                        summary.note_transcoded(line_no);
+                        t.pop().unwrap_or_default()
+                    }
+                    Decoded::Undecodable => {
+                        summary.note_malformed(line_no, "not valid UTF-8".into());
+                        rows.push(Row { cells: Vec::new(), ok: false, raw: None });
+                        objects.push(None);
+                        continue;
+                    }
+                };
+                if text.trim().is_empty() {
                     continue;
                 }
-                match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&line) {
+                match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text) {
                     Ok(obj) => {
-                        let row = headers
+                        let cells = headers
                             .iter()
                             .map(|h| match obj.get(h) {
                                 Some(serde_json::Value::String(s)) => s.clone(),
@@ -517,15 +567,12 @@ impl Database {
                                 Some(v) => v.to_string(),
                             })
                             .collect();
-                        rows.push((line_no, row, true));
+                        rows.push(Row { cells, ok: true, raw: None });
                         objects.push(Some(obj));
                     }
                     Err(e) => {
-                        summary.malformed += 1;
-                        if summary.first_malformed.len() < 20 {
-                            summary.first_malformed.push((line_no, e.to_string()));
-                        }
-                        rows.push((line_no, Vec::new(), false));
+                        summary.note_malformed(line_no, e.to_string());
+                        rows.push(Row { cells: Vec::new(), ok: false, raw: None });
                         objects.push(None);
                     }
                 }
@@ -560,6 +607,28 @@ impl Database {
     }
 }
 
+/// One CSV record as a row: decoded as the options say, reported when it
+/// was transcoded or could not be, checked against the header's width.
+fn csv_row(record: &csv::ByteRecord, width: usize, encoding: Encoding, summary: &mut BatchSummary) -> Row {
+    let line = record.position().map_or(0, |p| p.line());
+    let cells = match decode_row(record.iter(), encoding) {
+        Decoded::Text(cells) => cells,
+        Decoded::Transcoded(cells) => {
+            summary.note_transcoded(line);
+            cells
+        }
+        Decoded::Undecodable => {
+            summary.note_malformed(line, "not valid UTF-8 (use the auto or latin1 encoding)".into());
+            return Row { cells: Vec::new(), ok: false, raw: Some(record.clone()) };
+        }
+    };
+    let ok = cells.len() == width;
+    if !ok {
+        summary.note_malformed(line, format!("{} fields, the header has {width}", cells.len()));
+    }
+    Row { cells, ok, raw: None }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,12 +653,24 @@ mod tests {
     }
 
     #[test]
-    fn latin1_is_transcoded() {
-        let mut out = String::new();
-        decoded(&b"rue de l'\xe9glise \x80\n"[..], Encoding::Auto).unwrap().read_to_string(&mut out).unwrap();
-        assert_eq!(out, "rue de l'église €\n");
-        let mut out = String::new();
-        decoded(&b"\xef\xbb\xbfid;adresse\n"[..], Encoding::Auto).unwrap().read_to_string(&mut out).unwrap();
-        assert_eq!(out, "id;adresse\n");
+    fn rows_are_read_in_one_encoding_each() {
+        let row = |fields: &[&[u8]], e| match decode_row(fields.iter().copied(), e) {
+            Decoded::Text(t) => ("text", t),
+            Decoded::Transcoded(t) => ("transcoded", t),
+            Decoded::Undecodable => ("undecodable", Vec::new()),
+        };
+        let latin: &[&[u8]] = &[b"rue de l'\xe9glise \x80", "caf\u{e9}".as_bytes()];
+        assert_eq!(row(latin, Encoding::Auto), ("transcoded", vec!["rue de l'église €".into(), "cafÃ©".into()]));
+        assert_eq!(row(latin, Encoding::Utf8).0, "undecodable");
+        let utf8: &[&[u8]] = &["église".as_bytes()];
+        assert_eq!(row(utf8, Encoding::Auto), ("text", vec!["église".to_owned()]));
+        assert_eq!(row(utf8, Encoding::Latin1), ("text", vec!["Ã©glise".to_owned()]));
+        let o = BatchOptions::default();
+        assert_eq!(
+            read_header(b"\xef\xbb\xbfid;adresse\r\nx", &o).unwrap(),
+            (vec!["id".into(), "adresse".into()], b';')
+        );
+        let latin1 = BatchOptions { encoding: Encoding::Latin1, ..BatchOptions::default() };
+        assert_eq!(read_header(b"\xef\xbb\xbfid;ville\n", &latin1).unwrap().0, ["id", "ville"]);
     }
 }

@@ -6,8 +6,14 @@
 //! DIR/gen-<N>/docs        documents, memory-mapped
 //! DIR/gen-<N>/geo         geo index, memory-mapped
 //! DIR/gen-<N>/text/       tantivy index
+//! DIR/gen-<N>/FORMAT      how the files were made (GENERATION_FORMAT)
 //! DIR/gen-<N>/COMPLETE    written last: the directory is whole
 //! ```
+//!
+//! Generation files are derived from the store: when this build makes them
+//! otherwise than the build that wrote them (FORMAT differs), a read-write
+//! open rebuilds them from the store, so that a query is never analysed one
+//! way and matched against an index made another way.
 //!
 //! A commit builds `gen-<N>.tmp/` completely and syncs it, then commits the
 //! redb transaction that records generation N (the commit point), then
@@ -26,12 +32,15 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use std::collections::HashMap;
+
 use crate::docs::{Docs, DocsBuilder};
 use crate::error::{Error, Result};
 use crate::geo::{GeoBuilder, GeoIndex};
+use crate::import::{self, Child, Entry, Format, OnError, Skipped};
 use crate::profile::{self, Feature, Target};
 use crate::query::{self, ReverseQuery, SearchQuery};
-use crate::record::Record;
+use crate::record::{Point, Record};
 use crate::snapshot::{self, Manifest};
 use crate::store::{Store, StoreReader, StoreTxn};
 use crate::text::{TextIndex, TextWriter};
@@ -39,6 +48,11 @@ use crate::text::{TextIndex, TextWriter};
 const STORE_FILE: &str = "store.redb";
 const CURRENT_FILE: &str = "CURRENT";
 const COMPLETE_FILE: &str = "COMPLETE";
+const FORMAT_FILE: &str = "FORMAT";
+/// Changes whenever the generation files would come out otherwise from the
+/// same store: text analysis, filter values, file layouts. Version 1 had no
+/// FORMAT file.
+const GENERATION_FORMAT: &str = "cairn-generation 2\n";
 // Staging of a restore. Not named gen-*: a commit running meanwhile
 // removes every gen-* entry but its own.
 const RESTORE_DIR: &str = "restore.tmp";
@@ -83,8 +97,16 @@ pub struct Generation {
     pub(crate) towns: profile::TownWords,
 }
 
+/// Whether the files in `dir` were made as this build makes them.
+fn current_format(dir: &Path) -> bool {
+    fs::read_to_string(dir.join(FORMAT_FILE)).is_ok_and(|f| f == GENERATION_FORMAT)
+}
+
 impl Generation {
     fn open(dir: &Path, number: u64) -> Result<Generation> {
+        if !current_format(dir) {
+            return Err(Error::Outdated { path: dir.to_owned() });
+        }
         let docs = Docs::open(&dir.join("docs"))?;
         let geo = GeoIndex::open(&dir.join("geo"))?;
         // Each file is checked on its own at open; this checks that they
@@ -193,13 +215,26 @@ impl Database {
     /// Brings the directory in line with the committed generation.
     fn recover(&self, store: &Store, committed: u64) -> Result<()> {
         let dir = &self.dir;
-        if committed > 0 && !gen_dir(dir, committed).join(COMPLETE_FILE).exists() {
+        let live = gen_dir(dir, committed);
+        if committed > 0 && !live.join(COMPLETE_FILE).exists() {
             let tmp = tmp_dir(dir, committed);
-            if tmp.join(COMPLETE_FILE).exists() {
-                fs::rename(&tmp, gen_dir(dir, committed)).map_err(|e| Error::io(&tmp, e))?;
+            if tmp.join(COMPLETE_FILE).exists() && current_format(&tmp) {
+                fs::rename(&tmp, &live).map_err(|e| Error::io(&tmp, e))?;
             } else {
                 self.rebuild(store, committed)?;
             }
+        } else if committed > 0 && !current_format(&live) {
+            // Made by another version: rebuilt beside, then swapped in. A
+            // crash in between leaves gen-N without COMPLETE and gen-N.tmp
+            // with it, which the branch above finishes.
+            let tmp = tmp_dir(dir, committed);
+            remove_path(&tmp)?;
+            build_generation(store, &tmp, false)?;
+            remove_path(&live.join(COMPLETE_FILE))?;
+            sync_dir(&live)?;
+            remove_path(&live)?;
+            rename(&tmp, &live)?;
+            sync_dir(dir)?;
         }
         if read_current(dir)? != committed {
             write_current(dir, committed)?;
@@ -248,6 +283,16 @@ impl Database {
         self.len() == 0
     }
 
+    /// The id of the history the database is in (see
+    /// [`crate::snapshot::Manifest::history`]): made with the database and
+    /// anew by every restore; `None` when opened read-only.
+    pub fn history(&self) -> Result<Option<u64>> {
+        match self.store_view.read().as_ref() {
+            Some(r) => Ok(Some(r.begin()?.history()?)),
+            None => Ok(None),
+        }
+    }
+
     /// Applies `f` as one atomic commit: everything it writes becomes
     /// visible at once as a new generation, or nothing does.
     pub fn write<T>(&self, f: impl FnOnce(&mut Batch) -> Result<T>) -> Result<(T, CommitReport)> {
@@ -255,32 +300,27 @@ impl Database {
         let previous = store.generation()?;
         let number = previous + 1;
         let tmp = tmp_dir(&self.dir, number);
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        }
-        fs::create_dir_all(tmp.join("text")).map_err(|e| Error::io(&tmp, e))?;
-        if previous > 0 {
-            link_dir(&gen_dir(&self.dir, previous).join("text"), &tmp.join("text"))?;
-        }
-        let mut batch = Batch {
-            txn: store.begin()?,
-            text: TextWriter::open(&tmp.join("text"), &profile::FILTERS)?,
-            written: 0,
-            deleted: 0,
-        };
-        let out = match f(&mut batch) {
-            Ok(out) => out,
+        // Until the commit point, a failure leaves nothing behind: a full
+        // disk must not stay full of a generation that never was.
+        let staged = self.stage_commit(&store, &tmp, previous, f);
+        let (out, txn, written, deleted) = match staged {
+            Ok(s) => s,
             Err(e) => {
-                drop(batch);
-                let _ = fs::remove_dir_all(&tmp);
+                let _ = remove_path(&tmp);
                 return Err(e);
             }
         };
-        let Batch { mut txn, text, written, deleted } = batch;
-        text.finish()?;
-        build_read_files(&tmp, &mut txn)?;
-        let total = txn.count()?;
-        txn.commit(number)?;
+        let total = match txn.count() {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = remove_path(&tmp);
+                return Err(e);
+            }
+        };
+        if let Err(e) = txn.commit(number) {
+            let _ = remove_path(&tmp);
+            return Err(e);
+        }
         let dest = gen_dir(&self.dir, number);
         fs::rename(&tmp, &dest).map_err(|e| Error::io(&tmp, e))?;
         write_current(&self.dir, number)?;
@@ -288,6 +328,38 @@ impl Database {
         *self.current.write() = Some(generation);
         self.remove_other_generations(number)?;
         Ok((out, CommitReport { generation: number, written, deleted, total }))
+    }
+
+    /// Everything of a commit before its commit point: the caller's writes,
+    /// what they imply (children of replaced parents, derived streets), and
+    /// the generation's files in `tmp`.
+    fn stage_commit<T>(
+        &self,
+        store: &Store,
+        tmp: &Path,
+        previous: u64,
+        f: impl FnOnce(&mut Batch) -> Result<T>,
+    ) -> Result<(T, StoreTxn, u64, u64)> {
+        remove_path(tmp)?;
+        fs::create_dir_all(tmp.join("text")).map_err(|e| Error::io(tmp, e))?;
+        if previous > 0 {
+            link_dir(&gen_dir(&self.dir, previous).join("text"), &tmp.join("text"))?;
+        }
+        let mut batch = Batch {
+            txn: store.begin()?,
+            text: TextWriter::open(&tmp.join("text"), &profile::FILTERS)?,
+            prev: self.snapshot(),
+            stale: HashMap::new(),
+            derived: import::Derived::default(),
+            written: 0,
+            deleted: 0,
+        };
+        let out = f(&mut batch)?;
+        batch.settle()?;
+        let Batch { mut txn, text, written, deleted, .. } = batch;
+        text.finish()?;
+        build_read_files(tmp, &mut txn)?;
+        Ok((out, txn, written, deleted))
     }
 
     /// Writes a snapshot of the visible generation to `out` (see
@@ -301,18 +373,22 @@ impl Database {
         snapshot::write(out, &reader.begin()?)
     }
 
-    /// Writes a snapshot file atomically: to `<path>.tmp`, synced, then
-    /// renamed. On error no file is left at either name.
+    /// Writes a snapshot file atomically: to a temporary file of its own
+    /// beside `path` (`<name>.<unique>.tmp`, created exclusively, so that
+    /// two writers never share one), synced, then renamed over `path`. On
+    /// error no file is left at either name; of two writers to one path,
+    /// the file is whole and is the one renamed last.
     pub fn create_snapshot_file(&self, path: impl AsRef<Path>) -> Result<Manifest> {
         let path = path.as_ref();
-        let mut name = path
+        let name = path
             .file_name()
             .ok_or_else(|| Error::snapshot(format!("{} is not a file name", path.display())))?
-            .to_owned();
-        name.push(".tmp");
-        let tmp = path.with_file_name(name);
+            .to_string_lossy()
+            .into_owned();
+        let tmp = path.with_file_name(format!("{name}.{:016x}.tmp", crate::store::fresh_history()));
         let written = (|| {
-            let file = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            let file =
+                fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| Error::io(&tmp, e))?;
             let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
             let manifest = self.create_snapshot(&mut out)?;
             let file = out.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
@@ -333,14 +409,29 @@ impl Database {
     /// the old generation finish on it; new ones see the snapshot's. The
     /// snapshot's generation may be lower, equal or higher than the local
     /// one: it is installed as is.
+    ///
+    /// The database starts a history of its own ([`Database::history`]):
+    /// what it commits from here on is no continuation of the snapshot's
+    /// source, and replicas of either must tell them apart. A replica
+    /// installs its primary's snapshots with [`Database::follow_snapshot`].
     pub fn restore_snapshot(&self, input: &mut dyn Read) -> Result<Manifest> {
+        self.install_snapshot(input, true)
+    }
+
+    /// [`Database::restore_snapshot`] for a replica: the database takes the
+    /// snapshot's history, and so stays comparable with its primary.
+    pub fn follow_snapshot(&self, input: &mut dyn Read) -> Result<Manifest> {
+        self.install_snapshot(input, false)
+    }
+
+    fn install_snapshot(&self, input: &mut dyn Read, new_history: bool) -> Result<Manifest> {
         let store = self.store.as_ref().ok_or(Error::ReadOnly)?;
         let _one = self.restoring.lock();
         let staging = self.dir.join(RESTORE_DIR);
         let incoming = self.dir.join(INCOMING_STORE);
         remove_path(&staging)?;
         remove_path(&incoming)?;
-        let result = self.stage(input, &staging, &incoming).and_then(|staged| self.install(store, staged));
+        let result = self.stage(input, &staging, &incoming, new_history).and_then(|staged| self.install(store, staged));
         if result.is_err() {
             // Both names are gone once the commit point is passed, so this
             // only ever removes staging.
@@ -350,8 +441,11 @@ impl Database {
         result
     }
 
-    fn stage(&self, input: &mut dyn Read, staging: &Path, incoming: &Path) -> Result<Staged> {
+    fn stage(&self, input: &mut dyn Read, staging: &Path, incoming: &Path, new_history: bool) -> Result<Staged> {
         let (manifest, store) = snapshot::stage(input, incoming)?;
+        if new_history {
+            store.new_history()?;
+        }
         let n = manifest.generation;
         let view = store.reader().begin()?;
         let (stored, count) = (view.generation()?, view.count()?);
@@ -496,38 +590,270 @@ struct Staged {
 pub struct Batch {
     txn: StoreTxn,
     text: TextWriter,
+    /// The generation the commit starts from: who the children of a
+    /// replaced or deleted parent were, and which streets a commune had.
+    prev: Option<Arc<Generation>>,
+    /// Parents deleted, or replaced with a full list of children: their
+    /// children with keys below the mark (put before that statement) are
+    /// removed when the batch commits.
+    stale: HashMap<String, u64>,
+    /// Streets and municipalities to derive from their housenumbers.
+    derived: import::Derived,
     written: u64,
     deleted: u64,
+}
+
+/// A sum of points, for a centre.
+#[derive(Default, Clone, Copy)]
+struct Centre {
+    lat: f64,
+    lon: f64,
+    n: u64,
+}
+
+impl Centre {
+    fn add(&mut self, p: Point) {
+        self.lat += p.lat;
+        self.lon += p.lon;
+        self.n += 1;
+    }
+
+    fn merge(&mut self, o: Centre) {
+        self.lat += o.lat;
+        self.lon += o.lon;
+        self.n += o.n;
+    }
+
+    fn point(&self) -> Option<Point> {
+        (self.n > 0).then(|| Point { lat: self.lat / self.n as f64, lon: self.lon / self.n as f64 })
+    }
 }
 
 impl Batch {
     /// Adds a record, replacing any record with the same id.
     pub fn put(&mut self, record: Record) -> Result<()> {
+        self.put_keyed(record).map(|_| ())
+    }
+
+    /// [`Batch::put`], giving the new key and the record replaced.
+    fn put_keyed(&mut self, record: Record) -> Result<(u64, Option<(u64, Record)>)> {
         // The text is taken before the store owns the record, so the record
         // is never copied; the key is known only once it is stored.
         let doc = profile::text_doc(0, &record);
         let (key, old) = self.txn.put(record)?;
-        if let Some(old) = old {
-            self.text.delete(old);
+        if let Some((old_key, _)) = &old {
+            self.text.delete(*old_key);
         }
         if let Some(mut d) = doc {
             d.key = key;
             self.text.add(d)?;
         }
         self.written += 1;
+        Ok((key, old))
+    }
+
+    /// Adds a record and the complete list of its children: children it
+    /// had before that the list lacks are removed when the batch commits.
+    /// A child whose id the importer made up may only replace the same
+    /// parent's child of its kind; otherwise nothing is written and the
+    /// error is [`Error::IdCollision`].
+    pub fn put_family(&mut self, parent: Record, children: Vec<Child>) -> Result<()> {
+        for c in children.iter().filter(|c| c.generated_id) {
+            let Some(old) = self.txn.get(&c.record.id)? else { continue };
+            if old.kind != c.record.kind || old.parent != c.record.parent {
+                let number = c.record.get("housenumber").and_then(|v| v.first_str()).unwrap_or("");
+                return Err(Error::IdCollision {
+                    id: c.record.id.clone(),
+                    what: format!("{} {number:?} of {}", c.record.kind, parent.id),
+                    existing: old.kind,
+                });
+            }
+        }
+        let id = parent.id.clone();
+        let (key, old) = self.put_keyed(parent)?;
+        if old.is_some() {
+            self.stale.insert(id, key);
+        }
+        for c in children {
+            self.put(c.record)?;
+        }
         Ok(())
     }
 
-    /// Removes the record with this id; false if there was none.
+    /// Removes the record with this id, and its children; false if there
+    /// was none.
     pub fn delete(&mut self, id: &str) -> Result<bool> {
+        let mark = self.txn.next_key();
         match self.txn.delete(id)? {
-            Some(key) => {
+            Some((key, _)) => {
                 self.text.delete(key);
+                self.stale.insert(id.to_owned(), mark);
                 self.deleted += 1;
                 Ok(true)
             }
             None => Ok(false),
         }
+    }
+
+    /// Reads a whole stream in an import format into this batch (see
+    /// [`crate::import`] for what each format means for the records already
+    /// there).
+    pub fn import(
+        &mut self,
+        input: impl std::io::BufRead,
+        format: Format,
+        on_error: OnError,
+        skipped: &mut Skipped,
+    ) -> Result<()> {
+        let derived = import::read(input, format, on_error, skipped, &mut |entry| match entry {
+            Entry::Record(r) => self.put(r),
+            Entry::Family { parent, children } => self.put_family(parent, children),
+        })?;
+        self.derived.merge(derived);
+        Ok(())
+    }
+
+    /// What a commit does after the caller's writes.
+    fn settle(&mut self) -> Result<()> {
+        self.remove_stale_children()?;
+        self.derive_parents()
+    }
+
+    /// Removes the children of the parents in `stale` that were put before
+    /// the parent's last statement: the last commit's (as its documents
+    /// file lists them) and this batch's.
+    fn remove_stale_children(&mut self) -> Result<()> {
+        if self.stale.is_empty() {
+            return Ok(());
+        }
+        let mut doomed: Vec<String> = Vec::new();
+        if let Some(prev) = &self.prev {
+            let docs = &prev.docs;
+            for parent in self.stale.keys() {
+                let Some(slot) = docs.slot_of_id(parent) else { continue };
+                for c in &docs.all_children()[docs.children_at(slot)] {
+                    let c = c.to_native();
+                    let id = docs.record(c).id.as_str();
+                    // Not put again since the last commit.
+                    if self.txn.key_of(id)? == Some(docs.key(c)) {
+                        doomed.push(id.to_owned());
+                    }
+                }
+            }
+        }
+        let stale = &self.stale;
+        self.txn.for_each_new(|key, r| {
+            if r.parent.as_ref().and_then(|p| stale.get(p)).is_some_and(|mark| key < *mark) {
+                doomed.push(r.id);
+            }
+            Ok(())
+        })?;
+        for id in doomed {
+            if let Some((key, _)) = self.txn.delete(&id)? {
+                self.text.delete(key);
+                self.deleted += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The centre of the children each record has now, for `ids`: those
+    /// of the last commit that were neither put again nor removed, and
+    /// those of this batch (`new`, by parent).
+    fn centre_of(&self, id: &str, new: &HashMap<String, Centre>) -> Result<Centre> {
+        let mut c = new.get(id).copied().unwrap_or_default();
+        let Some(prev) = &self.prev else { return Ok(c) };
+        let docs = &prev.docs;
+        let Some(slot) = docs.slot_of_id(id) else { return Ok(c) };
+        for child in &docs.all_children()[docs.children_at(slot)] {
+            let child = child.to_native();
+            let r = docs.record(child);
+            if self.txn.key_of(r.id.as_str())? != Some(docs.key(child)) {
+                continue;
+            }
+            if let Some(p) = r.point.as_ref() {
+                c.add(Point { lat: p.lat.to_native(), lon: p.lon.to_native() });
+            }
+        }
+        Ok(c)
+    }
+
+    /// Puts the streets and municipalities that BAN CSV rows named, each
+    /// placed at the centre of every housenumber it has once this batch's
+    /// writes are in (not only those of the rows imported), and as
+    /// important as their number.
+    fn derive_parents(&mut self) -> Result<()> {
+        if self.derived.is_empty() {
+            return Ok(());
+        }
+        let derived = std::mem::take(&mut self.derived);
+        // This batch's children by parent, and the places it wrote in the
+        // communes to derive.
+        let mut new: HashMap<String, Centre> = HashMap::new();
+        let mut commune_of: HashMap<String, String> = HashMap::new();
+        self.txn.for_each_new(|_, r| {
+            if let (Some(parent), Some(p)) = (&r.parent, r.point) {
+                new.entry(parent.clone()).or_default().add(p);
+            } else if r.parent.is_none() && r.kind != "municipality" {
+                let codes = r.get("citycode").map(|v| v.strs()).unwrap_or_default();
+                if let Some(c) = codes.into_iter().find(|c| derived.communes.contains_key(*c)) {
+                    commune_of.insert(r.id.clone(), c.to_owned());
+                }
+            }
+            Ok(())
+        })?;
+        // The last commit's places in those communes, unless put again.
+        if let Some(prev) = self.prev.clone() {
+            for code in derived.communes.keys() {
+                for slot in prev.text.slots_where("citycode", &profile::filter_value(code))? {
+                    let r = prev.docs.record(slot);
+                    let id = r.id.as_str();
+                    if r.kind.as_str() == "municipality" || commune_of.contains_key(id) {
+                        continue;
+                    }
+                    if self.txn.key_of(id)? == Some(prev.docs.key(slot)) {
+                        commune_of.insert(id.to_owned(), code.clone());
+                    }
+                }
+            }
+        }
+        for (id, place) in &derived.streets {
+            commune_of.insert(id.clone(), place.citycode.clone());
+        }
+        let mut streets: Vec<(&String, &import::Place)> = derived.streets.iter().collect();
+        streets.sort_by(|a, b| a.0.cmp(b.0));
+        let mut communes: HashMap<&str, Centre> = HashMap::new();
+        let mut places: Vec<(&String, &String)> = commune_of.iter().collect();
+        places.sort();
+        for (id, code) in places {
+            let c = self.centre_of(id, &new)?;
+            communes.entry(code.as_str()).or_default().merge(c);
+        }
+        for (id, place) in streets {
+            let c = self.centre_of(id, &new)?;
+            self.put_derived(id, "street", place, c)?;
+        }
+        let mut codes: Vec<(&String, &import::Place)> = derived.communes.iter().collect();
+        codes.sort_by(|a, b| a.0.cmp(b.0));
+        for (code, place) in codes {
+            let c = communes.get(code.as_str()).copied().unwrap_or_default();
+            self.put_derived(code, "municipality", place, c)?;
+        }
+        Ok(())
+    }
+
+    /// Puts a derived street or municipality, unless it has no housenumber
+    /// left; its id may only replace a record of its own kind.
+    fn put_derived(&mut self, id: &str, kind: &str, place: &import::Place, c: Centre) -> Result<()> {
+        let Some(centre) = c.point() else { return Ok(()) };
+        if let Some(old) = self.txn.get(id)?.filter(|old| old.kind != kind) {
+            return Err(Error::IdCollision {
+                id: id.to_owned(),
+                what: format!("the {kind} of BAN CSV rows"),
+                existing: old.kind,
+            });
+        }
+        self.put(import::derived_record(id, kind, place, centre, c.n))
     }
 }
 
@@ -568,6 +894,8 @@ fn build_read_files(dir: &Path, txn: &mut StoreTxn) -> Result<()> {
     docs.finish()?;
     geo.write(&dir.join("geo"))?;
     sync_dir(&dir.join("text"))?;
+    let format = dir.join(FORMAT_FILE);
+    fs::write(&format, GENERATION_FORMAT).map_err(|e| Error::io(&format, e))?;
     let marker = dir.join(COMPLETE_FILE);
     fs::write(&marker, b"").map_err(|e| Error::io(&marker, e))?;
     fs::File::open(&marker).and_then(|f| f.sync_all()).map_err(|e| Error::io(&marker, e))?;

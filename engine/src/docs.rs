@@ -294,6 +294,11 @@ impl Docs {
             .find(|s| self.record(*s).id.as_str() == id)
     }
 
+    /// The store key of the record in `slot`.
+    pub fn key(&self, slot: u32) -> u64 {
+        self.index().keys[slot as usize].to_native()
+    }
+
     pub fn parent(&self, slot: u32) -> Option<u32> {
         let p = self.index().parents[slot as usize].to_native();
         (p != NONE).then_some(p)

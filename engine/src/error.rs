@@ -14,8 +14,18 @@ pub enum Error {
     Text(tantivy::TantivyError),
     #[error("corrupt file {path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// Generation files made by another version of cairn; a read-write
+    /// open rebuilds them.
+    #[error(
+        "{path} was made by another version of cairn: open the database read-write once (cairn serve or cairn import) to rebuild it"
+    )]
+    Outdated { path: PathBuf },
     #[error("line {line}: {reason}")]
     BadInput { line: u64, reason: String },
+    /// An id the importer made up is the id of an unrelated record: put,
+    /// it would silently replace that record.
+    #[error("the id {id:?} made for {what} is already the id of a {existing}; give it an id of its own")]
+    IdCollision { id: String, what: String, existing: String },
     #[error("unknown input format for {0}: use ban-ndjson or ban-csv")]
     UnknownFormat(String),
     #[error("the database is open read-only")]

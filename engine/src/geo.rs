@@ -20,9 +20,6 @@ use crate::record::Point;
 /// them apart by checking that every point lies in its cell.
 const CELL_DEG: f64 = 0.0025;
 const OLD_CELL_DEG: f64 = 0.01;
-/// How far a query looks, in degrees of latitude (~200 km). Beyond that
-/// nothing is "near".
-const MAX_REACH_DEG: f64 = 2.0;
 const EARTH_RADIUS_M: f64 = 6_371_008.8;
 
 /// Great-circle distance in metres.
@@ -231,9 +228,16 @@ impl GeoIndex {
         self.nearest_within(at, k, f64::INFINITY, keep)
     }
 
-    /// [`GeoIndex::nearest`], looking no further than about `reach_m`
-    /// metres: a filter that takes few points then does not walk every
-    /// cell of the search's 2° reach.
+    /// [`GeoIndex::nearest`], looking no further than `reach_m` metres: a
+    /// filter that takes few points then does not walk every cell of the
+    /// search's reach ([`MAX_REACH_M`]).
+    ///
+    /// Distances are great-circle distances: the walk grows a spherical cap
+    /// around the point, ring of cells by ring of cells, visiting in each
+    /// row of the grid the columns the cap reaches there (more of them
+    /// towards the poles, all of them around a pole), across the
+    /// antimeridian; it stops once the k-th point found is nearer than
+    /// anything outside the cap can be.
     pub fn nearest_within(
         &self,
         at: Point,
@@ -245,102 +249,240 @@ impl GeoIndex {
         if k == 0 || data.points.is_empty() || !at.is_valid() {
             return Vec::new();
         }
+        let reach = reach_m.min(MAX_REACH_M) / EARTH_RADIUS_M;
         let deg = self.cell_deg;
+        let cap = Cap::new(at);
         let (ci, cj) = cell_of(at.lat, at.lon, deg);
-        // The smallest extent of a cell near this latitude, to know when the
-        // next ring cannot hold anything nearer.
-        let lat_m = deg.to_radians() * EARTH_RADIUS_M;
-        let lon_m = lat_m * (at.lat.abs() + 2.0).min(89.9).to_radians().cos();
-        let cell_min_m = lat_m.min(lon_m);
-        // Points are compared by a flat-earth squared distance, exact enough
-        // within the few kilometres a search looks at and a tenth of the
-        // cost of haversine; only the k kept get their true distance.
-        let cos_lat = at.lat.to_radians().cos();
-        let m_per_deg = EARTH_RADIUS_M.to_radians();
-        let flat = |lat: f64, lon: f64| {
-            let (dy, dx) = (lat - at.lat, (lon - at.lon) * cos_lat);
-            dy * dy + dx * dx
-        };
-        // The k nearest so far, ordered by (distance, slot) so that ties
-        // resolve the same whatever order the points are visited in.
+        let ncols = (360.0 / deg).round() as i64;
+        let first_col = (-180.0 / deg).floor() as i64;
+        let (min_row, max_row) = ((-90.0 / deg).floor() as i64, (90.0 / deg).floor() as i64);
+        // The k nearest so far, as (haversine h, slot, point), ordered so
+        // that ties resolve the same whatever order the points are visited in.
         let mut found: Vec<(f64, u32, Point)> = Vec::with_capacity(k.min(data.points.len()) + 1);
-        let mut offer = |found: &mut Vec<(f64, u32, Point)>, d2: f64, p: &ArchivedGeoPoint| {
-            let slot = p.slot.to_native();
-            if found.len() == k && (d2, slot) >= (found[k - 1].0, found[k - 1].1) {
-                return;
-            }
-            if !keep(slot) {
-                return;
-            }
-            let at = found.partition_point(|f| (f.0, f.1) < (d2, slot));
-            found.insert(at, (d2, slot, Point { lat: p.lat.to_native(), lon: p.lon.to_native() }));
-            found.truncate(k);
-        };
-        // Squared flat distance of the k-th nearest, infinite until k are found.
-        let bound = |found: &Vec<(f64, u32, Point)>| if found.len() == k { found[k - 1].0 } else { f64::INFINITY };
+        // The angular distance of the k-th, infinite until k are found: a
+        // point further in latitude alone cannot enter.
+        let bound =
+            |found: &Vec<(f64, u32, Point)>| if found.len() == k { h_angle(found[k - 1].0) } else { f64::INFINITY };
         let mut scan = |found: &mut Vec<(f64, u32, Point)>, c: usize| {
             let (s, e) = (data.starts[c].to_native() as usize, data.starts[c + 1].to_native() as usize);
             let points = &data.points[s..e];
-            if !self.lat_sorted {
-                for p in points {
-                    let d2 = flat(p.lat.to_native(), p.lon.to_native());
-                    if d2 <= bound(found) {
-                        offer(found, d2, p);
-                    }
+            let mut offer = |found: &mut Vec<(f64, u32, Point)>, p: &ArchivedGeoPoint| {
+                let q = Point { lat: p.lat.to_native(), lon: p.lon.to_native() };
+                let h = cap.h(q);
+                let slot = p.slot.to_native();
+                if found.len() == k && (h, slot) >= (found[k - 1].0, found[k - 1].1) {
+                    return;
                 }
+                if !keep(slot) {
+                    return;
+                }
+                let i = found.partition_point(|f| (f.0, f.1) < (h, slot));
+                found.insert(i, (h, slot, q));
+                found.truncate(k);
+            };
+            if !self.lat_sorted {
+                points.iter().for_each(|p| offer(found, p));
                 return;
             }
             // A cell's points are sorted by latitude: walk away from the
             // query's latitude both ways, each way until the latitude gap
-            // alone exceeds the k-th distance.
+            // alone is more than the k-th distance.
             let mid = points.partition_point(|p| p.lat.to_native() < at.lat);
             for p in &points[mid..] {
-                let dy = p.lat.to_native() - at.lat;
-                if dy * dy > bound(found) {
+                if (p.lat.to_native() - at.lat).to_radians() > bound(found) {
                     break;
                 }
-                offer(found, flat(p.lat.to_native(), p.lon.to_native()), p);
+                offer(found, p);
             }
             for p in points[..mid].iter().rev() {
-                let dy = at.lat - p.lat.to_native();
-                if dy * dy > bound(found) {
+                if (at.lat - p.lat.to_native()).to_radians() > bound(found) {
                     break;
                 }
-                offer(found, flat(p.lat.to_native(), p.lon.to_native()), p);
+                offer(found, p);
             }
         };
-        let col = |c: usize| data.cells[c].to_native() as u32;
-        // Ring r holds only points at least (r - 1) cells away.
-        let rings = ((MAX_REACH_DEG / deg) as i64).min((reach_m / cell_min_m).ceil().min(1e9) as i64 + 1);
-        for r in 0..=rings {
-            // Ring r: the whole first and last rows, the two end cells of
-            // the rows between. A row's cells are contiguous in key order.
-            let (lo, hi) = (col_of(cj - r), col_of(cj + r));
-            for di in -r..=r {
-                let Some((a, b)) = self.row(ci + di) else { continue };
-                let mut c = a + data.cells[a..b].partition_point(|x| (x.to_native() as u32) < lo);
-                if di.abs() == r {
-                    while c < b && col(c) <= hi {
-                        scan(&mut found, c);
-                        c += 1;
-                    }
-                } else {
-                    if c < b && col(c) == lo {
-                        scan(&mut found, c);
-                    }
-                    if r > 0 {
-                        let c = c + data.cells[c..b].partition_point(|x| (x.to_native() as u32) < hi);
-                        if c < b && col(c) == hi {
-                            scan(&mut found, c);
+        // Columns visited in each row of `first_row..`, as an unwrapped
+        // range around `cj`; the rows visited only ever grow both ways.
+        let mut visited: std::collections::VecDeque<Option<(i64, i64)>> = std::collections::VecDeque::new();
+        let mut first_row = ci;
+        let mut radius = 0.0f64;
+        let step = deg.to_radians();
+        for ring in 0u32.. {
+            let lat_reach = radius.to_degrees();
+            let rows = ((at.lat - lat_reach) / deg).floor().max(min_row as f64) as i64
+                ..=((at.lat + lat_reach) / deg).floor().min(max_row as f64) as i64;
+            // Away from the poles the cap is widest in longitude at one
+            // latitude, and that width serves every row; a cap that nears a
+            // pole is measured row by row.
+            let near_pole = radius + cap.phi.abs() >= std::f64::consts::FRAC_PI_2 - 2.0 * step;
+            let widest = if near_pole { None } else { Some((radius.sin() / cap.cos_phi).min(1.0).asin()) };
+            for row in rows {
+                let half = match widest {
+                    Some(w) => w,
+                    None => {
+                        let (lat_lo, lat_hi) = ((row as f64 * deg).max(-90.0), ((row + 1) as f64 * deg).min(90.0));
+                        match cap.half_width(radius, lat_lo, lat_hi) {
+                            Some(h) => h,
+                            None => continue,
                         }
                     }
+                };
+                let (mut lo, mut hi) = if half >= std::f64::consts::PI {
+                    (cj - ncols / 2, cj - ncols / 2 + ncols - 1)
+                } else {
+                    let half = half.to_degrees() + 1e-9;
+                    (((at.lon - half) / deg).floor() as i64, ((at.lon + half) / deg).floor() as i64)
+                };
+                lo = lo.min(cj);
+                hi = hi.max(cj);
+                while row < first_row {
+                    visited.push_front(None);
+                    first_row -= 1;
+                }
+                let i = (row - first_row) as usize;
+                if i >= visited.len() {
+                    visited.resize(i + 1, None);
+                }
+                let (pieces, now) = columns_to_visit(visited[i], lo, hi, ncols);
+                visited[i] = Some(now);
+                for (a, b) in pieces.into_iter().flatten() {
+                    self.scan_columns(row, a, b, first_col, ncols, &mut |c| scan(&mut found, c));
                 }
             }
-            if found.len() == k && bound(&found).sqrt() * m_per_deg < r as f64 * cell_min_m {
+            // Every point within `radius` has been seen.
+            if (found.len() == k && h_angle(found[k - 1].0) <= radius) || radius >= reach {
                 break;
             }
+            // Ring by ring near the point, then faster: a point far from
+            // everything must not walk a thousand rings one by one.
+            radius = if ring < 8 { radius + step } else { radius * 1.5 }.min(reach);
         }
-        found.into_iter().map(|(_, slot, p)| (slot, haversine_m(at, p))).filter(|(_, d)| *d <= reach_m).collect()
+        found
+            .into_iter()
+            .map(|(h, slot, _)| (slot, h_angle(h) * EARTH_RADIUS_M))
+            .filter(|(_, d)| *d <= reach_m.min(MAX_REACH_M))
+            .collect()
+    }
+
+    /// Scans the cells of `row` in the unwrapped columns `a..=b`: each
+    /// taken modulo the grid's width, so that a range across the
+    /// antimeridian continues on the other side.
+    fn scan_columns(&self, row: i64, a: i64, b: i64, first_col: i64, ncols: i64, scan: &mut dyn FnMut(usize)) {
+        let Some((start, end)) = self.row(row) else { return };
+        let data = self.data();
+        let wrap = |c: i64| (c - first_col).rem_euclid(ncols) + first_col;
+        let (wa, wb) = (wrap(a), wrap(b));
+        let mut ranges = if b - a + 1 >= ncols {
+            vec![(first_col, first_col + ncols - 1)]
+        } else if wa <= wb {
+            vec![(wa, wb)]
+        } else {
+            vec![(wa, first_col + ncols - 1), (first_col, wb)]
+        };
+        // A point at longitude 180 exactly lies in the column after the
+        // last; it is the column of -180.
+        if ranges.iter().any(|&(x, _)| x == first_col) {
+            ranges.push((first_col + ncols, first_col + ncols));
+        }
+        let cells = &data.cells[start..end];
+        for (x, y) in ranges {
+            let (x, y) = (col_of(x), col_of(y));
+            let mut c = cells.partition_point(|k| (k.to_native() as u32) < x);
+            while c < cells.len() && cells[c].to_native() as u32 <= y {
+                scan(start + c);
+                c += 1;
+            }
+        }
+    }
+}
+
+/// How far a query looks: beyond that nothing is "near".
+const MAX_REACH_M: f64 = 200_000.0;
+
+/// A range of unwrapped columns, both ends in.
+type Span = (i64, i64);
+
+/// The columns of a row to scan so that `lo..=hi` (unwrapped, at most a
+/// turn wide when taken modulo `ncols`) is covered, given those already
+/// scanned; and the range scanned after.
+fn columns_to_visit(seen: Option<Span>, lo: i64, hi: i64, ncols: i64) -> ([Option<Span>; 2], Span) {
+    let Some((vlo, vhi)) = seen else {
+        let hi = hi.min(lo + ncols - 1);
+        return ([Some((lo, hi)), None], (lo, hi));
+    };
+    if vhi - vlo + 1 >= ncols {
+        return ([None, None], (vlo, vhi));
+    }
+    let (nlo, nhi) = (lo.min(vlo), hi.max(vhi));
+    if nhi - nlo + 1 >= ncols {
+        // The rest of the turn, from just after the seen range round to just before it.
+        return ([Some((vhi + 1, vlo - 1 + ncols)), None], (vlo, vlo + ncols - 1));
+    }
+    let piece = |a: i64, b: i64| (a <= b).then_some((a, b));
+    ([piece(nlo, vlo - 1), piece(vhi + 1, nhi)], (nlo, nhi))
+}
+
+/// The haversine of the angle between two points, monotone in their
+/// distance: what the walk orders points by.
+fn h_angle(h: f64) -> f64 {
+    2.0 * h.sqrt().min(1.0).asin()
+}
+
+/// A point to measure from, with what every measure from it needs.
+struct Cap {
+    at: Point,
+    phi: f64,
+    sin_phi: f64,
+    cos_phi: f64,
+}
+
+impl Cap {
+    fn new(at: Point) -> Cap {
+        let phi = at.lat.to_radians();
+        Cap { at, phi, sin_phi: phi.sin(), cos_phi: phi.cos() }
+    }
+
+    /// The haversine of the angle to `p`.
+    fn h(&self, p: Point) -> f64 {
+        let dphi = p.lat.to_radians() - self.phi;
+        let dlam = (p.lon - self.at.lon).to_radians();
+        let (a, b) = ((dphi / 2.0).sin(), (dlam / 2.0).sin());
+        (a * a + self.cos_phi * p.lat.to_radians().cos() * b * b).min(1.0)
+    }
+
+    /// The most longitude (radians, π for all of it) that the cap of
+    /// angular radius `theta` spans at any latitude of `lat_lo..=lat_hi`
+    /// (degrees); `None` when the cap misses that band.
+    fn half_width(&self, theta: f64, lat_lo: f64, lat_hi: f64) -> Option<f64> {
+        let (lo, hi) = (lat_lo.to_radians(), lat_hi.to_radians());
+        // The cap's width in longitude grows from its edges to the latitude
+        // where its boundary runs north-south, then shrinks: its largest in
+        // the band is there, or at the band's end nearer to it.
+        let ratio = self.sin_phi / theta.cos();
+        let widest = if theta < std::f64::consts::FRAC_PI_2 && ratio.abs() <= 1.0 { ratio.asin() } else { self.phi };
+        let mut best: Option<f64> = None;
+        for phi in [lo, hi, widest.clamp(lo, hi)] {
+            if let Some(w) = self.width_at(theta, phi) {
+                best = Some(best.map_or(w, |b: f64| b.max(w)));
+            }
+        }
+        best
+    }
+
+    /// Half the longitude span of the cap on the parallel `phi`, if it
+    /// reaches that parallel.
+    fn width_at(&self, theta: f64, phi: f64) -> Option<f64> {
+        let denom = self.cos_phi * phi.cos();
+        let num = theta.cos() - self.sin_phi * phi.sin();
+        // A pole (or the query at one): the whole parallel or none of it.
+        if denom.abs() < 1e-12 {
+            return (num <= 1e-12).then_some(std::f64::consts::PI);
+        }
+        let x = num / denom;
+        if x > 1.0 + 1e-12 {
+            return None;
+        }
+        Some(if x <= -1.0 { std::f64::consts::PI } else { x.min(1.0).acos() })
     }
 }
 
@@ -407,21 +549,119 @@ mod tests {
             .collect()
     }
 
-    /// The k nearest kept points by the same flat metric and tie order as
-    /// `nearest`, by looking at all of them.
-    fn brute(points: &[Point], at: Point, k: usize, keep: impl Fn(u32) -> bool) -> Vec<u32> {
-        let cos_lat = at.lat.to_radians().cos();
+    /// The k nearest kept points within `reach_m` by great-circle distance
+    /// (haversine, as `haversine_m` computes it), ties to the lower slot, by
+    /// looking at all of them.
+    fn brute_within(points: &[Point], at: Point, k: usize, reach_m: f64, keep: impl Fn(u32) -> bool) -> Vec<u32> {
+        let cap = Cap::new(at);
         let mut all: Vec<(f64, u32)> = points
             .iter()
             .enumerate()
-            .filter(|(i, _)| keep(*i as u32))
-            .map(|(i, p)| {
-                let (dy, dx) = (p.lat - at.lat, (p.lon - at.lon) * cos_lat);
-                (dy * dy + dx * dx, i as u32)
-            })
+            .filter(|(i, p)| keep(*i as u32) && haversine_m(at, **p) <= reach_m)
+            .map(|(i, p)| (cap.h(*p), i as u32))
             .collect();
         all.sort_by(|a, b| a.partial_cmp(b).unwrap());
         all.into_iter().take(k).map(|(_, s)| s).collect()
+    }
+
+    fn brute(points: &[Point], at: Point, k: usize, keep: impl Fn(u32) -> bool) -> Vec<u32> {
+        brute_within(points, at, k, MAX_REACH_M, keep)
+    }
+
+    fn index_of(points: &[Point]) -> (tempfile::TempDir, GeoIndex) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("geo");
+        let mut b = GeoBuilder::default();
+        for (slot, p) in points.iter().enumerate() {
+            b.add(*p, slot as u32);
+        }
+        b.write(&path).unwrap();
+        let g = GeoIndex::open(&path).unwrap();
+        (dir, g)
+    }
+
+    /// The defects of a walk in degrees (issue 25, 7), each as found.
+    #[test]
+    fn nearest_is_by_distance_across_the_antimeridian_and_the_poles() {
+        let ids =
+            |g: &GeoIndex, at: Point, k: usize| g.nearest(at, k, |_| true).into_iter().map(|x| x.0).collect::<Vec<_>>();
+        // At latitude 60 a degree of longitude is half a degree of latitude:
+        // a point 167 km east is nearer than one 211 km north... and a point
+        // 150 km east than one 190 km north (both within the 200 km reach).
+        let at = Point { lat: 60.0, lon: 10.0 };
+        let north = Point { lat: 60.0 + 190.0 / 111.2, lon: 10.0 };
+        let east = Point { lat: 60.0, lon: 10.0 + 150.0 / 55.6 };
+        let (_d, g) = index_of(&[north, east]);
+        assert!(haversine_m(at, east) < haversine_m(at, north));
+        assert_eq!(ids(&g, at, 1), [1]);
+        assert_eq!(ids(&g, at, 2), [1, 0]);
+        // 164 m away across the antimeridian, against 5 km away on this side.
+        let at = Point { lat: 10.0, lon: 179.9995 };
+        let across = Point { lat: 10.0, lon: -179.999 };
+        let same_side = Point { lat: 10.045, lon: 179.9995 };
+        let (_d, g) = index_of(&[same_side, across]);
+        assert!(haversine_m(at, across) < 200.0);
+        assert_eq!(ids(&g, at, 1), [1]);
+        let found = g.nearest(at, 1, |_| true);
+        assert!((found[0].1 - haversine_m(at, across)).abs() < 1e-6);
+        // 1.7 km away across the pole, against 110 km away on this side.
+        let at = Point { lat: 89.995, lon: 0.0 };
+        let over = Point { lat: 89.99, lon: 180.0 };
+        let far = Point { lat: 89.0, lon: 0.0 };
+        let (_d, g) = index_of(&[far, over]);
+        assert!(haversine_m(at, over) < 2_000.0);
+        assert_eq!(ids(&g, at, 1), [1]);
+        assert_eq!(ids(&g, at, 2), [1, 0]);
+        // A point at the pole itself, and at longitude 180 exactly.
+        let (_d, g) = index_of(&[Point { lat: 90.0, lon: 45.0 }, Point { lat: 0.0, lon: 180.0 }]);
+        assert_eq!(ids(&g, Point { lat: 89.9, lon: -120.0 }, 1), [0]);
+        assert_eq!(ids(&g, Point { lat: 0.0, lon: -179.9999 }, 1), [1]);
+        // Nothing within the reach: nothing, at once.
+        assert!(g.nearest(Point { lat: -40.0, lon: 60.0 }, 1, |_| true).is_empty());
+    }
+
+    /// Random points over the whole sphere, with clusters at the poles and
+    /// on the antimeridian: the same as a scan of every point.
+    #[test]
+    fn nearest_agrees_with_a_full_scan_worldwide() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut anywhere = |spread: Option<(f64, f64, f64)>| -> Point {
+            match spread {
+                // Uniform on the sphere.
+                None => Point { lat: (2.0 * next() - 1.0).asin().to_degrees(), lon: 360.0 * next() - 180.0 },
+                Some((lat, lon, r)) => {
+                    let lat = (lat + (next() - 0.5) * r).clamp(-90.0, 90.0);
+                    let lon = lon + (next() - 0.5) * r * 20.0;
+                    Point { lat, lon: (lon + 180.0).rem_euclid(360.0) - 180.0 }
+                }
+            }
+        };
+        let spots = [
+            None,
+            Some((89.9, 0.0, 0.3)),
+            Some((-89.95, 0.0, 0.2)),
+            Some((45.0, 180.0, 0.5)),
+            Some((-60.0, 179.99, 1.0)),
+        ];
+        let points: Vec<Point> = (0..20_000).map(|i| anywhere(spots[i % spots.len()])).collect();
+        let (_d, g) = index_of(&points);
+        for i in 0..600 {
+            let at = anywhere(spots[(i * 7 + 3) % spots.len()]);
+            let k = [1, 3, 10][i % 3];
+            let got: Vec<u32> = g.nearest(at, k, |_| true).into_iter().map(|x| x.0).collect();
+            assert_eq!(got, brute(&points, at, k, |_| true), "query {i} at {at:?}, k {k}");
+            let odd = |s: u32| s % 2 == 1;
+            let got: Vec<u32> = g.nearest(at, k, odd).into_iter().map(|x| x.0).collect();
+            assert_eq!(got, brute(&points, at, k, odd), "filtered query {i} at {at:?}, k {k}");
+            let got: Vec<u32> = g.nearest_within(at, k, 5_000.0, |_| true).into_iter().map(|x| x.0).collect();
+            assert_eq!(got, brute_within(&points, at, k, 5_000.0, |_| true), "within 5 km, query {i} at {at:?}");
+        }
     }
 
     fn check_against_brute(g: &GeoIndex, points: &[Point], seed: u64) {

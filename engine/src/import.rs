@@ -1,6 +1,19 @@
 //! Import formats, read as streams: BAN NDJSON (the Addok import format) and
-//! BAN CSV (`adresses-XX.csv`), plain or gzip. Each yields records to a sink;
-//! a bad line is reported with its number.
+//! BAN CSV (`adresses-XX.csv`), plain or gzip. Each yields [`Entry`]s to a
+//! sink; a bad line is reported with its number.
+//!
+//! What the formats mean for records already in the database:
+//! - an NDJSON street (or any document) that carries a `housenumbers` object
+//!   lists its numbers in full: numbers it no longer lists are removed when
+//!   it is imported again ([`Entry::Family`]); one without that key leaves the
+//!   numbers it had;
+//! - a BAN CSV row is one housenumber, added or replaced. Streets and
+//!   municipalities have no rows of their own: they are derived, when the
+//!   import commits, from every housenumber the database then holds for
+//!   them, not only from the rows of the files imported ([`Derived`]);
+//! - an id the importer makes up (`<street>_<number>` for a housenumber
+//!   without one, a CSV street's id) never replaces a record of another kind
+//!   or another street: that is refused as [`Error::IdCollision`].
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -33,6 +46,78 @@ impl std::str::FromStr for Format {
             other => Err(Error::UnknownFormat(other.to_owned())),
         }
     }
+}
+
+/// What an importer hands to the database.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    /// One record, added or replacing the record with its id.
+    Record(Record),
+    /// A document that lists its children in full (a street and its
+    /// housenumbers): children it no longer lists are removed.
+    Family { parent: Record, children: Vec<Child> },
+}
+
+/// A child of a [`Entry::Family`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Child {
+    pub record: Record,
+    /// The id was made up by the importer, not given by the data: it may
+    /// only replace the same street's housenumber.
+    pub generated_id: bool,
+}
+
+/// Streets and municipalities that BAN CSV rows name, to be derived from
+/// their housenumbers when the import commits.
+#[derive(Debug, Clone, Default)]
+pub struct Derived {
+    /// Street id -> its name, postcode, commune (from its last row).
+    pub streets: HashMap<String, Place>,
+    /// INSEE code -> the commune's name and postcode (from its last row).
+    pub communes: HashMap<String, Place>,
+}
+
+/// What a CSV row says of the street or commune it is in.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Place {
+    pub name: String,
+    pub postcode: String,
+    pub citycode: String,
+    pub city: String,
+}
+
+impl Derived {
+    pub fn is_empty(&self) -> bool {
+        self.streets.is_empty() && self.communes.is_empty()
+    }
+
+    /// Adds what another file named; later files win.
+    pub fn merge(&mut self, other: Derived) {
+        self.streets.extend(other.streets);
+        self.communes.extend(other.communes);
+    }
+}
+
+/// The record of a derived street or municipality: its point is the centre
+/// of its `n` housenumbers, its importance grows with their number.
+pub(crate) fn derived_record(id: &str, kind: &str, p: &Place, centre: Point, n: u64) -> Record {
+    let importance = if kind == "municipality" {
+        ((1.0 + n as f64 / 3.0).ln() / 20.0).min(1.0)
+    } else {
+        ((1.0 + n as f64).ln() / 20.0).min(1.0)
+    };
+    let mut f = vec![Field { name: "name".into(), value: Value::Str(p.name.clone()) }];
+    if !p.postcode.is_empty() {
+        f.push(Field { name: "postcode".into(), value: Value::Str(p.postcode.clone()) });
+    }
+    f.push(Field { name: "citycode".into(), value: Value::Str(p.citycode.clone()) });
+    let (x, y) = lambert93(centre);
+    f.push(Field { name: "x".into(), value: Value::Num(x) });
+    f.push(Field { name: "y".into(), value: Value::Num(y) });
+    f.push(Field { name: "city".into(), value: Value::Str(p.city.clone()) });
+    f.push(Field { name: "context".into(), value: Value::Str(department(&p.citycode).to_owned()) });
+    f.push(Field { name: "importance".into(), value: Value::Num((importance * 1e5).round() / 1e5) });
+    Record { id: id.to_owned(), kind: kind.to_owned(), parent: None, point: Some(centre), fields: f }
 }
 
 /// Opens a file as a stream of text, decompressing gzip when the file starts
@@ -109,18 +194,71 @@ impl Skipped {
     }
 }
 
-/// Reads a whole stream in `format`, handing each record to `sink`.
+/// The sink of [`read`].
+pub type Sink<'a> = dyn FnMut(Entry) -> Result<()> + 'a;
+
+/// Reads a whole stream in `format`, handing each entry to `sink`; returns
+/// the streets and municipalities its rows name, to derive at commit.
 pub fn read(
     input: impl BufRead,
     format: Format,
     on_error: OnError,
     skipped: &mut Skipped,
-    sink: &mut dyn FnMut(Record) -> Result<()>,
-) -> Result<()> {
+    sink: &mut Sink<'_>,
+) -> Result<Derived> {
     match format {
-        Format::BanNdjson => read_ndjson(input, on_error, skipped, sink),
+        Format::BanNdjson => read_ndjson(input, on_error, skipped, sink).map(|()| Derived::default()),
         Format::BanCsv => read_ban_csv(input, on_error, skipped, sink),
     }
+}
+
+/// Hands an entry to the sink; an id collision is the line's fault, and is
+/// skipped like any bad line when the caller asked for that.
+fn deliver(sink: &mut Sink<'_>, entry: Entry, on_error: OnError, skipped: &mut Skipped, line: u64) -> Result<()> {
+    match sink(entry) {
+        Err(e @ Error::IdCollision { .. }) => skipped.note(on_error, line, e.to_string()),
+        other => other,
+    }
+}
+
+/// A stream that cannot be read any further (a truncated or corrupt gzip
+/// file, a disk error) fails the import whatever `OnError` says: skipping
+/// it would commit a database that silently lacks the rest of the file.
+fn unreadable(line: u64, e: impl std::fmt::Display) -> Error {
+    Error::BadInput {
+        line,
+        reason: format!("the input cannot be read past this point: {e} (truncated or corrupt file?)"),
+    }
+}
+
+/// Fields that hold numbers: given as a string ("0.9", as some exports
+/// write them), they are stored as the number, so that they rank and come
+/// back as numbers; a string that is no number is refused.
+const NUMERIC_FIELDS: [&str; 4] = ["importance", "population", "x", "y"];
+
+fn numeric(key: &str, v: &Json) -> std::result::Result<Option<Value>, String> {
+    match v {
+        Json::String(s) if NUMERIC_FIELDS.contains(&key) => match s.trim() {
+            "" => Ok(None),
+            t => match t.parse::<f64>() {
+                Ok(x) if x.is_finite() => Ok(Some(Value::Num(x))),
+                _ => Err(format!("\"{key}\" must be a number, not {s:?}")),
+            },
+        },
+        _ => Ok(json_value(v)),
+    }
+}
+
+/// The fields of a JSON object, but for the keys the format gives a
+/// meaning of their own.
+fn json_fields(obj: &Map<String, Json>) -> std::result::Result<Vec<Field>, String> {
+    let mut fields = Vec::with_capacity(obj.len());
+    for (k, v) in obj.iter().filter(|(k, _)| !SKIP_KEYS.contains(&k.as_str())) {
+        if let Some(value) = numeric(k, v)? {
+            fields.push(Field { name: k.clone(), value });
+        }
+    }
+    Ok(fields)
 }
 
 fn json_value(v: &Json) -> Option<Value> {
@@ -131,7 +269,7 @@ fn json_value(v: &Json) -> Option<Value> {
             Some(i) => Value::Int(i),
             None => Value::Num(n.as_f64()?),
         }),
-        Json::Bool(b) => Some(Value::Str(b.to_string())),
+        Json::Bool(b) => Some(Value::Bool(*b)),
         Json::Array(items) => {
             let list: Vec<String> = items
                 .iter()
@@ -153,7 +291,7 @@ fn json_value(v: &Json) -> Option<Value> {
 }
 
 fn point_of(obj: &Map<String, Json>) -> std::result::Result<Point, String> {
-    let num = |k: &str| obj.get(k).and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+    let num = |k: &str| obj.get(k).and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())));
     let (Some(lat), Some(lon)) = (num("lat"), num("lon")) else {
         return Err("missing or non-numeric lat/lon".into());
     };
@@ -175,8 +313,8 @@ fn ensure_xy(fields: &mut Vec<Field>, p: Point) {
 
 const SKIP_KEYS: [&str; 5] = ["id", "type", "lat", "lon", "housenumbers"];
 
-/// Turns one NDJSON document into its records (a street and its numbers).
-fn ndjson_records(line: &str) -> std::result::Result<Vec<Record>, String> {
+/// Turns one NDJSON document into its entry (a street and its numbers).
+fn ndjson_entry(line: &str) -> std::result::Result<Entry, String> {
     let obj: Map<String, Json> = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
     let id = match obj.get("id") {
         Some(Json::String(s)) if !s.is_empty() => s.clone(),
@@ -188,64 +326,48 @@ fn ndjson_records(line: &str) -> std::result::Result<Vec<Record>, String> {
         _ => return Err(format!("document {id}: missing \"type\"")),
     };
     let point = point_of(&obj).map_err(|e| format!("document {id}: {e}"))?;
-    let mut fields: Vec<Field> = obj
-        .iter()
-        .filter(|(k, _)| !SKIP_KEYS.contains(&k.as_str()))
-        .filter_map(|(k, v)| json_value(v).map(|value| Field { name: k.clone(), value }))
-        .collect();
+    let mut fields = json_fields(&obj).map_err(|e| format!("document {id}: {e}"))?;
     if !fields.iter().any(|f| f.name == "name") {
         return Err(format!("document {id}: missing \"name\""));
     }
     ensure_xy(&mut fields, point);
-    let mut out = Vec::new();
-    if let Some(hn) = obj.get("housenumbers") {
-        let Json::Object(numbers) = hn else {
-            return Err(format!("document {id}: \"housenumbers\" is not an object"));
-        };
-        for (number, data) in numbers {
-            let Json::Object(data) = data else {
-                return Err(format!("document {id}: housenumber {number:?} is not an object"));
-            };
-            let p = point_of(data).map_err(|e| format!("document {id}, housenumber {number:?}: {e}"))?;
-            let hid = match data.get("id") {
-                Some(Json::String(s)) if !s.is_empty() => s.clone(),
-                _ => format!("{id}_{number}"),
-            };
-            let mut hf = vec![Field { name: "housenumber".into(), value: Value::Str(number.clone()) }];
-            hf.extend(
-                data.iter()
-                    .filter(|(k, _)| !SKIP_KEYS.contains(&k.as_str()))
-                    .filter_map(|(k, v)| json_value(v).map(|value| Field { name: k.clone(), value })),
-            );
-            ensure_xy(&mut hf, p);
-            out.push(Record {
-                id: hid,
-                kind: "housenumber".into(),
-                parent: Some(id.clone()),
-                point: Some(p),
-                fields: hf,
-            });
-        }
-    }
     let parent =
         if kind == "housenumber" { obj.get("parent").and_then(|p| p.as_str()).map(str::to_owned) } else { None };
-    out.insert(0, Record { id, kind, parent, point: Some(point), fields });
-    Ok(out)
+    let Some(hn) = obj.get("housenumbers") else {
+        return Ok(Entry::Record(Record { id, kind, parent, point: Some(point), fields }));
+    };
+    let Json::Object(numbers) = hn else {
+        return Err(format!("document {id}: \"housenumbers\" is not an object"));
+    };
+    let mut children = Vec::with_capacity(numbers.len());
+    for (number, data) in numbers {
+        let Json::Object(data) = data else {
+            return Err(format!("document {id}: housenumber {number:?} is not an object"));
+        };
+        if number.trim().is_empty() {
+            return Err(format!("document {id}: a housenumber with an empty number"));
+        }
+        let p = point_of(data).map_err(|e| format!("document {id}, housenumber {number:?}: {e}"))?;
+        let (hid, generated_id) = match data.get("id") {
+            Some(Json::String(s)) if !s.is_empty() => (s.clone(), false),
+            _ => (format!("{id}_{number}"), true),
+        };
+        let mut hf = vec![Field { name: "housenumber".into(), value: Value::Str(number.clone()) }];
+        hf.extend(json_fields(data).map_err(|e| format!("document {id}, housenumber {number:?}: {e}"))?);
+        ensure_xy(&mut hf, p);
+        let record =
+            Record { id: hid, kind: "housenumber".into(), parent: Some(id.clone()), point: Some(p), fields: hf };
+        children.push(Child { record, generated_id });
+    }
+    Ok(Entry::Family { parent: Record { id, kind, parent, point: Some(point), fields }, children })
 }
 
-fn read_ndjson(
-    mut input: impl BufRead,
-    on_error: OnError,
-    skipped: &mut Skipped,
-    sink: &mut dyn FnMut(Record) -> Result<()>,
-) -> Result<()> {
+fn read_ndjson(mut input: impl BufRead, on_error: OnError, skipped: &mut Skipped, sink: &mut Sink<'_>) -> Result<()> {
     let mut buf = Vec::with_capacity(1 << 16);
     let mut line_no = 0u64;
     loop {
         buf.clear();
-        let n = input
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| Error::BadInput { line: line_no + 1, reason: e.to_string() })?;
+        let n = input.read_until(b'\n', &mut buf).map_err(|e| unreadable(line_no + 1, e))?;
         if n == 0 {
             return Ok(());
         }
@@ -258,36 +380,10 @@ fn read_ndjson(
         if line.is_empty() {
             continue;
         }
-        match ndjson_records(line) {
-            Ok(records) => {
-                for r in records {
-                    sink(r)?;
-                }
-            }
+        match ndjson_entry(line) {
+            Ok(entry) => deliver(sink, entry, on_error, skipped, line_no)?,
             Err(reason) => skipped.note(on_error, line_no, reason)?,
         }
-    }
-}
-
-#[derive(Default)]
-struct Agg {
-    name: String,
-    postcode: String,
-    citycode: String,
-    city: String,
-    lat: f64,
-    lon: f64,
-    n: u64,
-}
-
-impl Agg {
-    fn add(&mut self, p: Point) {
-        self.lat += p.lat;
-        self.lon += p.lon;
-        self.n += 1;
-    }
-    fn centre(&self) -> Point {
-        Point { lat: self.lat / self.n.max(1) as f64, lon: self.lon / self.n.max(1) as f64 }
     }
 }
 
@@ -296,37 +392,46 @@ fn department(citycode: &str) -> &str {
     citycode.get(..n).unwrap_or(citycode)
 }
 
-fn read_ban_csv(
-    input: impl BufRead,
-    on_error: OnError,
-    skipped: &mut Skipped,
-    sink: &mut dyn FnMut(Record) -> Result<()>,
-) -> Result<()> {
+/// The columns BAN CSV needs.
+const CSV_COLUMNS: [&str; 8] = ["id", "numero", "nom_voie", "code_postal", "code_insee", "nom_commune", "lon", "lat"];
+
+/// The positions of the needed columns, or an error naming every missing
+/// one (and the likely reason when the header is split by another
+/// character than `;`).
+fn csv_columns(headers: &csv::StringRecord) -> Result<[usize; 8]> {
+    let col = |name: &str| headers.iter().position(|h| h.trim_start_matches('\u{feff}').trim() == name);
+    let missing: Vec<&str> = CSV_COLUMNS.iter().copied().filter(|c| col(c).is_none()).collect();
+    if missing.is_empty() {
+        return Ok(CSV_COLUMNS.map(|c| col(c).unwrap_or_default()));
+    }
+    let mut reason = format!("missing column{} {}", if missing.len() > 1 { "s" } else { "" }, missing.join(", "));
+    let first = headers.get(0).unwrap_or("");
+    if headers.len() == 1 {
+        if let Some(d) = [',', '\t', '|'].into_iter().find(|d| first.contains(*d)) {
+            reason.push_str(&format!(" (the header is split by {d:?}: BAN CSV is separated by ';')"));
+        }
+    }
+    Err(Error::BadInput { line: 1, reason })
+}
+
+fn read_ban_csv(input: impl BufRead, on_error: OnError, skipped: &mut Skipped, sink: &mut Sink<'_>) -> Result<Derived> {
     let mut rdr = csv::ReaderBuilder::new().delimiter(b';').flexible(true).from_reader(input);
-    let headers = rdr.headers().map_err(|e| Error::BadInput { line: 1, reason: e.to_string() })?.clone();
-    let col = |name: &str| headers.iter().position(|h| h.trim_start_matches('\u{feff}') == name);
-    let need =
-        |name: &str| col(name).ok_or_else(|| Error::BadInput { line: 1, reason: format!("missing column {name:?}") });
-    let (c_id, c_num, c_voie, c_cp, c_insee, c_commune, c_lon, c_lat) = (
-        need("id")?,
-        need("numero")?,
-        need("nom_voie")?,
-        need("code_postal")?,
-        need("code_insee")?,
-        need("nom_commune")?,
-        need("lon")?,
-        need("lat")?,
-    );
+    let headers = match rdr.headers() {
+        Ok(h) => h.clone(),
+        Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => return Err(unreadable(1, e)),
+        Err(e) => return Err(Error::BadInput { line: 1, reason: e.to_string() }),
+    };
+    let [c_id, c_num, c_voie, c_cp, c_insee, c_commune, c_lon, c_lat] = csv_columns(&headers)?;
+    let col = |name: &str| headers.iter().position(|h| h.trim_start_matches('\u{feff}').trim() == name);
     let (c_fantoir, c_rep, c_x, c_y) = (col("id_fantoir"), col("rep"), col("x"), col("y"));
-    let mut streets: HashMap<String, Agg> = HashMap::new();
-    let mut cities: HashMap<String, Agg> = HashMap::new();
-    let mut street_order: Vec<String> = Vec::new();
+    let mut derived = Derived::default();
     let mut record = csv::StringRecord::new();
     loop {
         let line = rdr.position().line() + 1;
         match rdr.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => return Err(unreadable(line, e)),
             Err(e) => {
                 skipped.note(on_error, line, e.to_string())?;
                 continue;
@@ -361,87 +466,43 @@ fn read_ban_csv(
             fields.push(Field { name: "y".into(), value: Value::Num(y) });
         }
         ensure_xy(&mut fields, p);
-        sink(Record {
+        let hn = Record {
             id: id.to_owned(),
             kind: "housenumber".into(),
             parent: Some(street_id.clone()),
             point: Some(p),
             fields,
-        })?;
-        let s = streets.entry(street_id.clone()).or_insert_with(|| {
-            street_order.push(street_id.clone());
-            Agg {
-                name: voie.into(),
-                postcode: get(c_cp).into(),
-                citycode: insee.into(),
-                city: get(c_commune).into(),
-                ..Agg::default()
-            }
-        });
-        s.add(p);
-        let c = cities.entry(insee.to_owned()).or_insert_with(|| Agg {
-            name: get(c_commune).into(),
-            postcode: get(c_cp).into(),
-            citycode: insee.into(),
-            city: get(c_commune).into(),
-            ..Agg::default()
-        });
-        c.add(p);
+        };
+        deliver(sink, Entry::Record(hn), on_error, skipped, line)?;
+        let place = |name: &str| Place {
+            name: name.to_owned(),
+            postcode: get(c_cp).to_owned(),
+            citycode: insee.to_owned(),
+            city: get(c_commune).to_owned(),
+        };
+        derived.streets.entry(street_id).or_insert_with(|| place(voie));
+        derived.communes.entry(insee.to_owned()).or_insert_with(|| place(get(c_commune)));
     }
-    // Streets and municipalities have no rows of their own: their point is
-    // the centre of their numbers, their importance grows with their size.
-    let common = |a: &Agg, importance: f64| -> Vec<Field> {
-        let mut f = vec![Field { name: "name".into(), value: Value::Str(a.name.clone()) }];
-        if !a.postcode.is_empty() {
-            f.push(Field { name: "postcode".into(), value: Value::Str(a.postcode.clone()) });
-        }
-        f.push(Field { name: "citycode".into(), value: Value::Str(a.citycode.clone()) });
-        let (x, y) = lambert93(a.centre());
-        f.push(Field { name: "x".into(), value: Value::Num(x) });
-        f.push(Field { name: "y".into(), value: Value::Num(y) });
-        f.push(Field { name: "city".into(), value: Value::Str(a.city.clone()) });
-        f.push(Field { name: "context".into(), value: Value::Str(department(&a.citycode).to_owned()) });
-        f.push(Field { name: "importance".into(), value: Value::Num((importance * 1e5).round() / 1e5) });
-        f
-    };
-    for sid in street_order {
-        if let Some(a) = streets.remove(&sid) {
-            let imp = ((1.0 + a.n as f64).ln() / 20.0).min(1.0);
-            sink(Record {
-                id: sid,
-                kind: "street".into(),
-                parent: None,
-                point: Some(a.centre()),
-                fields: common(&a, imp),
-            })?;
-        }
-    }
-    let mut codes: Vec<String> = cities.keys().cloned().collect();
-    codes.sort();
-    for code in codes {
-        if let Some(a) = cities.remove(&code) {
-            let imp = ((1.0 + a.n as f64 / 3.0).ln() / 20.0).min(1.0);
-            sink(Record {
-                id: code,
-                kind: "municipality".into(),
-                parent: None,
-                point: Some(a.centre()),
-                fields: common(&a, imp),
-            })?;
-        }
-    }
-    Ok(())
+    Ok(derived)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn collect(input: &str, format: Format, on_error: OnError) -> (Result<()>, Vec<Record>, Skipped) {
+    /// The records of what `read` yields, families flattened, and the
+    /// streets and communes it names.
+    fn collect(input: &str, format: Format, on_error: OnError) -> (Result<Derived>, Vec<Record>, Skipped) {
         let mut out = Vec::new();
         let mut skipped = Skipped::default();
-        let r = read(input.as_bytes(), format, on_error, &mut skipped, &mut |rec| {
-            out.push(rec);
+        let r = read(input.as_bytes(), format, on_error, &mut skipped, &mut |entry| {
+            match entry {
+                Entry::Record(r) => out.push(r),
+                Entry::Family { parent, children } => {
+                    out.push(parent);
+                    out.extend(children.into_iter().map(|c| c.record));
+                }
+            }
             Ok(())
         });
         (r, out, skipped)
@@ -487,14 +548,15 @@ bad;49099_0136;41;;Avenue des Bruyères;49300;49099;Cholet;;;;;abc;47.0837;entr�
         let (r, _, _) = collect(csv, Format::BanCsv, OnError::Fail);
         assert!(matches!(r, Err(Error::BadInput { line: 4, .. })), "{r:?}");
         let (r, recs, skipped) = collect(csv, Format::BanCsv, OnError::Skip);
-        r.unwrap();
+        let derived = r.unwrap();
         assert_eq!(skipped.count, 1);
         let kinds: Vec<&str> = recs.iter().map(|r| r.kind.as_str()).collect();
-        assert_eq!(kinds, vec!["housenumber", "housenumber", "street", "municipality"]);
+        assert_eq!(kinds, vec!["housenumber", "housenumber"]);
         assert_eq!(recs[1].get("housenumber"), Some(&Value::Str("39 bis".into())));
-        assert_eq!(recs[2].id, "49099_0136");
-        assert_eq!(recs[2].get("name"), Some(&Value::Str("Avenue des Bruyères".into())));
-        assert_eq!(recs[3].id, "49099");
+        assert_eq!(recs[1].parent.as_deref(), Some("49099_0136"));
+        // Streets and communes are derived at commit, from every row.
+        assert_eq!(derived.streets["49099_0136"].name, "Avenue des Bruyères");
+        assert_eq!(derived.communes["49099"].city, "Cholet");
     }
 
     #[test]

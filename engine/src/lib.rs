@@ -33,13 +33,15 @@ mod store;
 pub mod text;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 pub use batch::{BatchFormat, BatchOptions, BatchSummary, Encoding};
 pub use cache::{CacheConfig, CacheStats, ResponseCache};
 pub use db::{Batch, CommitReport, Database};
 pub use error::{Error, Result};
 pub use geo::{haversine_m, lambert93};
-pub use import::{Format, OnError, Skipped};
+pub use import::{Child, Entry, Format, OnError, Skipped};
 pub use profile::{Feature, Prop};
 pub use query::{ReverseQuery, SearchQuery};
 pub use record::{Field, Point, Record, Value};
@@ -73,10 +75,10 @@ impl Database {
         let mut skipped = Skipped::default();
         let ((), commit) = self.write(|batch| {
             for path in files {
-                let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let read = Arc::new(AtomicU64::new(0));
                 let counter = read.clone();
                 let mut input = import::open_input(path, move |n| {
-                    counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    counter.fetch_add(n, Ordering::Relaxed);
                 })?;
                 let format = match options.format {
                     Some(f) => f,
@@ -86,21 +88,48 @@ impl Database {
                         import::detect_format(path, head)?
                     }
                 };
-                let mut reported = 0;
-                import::read(input, format, options.on_error, &mut skipped, &mut |record| {
-                    batch.put(record)?;
-                    let now = read.load(std::sync::atomic::Ordering::Relaxed);
-                    if now != reported {
-                        progress(now - reported);
-                        reported = now;
-                    }
-                    Ok(())
-                })?;
-                let now = read.load(std::sync::atomic::Ordering::Relaxed);
-                progress(now - reported);
+                let input = Progress { inner: input, read, reported: 0, progress: &mut *progress };
+                batch.import(input, format, options.on_error, &mut skipped)?;
             }
             Ok(())
         })?;
         Ok(ImportReport { commit, skipped })
+    }
+}
+
+/// Reports the bytes read from disk as the reader consumes its input.
+struct Progress<'a, R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+    reported: u64,
+    progress: &'a mut (dyn FnMut(u64) + Send),
+}
+
+impl<R> Progress<'_, R> {
+    fn report(&mut self) {
+        let now = self.read.load(Ordering::Relaxed);
+        if now != self.reported {
+            (self.progress)(now - self.reported);
+            self.reported = now;
+        }
+    }
+}
+
+impl<R: std::io::BufRead> std::io::Read for Progress<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.report();
+        Ok(n)
+    }
+}
+
+impl<R: std::io::BufRead> std::io::BufRead for Progress<'_, R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.report();
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.inner.consume(amt);
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::docs::Docs;
 use crate::record::{ArchivedRecord, ArchivedValue, Point, Record};
-use crate::text::analysis::{compare_form, digits_key, housenumber_key, tokens};
+use crate::text::analysis::{compare_form, digits_key, housenumber_key, name_compare_form, name_tokens, tokens};
 use crate::text::TextDoc;
 
 /// Fields whose words are searched.
@@ -20,20 +20,27 @@ pub fn text_doc(key: u64, r: &Record) -> Option<TextDoc<'static>> {
         return None;
     }
     let mut words = Vec::new();
+    let street = r.kind != "municipality";
     for f in TEXT_FIELDS {
         if let Some(v) = r.get(f) {
             for s in v.strs() {
-                words.extend(tokens(s));
+                words.extend(if street && f == "name" { name_tokens(s) } else { tokens(s) });
             }
         }
     }
-    let mut filters = vec![("type", vec![r.kind.clone()])];
+    let mut filters = vec![("type", vec![filter_value(&r.kind)])];
     for f in ["postcode", "citycode"] {
         if let Some(v) = r.get(f) {
-            filters.push((f, v.strs().into_iter().map(str::to_owned).collect()));
+            filters.push((f, v.strs().into_iter().map(filter_value).collect()));
         }
     }
     Some(TextDoc { key, words, filters, point: r.point })
+}
+
+/// A filter value as it is indexed and compared: filters ignore case and
+/// surrounding spaces ("2B033" and "2b033", "Street" and "street").
+pub fn filter_value(v: &str) -> String {
+    v.trim().to_lowercase()
 }
 
 fn first<'a>(r: &'a ArchivedRecord, name: &str) -> &'a str {
@@ -194,8 +201,11 @@ pub fn label(docs: &Docs, t: Target) -> String {
     }
     let mut s = String::new();
     if let Some(c) = t.child {
-        s.push_str(first(docs.record(c), "housenumber"));
-        s.push(' ');
+        let number = first(docs.record(c), "housenumber").trim();
+        if !number.is_empty() {
+            s.push_str(number);
+            s.push(' ');
+        }
     }
     s.push_str(name);
     for part in [first(r, "postcode"), first(r, "city")] {
@@ -220,9 +230,10 @@ pub fn compare_labels<'d>(docs: &'d Docs, t: Target, forms: &mut Forms<'d>, out:
     cities.extend(strs("city").into_iter().map(|c| forms.index(c)));
     let number = t.child.map(|c| housenumber_key(first(docs.record(c), "housenumber"))).unwrap_or_default();
     let pc = postcodes.first().map_or("", |i| forms.get(*i));
+    let municipality = r.kind.as_str() == "municipality";
     for n in strs("name") {
-        let n = compare_form(n);
-        if r.kind.as_str() == "municipality" {
+        let n = if municipality { compare_form(n) } else { name_compare_form(n) };
+        if municipality {
             out.push(&[&n]);
             for p in &postcodes {
                 let p = forms.get(*p);
@@ -308,6 +319,7 @@ pub enum Prop {
     Str(String),
     Int(i64),
     Num(f64),
+    Bool(bool),
 }
 
 /// A result, ready to encode as a GeoJSON feature.
@@ -339,6 +351,7 @@ fn prop_of(v: &ArchivedValue) -> Option<Prop> {
         ArchivedValue::List(l) => Prop::Str(l.first()?.as_str().to_owned()),
         ArchivedValue::Int(i) => Prop::Int(i.to_native()),
         ArchivedValue::Num(n) => Prop::Num(n.to_native()),
+        ArchivedValue::Bool(b) => Prop::Bool(*b),
     })
 }
 
@@ -389,17 +402,27 @@ pub fn feature(docs: &Docs, t: Target, score: f64, distance_m: Option<f64>) -> F
     Feature { point, score, properties: props }
 }
 
-/// Whether a target passes the filters: each named field must hold one of
-/// the values, looked up on the result and then on its parent.
+/// Whether a target passes the filters (values as [`filter_value`] makes
+/// them): each named field must hold one of the values, as the result shows
+/// it: a housenumber shows its street's fields, and its own only where the
+/// street has none (see [`feature`]). `type` is the result's own kind.
+/// Search and reverse both filter by this.
 pub fn passes(docs: &Docs, t: Target, filters: &[(String, Vec<String>)]) -> bool {
     let r = docs.record(t.slot);
     let leaf = t.leaf(docs);
     filters.iter().all(|(name, values)| {
+        let same = |held: &str, v: &str| {
+            if v.is_ascii() {
+                held.trim().eq_ignore_ascii_case(v)
+            } else {
+                filter_value(held) == v
+            }
+        };
         if name == "type" {
-            return values.iter().any(|v| v == leaf.kind.as_str());
+            return values.iter().any(|v| same(leaf.kind.as_str(), v));
         }
-        let held = leaf.get(name).or_else(|| r.get(name)).map(|v| v.strs()).unwrap_or_default();
-        values.iter().any(|v| held.contains(&v.as_str()))
+        let held = r.get(name).or_else(|| leaf.get(name)).map(|v| v.strs()).unwrap_or_default();
+        values.iter().any(|v| held.iter().any(|h| same(h, v)))
     })
 }
 

@@ -10,7 +10,7 @@ use crate::geo::haversine_m;
 use crate::profile::{self, Feature, Target, CHILD_KIND};
 use crate::rank;
 use crate::record::Point;
-use crate::text::analysis::parse_query;
+use crate::text::analysis::{parse_query, BigramCounts};
 use crate::text::TextQuery;
 
 /// Candidates fetched from the full-text index and scored, per query.
@@ -32,6 +32,13 @@ const NUMBER_REACH_M: f64 = 10_000.0;
 /// Candidates searched for those with the query's housenumber, when the
 /// first ones have none.
 const NUMBER_POOL: usize = 100;
+/// The results of a search do not depend on the limit asked for: the first
+/// ones are the best of a pool of fixed size, made for this many results;
+/// a search for more than that pool holds appends, after them, the best of
+/// the next pool that were not shown, and so on. So the first k results of
+/// any two searches that differ only in their limit are the same (up to a
+/// limit of the last pool's size; a server may allow more).
+const POOLS: [usize; 3] = [5, 20, 100];
 
 /// A forward geocoding query.
 #[derive(Debug, Clone)]
@@ -88,6 +95,41 @@ fn check(deadline: Option<Instant>) -> Result<()> {
 }
 
 pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>) -> Result<Vec<Feature>> {
+    let q = &normalised(q);
+    let docs = &g.docs;
+    let mut out: Vec<Scored> = Vec::new();
+    let last = POOLS.len() - 1;
+    for (i, &size) in POOLS.iter().enumerate() {
+        let size = if i == last { size.max(q.limit) } else { size };
+        let pool = ranked(docs, search_pool(g, q, size, deadline)?);
+        if out.is_empty() {
+            out = pool;
+        } else {
+            let shown: std::collections::HashSet<(u32, Option<u32>)> =
+                out.iter().map(|s| (s.target.slot, s.target.child)).collect();
+            out.extend(pool.into_iter().filter(|s| !shown.contains(&(s.target.slot, s.target.child))));
+        }
+        if out.len() >= q.limit {
+            break;
+        }
+    }
+    out.truncate(q.limit);
+    Ok(out.into_iter().map(|s| profile::feature(docs, s.target, s.score, s.distance)).collect())
+}
+
+/// The query with its filter values in the form they are indexed and
+/// compared in (see [`profile::filter_value`]).
+fn normalised(q: &SearchQuery) -> SearchQuery {
+    SearchQuery { filters: normalised_filters(&q.filters), ..q.clone() }
+}
+
+fn normalised_filters(filters: &[(String, Vec<String>)]) -> Vec<(String, Vec<String>)> {
+    filters.iter().map(|(n, vs)| (n.clone(), vs.iter().map(|v| profile::filter_value(v)).collect())).collect()
+}
+
+/// The candidates of a search sized for `pool` results, scored, in no
+/// particular order.
+fn search_pool(g: &Generation, q: &SearchQuery, pool: usize, deadline: Option<Instant>) -> Result<Vec<Scored>> {
     let docs = &g.docs;
     let parsed = parse_query(&q.q);
     let mut words = parsed.tokens;
@@ -98,7 +140,7 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
         // addresses with that number nearest to it, which is what someone
         // typing "12" on a map means.
         return match (housenumber, q.near) {
-            (Some(h), Some(at)) => numbers_near(g, q, &parsed.compare, &h, at, deadline),
+            (Some(h), Some(at)) => numbers_near(g, q, &parsed.compare, &h, at, pool, deadline),
             _ => Ok(Vec::new()),
         };
     }
@@ -120,7 +162,18 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
     }
     let prefix = if q.autocomplete { words.pop() } else { None };
     let short = housenumber.is_none() && words.len() + usize::from(prefix.is_some()) <= 3;
-    let words = words.iter().map(|w| g.text.word(w, false)).collect::<Result<Vec<_>>>()?;
+    let mut words = words.iter().map(|w| g.text.word(w, false)).collect::<Result<Vec<_>>>()?;
+    // The other reading of a word that may be an abbreviation or not
+    // ("r", "ham"): documents hold either, a query means either.
+    for alt in &parsed.alternatives {
+        if q.autocomplete && prefix.as_deref() == Some(alt.literal.as_str()) {
+            continue;
+        }
+        let w = g.text.word(&alt.canonical, false)?;
+        if w.freq > 0 {
+            words.push(w);
+        }
+    }
     let prefix = prefix.map(|p| g.text.word(&p, true)).transpose()?;
     let mut tq = TextQuery { words, prefix, filters: text_filters, near: q.near };
     let municipality_allowed = kinds.as_ref().is_none_or(|k| k.iter().any(|t| t == "municipality"));
@@ -130,20 +183,22 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
     // Words of 3 letters or fewer get no typo expansion (see `text`).
     let unknown = |w: &str, freq: u64| freq == 0 && w.chars().nth(3).is_some();
     let misspelt = tq.words.iter().chain(&tq.prefix).any(|w| unknown(&w.text, w.freq));
-    let wanted = if misspelt { TYPO_CANDIDATES } else { CANDIDATES }.max(q.limit * 2);
+    let wanted = if misspelt { TYPO_CANDIDATES } else { CANDIDATES }.max(pool * 2);
     // A last word typed half-way, or a word the index lacks (misspelt or
     // not), is no word of any label (labels are made of indexed words), so
     // no label can equal the query and the first, short fetch could not end
     // the search.
     let partial = tq.prefix.as_ref().is_some_and(|p| p.whole == 0);
     let absent = tq.words.iter().any(|w| w.freq == 0);
-    let first = if full_path || partial || absent { wanted } else { FIRST_CANDIDATES.max(q.limit * 2).min(wanted) };
+    let first = if full_path || partial || absent { wanted } else { FIRST_CANDIDATES.max(pool * 2).min(wanted) };
     let mut candidates = g.text.candidates(&tq, first)?;
     check(deadline)?;
-    let query_bigrams = crate::text::analysis::BigramCounts::new(&parsed.compare);
+    let compares: Vec<&str> =
+        std::iter::once(parsed.compare.as_str()).chain(parsed.compare_canonical.as_deref()).collect();
+    let query_bigrams: Vec<BigramCounts> = compares.iter().map(|c| BigramCounts::new(c)).collect();
     let ctx = ScoreContext {
         q,
-        parsed_compare: &parsed.compare,
+        compares: &compares,
         housenumber: housenumber.as_deref(),
         resolve_numbers,
         kinds: kinds.as_deref(),
@@ -217,31 +272,33 @@ pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>)
         }
         score_candidates(docs, &ctx, &fresh, &mut scored)?;
     }
-    Ok(ranked(docs, scored, q.limit))
+    Ok(scored)
 }
 
-/// The best `limit` of `scored`, by score, then importance, then id (so
-/// that ties do not depend on the order candidates came in).
-fn ranked(docs: &Docs, mut scored: Vec<Scored>, limit: usize) -> Vec<Feature> {
+/// `scored` by score, then importance, then id (so that ties do not
+/// depend on the order candidates came in).
+fn ranked(docs: &Docs, mut scored: Vec<Scored>) -> Vec<Scored> {
     scored.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)
             .then(b.importance.total_cmp(&a.importance))
             .then_with(|| a.target.leaf(docs).id.as_str().cmp(b.target.leaf(docs).id.as_str()))
     });
-    scored.truncate(limit);
-    scored.into_iter().map(|s| profile::feature(docs, s.target, s.score, s.distance)).collect()
+    scored
 }
 
 /// What scoring a candidate needs of the query.
 struct ScoreContext<'a> {
     q: &'a SearchQuery,
-    parsed_compare: &'a str,
+    /// The query as compared with labels: as typed, and with its words
+    /// that may be abbreviations written out, when it has any.
+    compares: &'a [&'a str],
     housenumber: Option<&'a str>,
     resolve_numbers: bool,
     kinds: Option<&'a [String]>,
     deadline: Option<Instant>,
-    query_bigrams: &'a crate::text::analysis::BigramCounts,
+    /// Of each of `compares`.
+    query_bigrams: &'a [BigramCounts],
     numbers: &'a profile::HouseNumbers,
 }
 
@@ -267,9 +324,16 @@ fn score_candidates(
                 continue;
             }
         }
+        // The full-text index filters the candidates on their own values;
+        // a result is checked as reverse checks it (`profile::passes`).
+        if !c.q.filters.is_empty() && !profile::passes(docs, target, &c.q.filters) {
+            continue;
+        }
         profile::compare_labels(docs, target, &mut forms, &mut labels);
-        let text =
-            rank::text_score_with(c.parsed_compare, c.query_bigrams, labels.iter(), c.q.autocomplete, &mut scratch);
+        let mut text: f64 = 0.0;
+        for (compare, bigrams) in c.compares.iter().zip(c.query_bigrams) {
+            text = text.max(rank::text_score_with(compare, bigrams, labels.iter(), c.q.autocomplete, &mut scratch));
+        }
         let distance = c.q.near.and_then(|p| target.point(docs).map(|t| haversine_m(p, t)));
         let importance = profile::importance(docs.record(*slot));
         let score = rank::combine(text, importance, distance);
@@ -290,8 +354,9 @@ fn numbers_near(
     compare: &str,
     key: &str,
     at: Point,
+    pool: usize,
     deadline: Option<Instant>,
-) -> Result<Vec<Feature>> {
+) -> Result<Vec<Scored>> {
     let docs = &g.docs;
     // Every filter, `type` included, is checked here, on the point's record.
     let keep = |slot: u32| {
@@ -300,15 +365,15 @@ fn numbers_near(
     };
     let streets: Vec<(f32, u32)> = g
         .geo
-        .nearest_within(at, q.limit, NUMBER_REACH_M, keep)
+        .nearest_within(at, pool, NUMBER_REACH_M, keep)
         .into_iter()
         .map(|(slot, _)| (0.0, Target::of(docs, slot).slot))
         .collect();
     check(deadline)?;
-    let query_bigrams = crate::text::analysis::BigramCounts::new(compare);
+    let query_bigrams = [BigramCounts::new(compare)];
     let ctx = ScoreContext {
         q,
-        parsed_compare: compare,
+        compares: &[compare],
         housenumber: Some(key),
         resolve_numbers: true,
         kinds: None,
@@ -318,12 +383,13 @@ fn numbers_near(
     };
     let mut scored = Vec::with_capacity(streets.len());
     score_candidates(docs, &ctx, &streets, &mut scored)?;
-    Ok(ranked(docs, scored, q.limit))
+    Ok(scored)
 }
 
 pub(crate) fn reverse(g: &Generation, q: &ReverseQuery) -> Vec<Feature> {
     let docs = &g.docs;
-    let keep = |slot: u32| q.filters.is_empty() || profile::passes(docs, Target::of(docs, slot), &q.filters);
+    let filters = normalised_filters(&q.filters);
+    let keep = |slot: u32| filters.is_empty() || profile::passes(docs, Target::of(docs, slot), &filters);
     g.geo
         .nearest(q.at, q.limit, keep)
         .into_iter()

@@ -13,6 +13,9 @@ pub enum Value {
     List(Vec<String>),
     Int(i64),
     Num(f64),
+    /// Added after the others, so that records stored before keep their
+    /// archived layout.
+    Bool(bool),
 }
 
 impl Value {
@@ -38,8 +41,8 @@ impl Value {
         match self {
             Value::Int(i) => Some(*i as f64),
             Value::Num(n) => Some(*n),
-            Value::Str(s) => s.parse().ok(),
-            Value::List(_) => None,
+            Value::Str(s) => s.trim().parse().ok(),
+            Value::List(_) | Value::Bool(_) => None,
         }
     }
 }
@@ -114,8 +117,8 @@ impl ArchivedValue {
         match self {
             ArchivedValue::Int(i) => Some(i.to_native() as f64),
             ArchivedValue::Num(n) => Some(n.to_native()),
-            ArchivedValue::Str(s) => s.as_str().parse().ok(),
-            ArchivedValue::List(_) => None,
+            ArchivedValue::Str(s) => s.as_str().trim().parse().ok(),
+            ArchivedValue::List(_) | ArchivedValue::Bool(_) => None,
         }
     }
 }

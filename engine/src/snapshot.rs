@@ -57,6 +57,11 @@ pub fn profile_id() -> String {
     format!("address-1:{}", profile::FILTERS.join(","))
 }
 
+/// A history id as manifests and the HTTP API write it.
+pub fn history_hex(id: u64) -> String {
+    format!("{id:016x}")
+}
+
 /// The head of a snapshot: what it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -66,6 +71,11 @@ pub struct Manifest {
     pub documents: u64,
     /// See [`profile_id`].
     pub profile: String,
+    /// The history the generation belongs to, as 16 hex digits (see
+    /// [`crate::Database::history`]); absent in snapshots made before
+    /// histories existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<String>,
     /// Every entry, in the order of the body.
     pub files: Vec<FileEntry>,
 }
@@ -250,8 +260,15 @@ pub(crate) fn write(out: &mut dyn Write, store: &StoreView) -> Result<Manifest> 
         export_table(store, t, &mut d)?;
         entries.push(FileEntry { path: format!("{STORE_PREFIX}{}", t.name()), len: d.len, crc32: d.hasher.finalize() });
     }
-    let manifest =
-        Manifest { format_version: FORMAT_VERSION, generation, documents, profile: profile_id(), files: entries };
+    let history = Some(store.history()?).filter(|h| *h != 0).map(history_hex);
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        generation,
+        documents,
+        profile: profile_id(),
+        history,
+        files: entries,
+    };
 
     let json = serde_json::to_vec(&manifest).map_err(|e| Error::snapshot(format!("encoding the manifest: {e}")))?;
     let mut w = CrcWriter { inner: out, hasher: crc32fast::Hasher::new() };
@@ -539,6 +556,7 @@ mod tests {
             generation: 3,
             documents: 0,
             profile: profile_id(),
+            history: None,
             files: REQUIRED.iter().map(|p| FileEntry { path: (*p).into(), len: 0, crc32: 0 }).collect(),
         }
     }

@@ -21,6 +21,29 @@ const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
+/// The meta key of the history id: a random number made with the
+/// database and made anew by every restore. Generation numbers only order
+/// the commits of one history; a replica compares (history, generation)
+/// with its primary's, so that a primary restored to an older snapshot, or
+/// one that went on to other commits under the same numbers, is never taken
+/// for the one it followed.
+pub(crate) const HISTORY: &str = "history";
+
+/// A history id no other database has: the hash of the time, the process
+/// and the standard library's per-process random keys. Never 0, which
+/// stands for "unknown" (a snapshot made before histories existed).
+pub(crate) fn fresh_history() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::hash::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    h.write_u128(now.as_nanos());
+    h.write_u32(std::process::id());
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish().max(1)
+}
+
 const BLOCK_BYTES: usize = 64 * 1024;
 const BLOCK_RECORDS: usize = 4096;
 
@@ -66,10 +89,24 @@ impl Store {
         {
             txn.open_table(BLOCKS)?;
             txn.open_table(IDS)?;
-            txn.open_table(META)?;
+            let mut meta = txn.open_table(META)?;
+            // Databases made before histories existed get theirs now.
+            if meta.get(HISTORY)?.is_none() {
+                meta.insert(HISTORY, fresh_history())?;
+            }
         }
         txn.commit()?;
         Ok(Store { db: Arc::new(db) })
+    }
+
+    /// Starts a new history: the content is no longer the continuation of
+    /// what any replica or backup holds under the same generation numbers.
+    pub fn new_history(&self) -> Result<u64> {
+        let id = fresh_history();
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?.insert(HISTORY, id)?;
+        txn.commit()?;
+        Ok(id)
     }
 
     /// A read handle that outlives no commit: it sees the committed state
@@ -99,7 +136,15 @@ impl Store {
     pub fn begin(&self) -> Result<StoreTxn> {
         let txn = self.db.begin_write()?;
         let next_block = meta_get(&txn, "next_block")?;
-        Ok(StoreTxn { txn, next_block, pending: Vec::new(), pending_bytes: 0, pending_block: None, next_pos: 0 })
+        Ok(StoreTxn {
+            txn,
+            next_block,
+            first_new_block: next_block,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            pending_block: None,
+            next_pos: 0,
+        })
     }
 }
 
@@ -113,6 +158,9 @@ fn meta_get(txn: &WriteTransaction, name: &str) -> Result<u64> {
 pub struct StoreTxn {
     txn: WriteTransaction,
     next_block: u64,
+    /// The first block this transaction writes: every key from
+    /// `first_new_block << 16` on was written by it.
+    first_new_block: u64,
     pending: Vec<(u64, Record)>,
     pending_bytes: usize,
     pending_block: Option<u64>,
@@ -122,8 +170,8 @@ pub struct StoreTxn {
 
 impl StoreTxn {
     /// Adds or replaces a record. Returns the new key and, when an older
-    /// record had this id, the key it replaces.
-    pub fn put(&mut self, record: Record) -> Result<(u64, Option<u64>)> {
+    /// record had this id, that record and its key.
+    pub fn put(&mut self, record: Record) -> Result<(u64, Option<(u64, Record)>)> {
         let old = self.delete(&record.id)?;
         let block = match self.pending_block {
             Some(b) => b,
@@ -145,8 +193,8 @@ impl StoreTxn {
         Ok((key, old))
     }
 
-    /// Removes the record with this id; returns its key if there was one.
-    pub fn delete(&mut self, id: &str) -> Result<Option<u64>> {
+    /// Removes the record with this id; returns it and its key if there was one.
+    pub fn delete(&mut self, id: &str) -> Result<Option<(u64, Record)>> {
         let key = {
             let mut ids = self.txn.open_table(IDS)?;
             let k = ids.remove(id)?.map(|v| v.value());
@@ -154,23 +202,69 @@ impl StoreTxn {
         };
         let Some(key) = key else { return Ok(None) };
         if self.pending_block == Some(block_of(key)) {
-            self.pending.retain(|(k, _)| *k != key);
             // Keep keys increasing within the open block: positions are never reused.
-            return Ok(Some(key));
+            let at = self.pending.iter().position(|(k, _)| *k == key);
+            return match at {
+                Some(i) => Ok(Some(self.pending.remove(i))),
+                None => Err(Error::Store(format!("the ids table names key {key}, which the open block lacks"))),
+            };
         }
         let mut blocks = self.txn.open_table(BLOCKS)?;
         let entries = match blocks.get(block_of(key))? {
             Some(bytes) => decode_block(bytes.value())?,
-            None => return Ok(Some(key)),
+            None => return Err(Error::Store(format!("the ids table names key {key}, whose block is gone"))),
         };
-        let kept: Vec<(u64, Record)> = entries.into_iter().filter(|(k, _)| *k != key).collect();
+        let mut kept = entries;
+        let Some(at) = kept.iter().position(|(k, _)| *k == key) else {
+            return Err(Error::Store(format!("the ids table names key {key}, which its block lacks")));
+        };
+        let old = kept.remove(at);
         if kept.is_empty() {
             blocks.remove(block_of(key))?;
         } else {
             let enc = encode_block(&kept)?;
             blocks.insert(block_of(key), enc.as_slice())?;
         }
-        Ok(Some(key))
+        Ok(Some(old))
+    }
+
+    /// The key of the record with this id, if there is one.
+    pub fn key_of(&self, id: &str) -> Result<Option<u64>> {
+        let k = self.txn.open_table(IDS)?.get(id)?.map(|v| v.value());
+        Ok(k)
+    }
+
+    /// The record with this id, if there is one, read without changing anything.
+    pub fn get(&self, id: &str) -> Result<Option<Record>> {
+        let Some(key) = self.key_of(id)? else { return Ok(None) };
+        if self.pending_block == Some(block_of(key)) {
+            return Ok(self.pending.iter().find(|(k, _)| *k == key).map(|(_, r)| r.clone()));
+        }
+        let blocks = self.txn.open_table(BLOCKS)?;
+        let Some(bytes) = blocks.get(block_of(key))? else { return Ok(None) };
+        Ok(decode_block(bytes.value())?.into_iter().find(|(k, _)| *k == key).map(|(_, r)| r))
+    }
+
+    /// The key the next `put` will get, or a key below it: records put from
+    /// now on all have keys at or above it.
+    pub fn next_key(&self) -> u64 {
+        match self.pending_block {
+            Some(b) => (b << 16) | self.next_pos,
+            None => self.next_block << 16,
+        }
+    }
+
+    /// Every record this transaction wrote and did not delete, in key order.
+    pub fn for_each_new(&mut self, mut f: impl FnMut(u64, Record) -> Result<()>) -> Result<()> {
+        self.flush()?;
+        let blocks = self.txn.open_table(BLOCKS)?;
+        for item in blocks.range(self.first_new_block..)? {
+            let (_, bytes) = item?;
+            for (key, record) in decode_block(bytes.value())? {
+                f(key, record)?;
+            }
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -314,6 +408,13 @@ impl StoreView {
         Ok(v)
     }
 
+    /// See [`HISTORY`]; 0 for a store made before histories existed.
+    pub fn history(&self) -> Result<u64> {
+        let t = self.txn.open_table(META)?;
+        let v = t.get(HISTORY)?.map(|v| v.value()).unwrap_or(0);
+        Ok(v)
+    }
+
     /// Records in this state.
     pub fn count(&self) -> Result<u64> {
         Ok(self.txn.open_table(IDS)?.len()?)
@@ -445,7 +546,7 @@ mod tests {
         let (k1, _) = t.put(rec("a", "A")).unwrap();
         let (k2, _) = t.put(rec("b", "B")).unwrap();
         let (k3, old) = t.put(rec("a", "A2")).unwrap();
-        assert_eq!(old, Some(k1));
+        assert_eq!(old.map(|(k, r)| (k, r.id)), Some((k1, "a".to_owned())));
         assert!(k1 < k2 && k2 < k3);
         t.commit(1).unwrap();
         assert_eq!(all(&store), vec![("b".into(), "B".into()), ("a".into(), "A2".into())]);

@@ -22,6 +22,7 @@ impl Serialize for PropValue<'_> {
             Prop::Int(i) => s.serialize_i64(*i),
             Prop::Num(n) if n.is_finite() => s.serialize_f64(*n),
             Prop::Num(_) => s.serialize_unit(),
+            Prop::Bool(b) => s.serialize_bool(*b),
         }
     }
 }
@@ -195,6 +196,7 @@ mod tests {
                     Prop::Str(s) => Value::String(s.clone()),
                     Prop::Int(i) => Value::from(*i),
                     Prop::Num(n) => serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number),
+                    Prop::Bool(b) => Value::Bool(*b),
                 };
                 (k.clone(), v)
             })

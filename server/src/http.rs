@@ -318,8 +318,7 @@ impl App {
         };
         let done = tokio::task::spawn_blocking(move || {
             let mut skipped = cairn::Skipped::default();
-            db.write(|b| cairn::import::read(&body[..], format, cairn::OnError::Fail, &mut skipped, &mut |r| b.put(r)))
-                .map(|((), c)| (c, skipped))
+            db.write(|b| b.import(&body[..], format, cairn::OnError::Fail, &mut skipped)).map(|((), c)| (c, skipped))
         })
         .await;
         committed(done)
@@ -509,6 +508,11 @@ fn committed(
             status: 400,
             title: "Invalid document".into(),
             description: Some(format!("line {line}: {reason}; nothing was written")),
+        }),
+        Ok(Err(e @ cairn::Error::IdCollision { .. })) => error(BadRequest {
+            status: 400,
+            title: "Invalid document".into(),
+            description: Some(format!("{e}; nothing was written")),
         }),
         Ok(Err(e)) => internal(e),
         Err(e) => bad(500, format!("The write did not finish: {e}")),

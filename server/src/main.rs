@@ -392,6 +392,12 @@ fn batch(db: &Database, input: &Path, output: &Path, options: &cairn::BatchOptio
     for (line, reason) in &summary.first_malformed {
         let _ = writeln!(err, "malformed row at line {line}: {reason}");
     }
+    for line in &summary.first_transcoded {
+        let _ = writeln!(err, "warning: line {line} is not UTF-8; read as Windows-1252 (--encoding to choose)");
+    }
+    if summary.transcoded > summary.first_transcoded.len() as u64 {
+        let _ = writeln!(err, "warning: {} rows in all were read as Windows-1252", summary.transcoded);
+    }
     let secs = started.elapsed().as_secs_f64();
     let _ = writeln!(
         err,

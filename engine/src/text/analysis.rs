@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use unicode_normalization::char::{decompose_canonical, is_combining_mark};
+
 /// Longest edge n-gram indexed for autocompletion; longer prefixes are
 /// matched by their first `MAX_PREFIX` characters.
 pub const MAX_PREFIX: usize = 20;
@@ -15,6 +17,11 @@ pub const MIN_PREFIX: usize = 2;
 
 /// Lowercases and strips diacritics; ligatures become two letters.
 /// Anything that is not a letter or a digit becomes a space.
+///
+/// Text is folded as its canonical decomposition would be: a combining
+/// accent (as in "E\u{301}", which macOS and some copy-paste sources send
+/// for "É") is dropped with the letter kept, not taken for a separator, and
+/// a precomposed letter of any script loses its accents the same way.
 pub fn fold(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -24,8 +31,13 @@ pub fn fold(s: &str) -> String {
             out.push(' ');
         } else if let Some(f) = fold_char(c) {
             out.push_str(f);
+        } else if is_combining_mark(c) {
         } else if c.is_alphanumeric() {
-            out.extend(c.to_lowercase());
+            decompose_canonical(c, |d| {
+                if !is_combining_mark(d) {
+                    out.extend(d.to_lowercase());
+                }
+            });
         } else {
             out.push(' ');
         }
@@ -54,35 +66,57 @@ fn fold_char(c: char) -> Option<&'static str> {
         'š' | 'Š' | 'ś' | 'Ś' | 'ş' | 'Ş' => "s",
         'ř' | 'Ř' => "r",
         'ł' | 'Ł' => "l",
-        'ß' => "ss",
+        'ß' | 'ẞ' => "ss",
         'ť' | 'Ť' | 'ţ' | 'Ţ' => "t",
         // Typographic apostrophes and dashes separate words like their ASCII twins.
         _ => return None,
     })
 }
 
+/// Where an abbreviation may be read as one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Everywhere: "bd" is nothing but "boulevard".
+    Always,
+    /// A street type that is also a word or a name ("ham" is the town of
+    /// Ham, "aven" is in Pont-Aven): in a document, only as the first word
+    /// of a street's name; in a query, both readings are kept.
+    StreetType,
+    /// An abbreviation as often as not ("mal" of "Chemin du Mal Pas", "rd"
+    /// of "RD 12"): never in a document; in a query, both readings.
+    Ambiguous,
+}
+
 struct Synonyms {
-    /// variant -> canonical words
-    map: HashMap<String, Vec<String>>,
+    /// variant -> canonical words, and where it may be read so
+    map: HashMap<String, (Vec<String>, Class)>,
 }
 
 fn synonyms() -> &'static Synonyms {
     static TABLE: OnceLock<Synonyms> = OnceLock::new();
     TABLE.get_or_init(|| {
         let mut map = HashMap::new();
+        let mut class = Class::Always;
         for line in include_str!("synonyms.txt").lines() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
+            match line {
+                "[always]" => class = Class::Always,
+                "[street types that are also words]" => class = Class::StreetType,
+                "[ambiguous]" => class = Class::Ambiguous,
+                _ => {}
+            }
             let Some((canonical, variants)) = line.split_once(':') else {
                 continue;
             };
             let canonical: Vec<String> = canonical.split_whitespace().map(str::to_owned).collect();
+            debug_assert!(class == Class::Always || canonical.len() == 1, "{line}: one word only");
             for v in variants.split(',') {
                 let v = v.trim();
                 if !v.is_empty() {
-                    map.insert(v.to_owned(), canonical.clone());
+                    map.insert(v.to_owned(), (canonical.clone(), class));
                 }
             }
         }
@@ -90,20 +124,42 @@ fn synonyms() -> &'static Synonyms {
     })
 }
 
-/// Folds, splits and canonicalises `s` into index/query tokens.
+/// Folds, splits and canonicalises `s` into index/query tokens: the
+/// abbreviations that are never anything else are written out.
 pub fn tokens(s: &str) -> Vec<String> {
     let folded = fold(s);
     let mut out = Vec::new();
     for t in folded.split_whitespace() {
-        push_canonical(t, &mut out);
+        push_canonical(t, &mut out, false);
     }
     out
 }
 
-fn push_canonical(t: &str, out: &mut Vec<String>) {
+/// [`tokens`] of the name of a street or a place: its first word is also
+/// read as the street type it may abbreviate ("Ham des Vignes" is a hameau).
+pub fn name_tokens(s: &str) -> Vec<String> {
+    let folded = fold(s);
+    let mut out = Vec::new();
+    for (i, t) in folded.split_whitespace().enumerate() {
+        push_canonical(t, &mut out, i == 0);
+    }
+    out
+}
+
+fn push_canonical(t: &str, out: &mut Vec<String>, street_type: bool) {
     match synonyms().map.get(t) {
-        Some(words) => out.extend(words.iter().cloned()),
-        None => out.push(t.to_owned()),
+        Some((words, Class::Always)) => out.extend(words.iter().cloned()),
+        Some((words, Class::StreetType)) if street_type => out.extend(words.iter().cloned()),
+        _ => out.push(t.to_owned()),
+    }
+}
+
+/// The written-out word of a query word that may be an abbreviation or a
+/// word of its own ("r": "rue", or an initial).
+fn other_reading(t: &str) -> Option<&'static str> {
+    match synonyms().map.get(t) {
+        Some((words, Class::StreetType | Class::Ambiguous)) => words.first().map(String::as_str),
+        _ => None,
     }
 }
 
@@ -162,8 +218,16 @@ pub fn digits_key(s: &str) -> Option<&str> {
     Some(if trimmed.is_empty() { "0" } else { trimmed })
 }
 
-/// Street types that may follow a housenumber ("12 rue ...").
+/// Street types that may follow a housenumber ("12 rue ...", "12 r ...").
 fn is_street_type(t: &str) -> bool {
+    is_street_type_word(t)
+        || synonyms()
+            .map
+            .get(t)
+            .is_some_and(|(w, class)| *class == Class::StreetType && w.first().is_some_and(|w| is_street_type_word(w)))
+}
+
+fn is_street_type_word(t: &str) -> bool {
     matches!(
         t,
         "rue"
@@ -245,6 +309,18 @@ pub struct ParsedQuery {
     pub tokens: Vec<String>,
     /// All tokens including the housenumber, for comparison with labels.
     pub compare: String,
+    /// Words that may be abbreviations or words of their own, with their
+    /// other reading: a query means either.
+    pub alternatives: Vec<Alternative>,
+    /// `compare` with every word of `alternatives` written out.
+    pub compare_canonical: Option<String>,
+}
+
+/// A query word with two readings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alternative {
+    pub literal: String,
+    pub canonical: String,
 }
 
 /// Splits a query into housenumber and text tokens. The housenumber is the
@@ -306,7 +382,10 @@ pub fn parse_query(q: &str) -> ParsedQuery {
             i += 1;
             continue;
         }
-        if housenumber.is_none() && is_number_token(t) && (i == 0 || before_type) {
+        // "152e" before a word that is no street type is an ordinal ("152e
+        // régiment"), not number 152 E.
+        let ordinal = t.ends_with('e') && t.len() > 1 && t[..t.len() - 1].bytes().all(|b| b.is_ascii_digit());
+        if housenumber.is_none() && is_number_token(t) && (before_type || (i == 0 && !ordinal)) {
             housenumber = Some(housenumber_key(t));
             // Words before "<number> <street type>" are either a building
             // ("Résidence Les Tilleuls Bât B 1, Impasse du Ruisseau"), which
@@ -325,31 +404,61 @@ pub fn parse_query(q: &str) -> ParsedQuery {
         i += 1;
     }
     text.extend(moved);
-    let mut compare = String::new();
-    if let Some(h) = &housenumber {
-        compare.push_str(h);
-    }
-    for t in &text {
-        if !compare.is_empty() {
-            compare.push(' ');
+    let joined = |words: &mut dyn Iterator<Item = &str>| {
+        let mut compare = String::new();
+        if let Some(h) = &housenumber {
+            compare.push_str(h);
         }
-        compare.push_str(t);
+        for t in words {
+            if !compare.is_empty() {
+                compare.push(' ');
+            }
+            compare.push_str(t);
+        }
+        compare
+    };
+    let compare = joined(&mut text.iter().map(String::as_str));
+    let mut alternatives = Vec::new();
+    for t in &text {
+        if let Some(c) = other_reading(t) {
+            if !alternatives.iter().any(|a: &Alternative| a.literal == *t) {
+                alternatives.push(Alternative { literal: t.clone(), canonical: c.to_owned() });
+            }
+        }
     }
-    ParsedQuery { housenumber, tokens: text, compare }
+    let compare_canonical =
+        (!alternatives.is_empty()).then(|| joined(&mut text.iter().map(|t| other_reading(t).unwrap_or(t.as_str()))));
+    ParsedQuery { housenumber, tokens: text, compare, alternatives, compare_canonical }
 }
 
-/// The comparable form of a label part (a name, a city, a postcode): its
-/// tokens joined by one space. Housenumbers are added by the caller as keys.
+/// The comparable form of a label part (a city, a postcode): its tokens
+/// joined by one space. Housenumbers are added by the caller as keys.
 pub fn compare_form(label: &str) -> String {
+    compare_form_of(label, false)
+}
+
+/// [`compare_form`] of the name of a street or a place (see [`name_tokens`]).
+pub fn name_compare_form(label: &str) -> String {
+    compare_form_of(label, true)
+}
+
+/// What [`tokens`] or [`name_tokens`] give, joined, without a string per
+/// token: this runs on every candidate's name.
+fn compare_form_of(label: &str, name: bool) -> String {
     let folded = fold(label);
     let mut out = String::with_capacity(folded.len());
-    for t in folded.split_whitespace() {
-        let canonical = synonyms().map.get(t);
-        for w in canonical.map_or_else(|| vec![t], |c| c.iter().map(String::as_str).collect()) {
-            if !out.is_empty() {
-                out.push(' ');
+    let mut push = |w: &str| {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    };
+    for (i, t) in folded.split_whitespace().enumerate() {
+        match synonyms().map.get(t) {
+            Some((words, class)) if *class == Class::Always || (*class == Class::StreetType && name && i == 0) => {
+                words.iter().for_each(|w| push(w))
             }
-            out.push_str(w);
+            _ => push(t),
         }
     }
     out

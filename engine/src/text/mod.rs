@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use levenshtein_automata::{Distance, LevenshteinAutomatonBuilder, DFA, SINK_STATE};
 
-use tantivy::collector::TopDocs;
+use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
 use tantivy::directory::MmapDirectory;
 use tantivy::indexer::NoMergePolicy;
@@ -163,7 +163,7 @@ pub struct TextIndex {
     /// The document slot (see [`crate::docs`]) of each document of each
     /// segment, `u32::MAX` for none, made at open: a candidate is then one
     /// array read away from its record, not a key column read and a search.
-    slots: Vec<Vec<u32>>,
+    slots: Vec<std::sync::Arc<[u32]>>,
     /// Candidates of costly queries, by their terms: those of common words
     /// only ("12 rue de la": WAND has nothing to skip with) or with common
     /// words beside a rare one of many documents ("12 avenue de la"). Few
@@ -207,7 +207,7 @@ impl TextIndex {
         let mut slots = Vec::new();
         for segment in reader.searcher().segment_readers() {
             let keys: Column<u64> = segment.fast_fields().u64("key").map_err(text_err)?;
-            let of_doc =
+            let of_doc: std::sync::Arc<[u32]> =
                 (0..segment.max_doc()).map(|doc| keys.first(doc).and_then(slot_of).unwrap_or(u32::MAX)).collect();
             slots.push(of_doc);
         }
@@ -386,10 +386,7 @@ impl TextIndex {
             Some(top) => top,
             None => self.union(&searcher, &[&rare, &common_terms], &cells, &q.filters, k)?,
         };
-        let out: Vec<(f32, u32)> = top
-            .into_iter()
-            .filter_map(|(score, addr)| self.slot(addr.segment_ord, addr.doc_id).map(|s| (score, s)))
-            .collect();
+        let out = top;
         if let Some(key) = memo_key {
             self.common.insert(key, std::sync::Arc::new(out.clone()));
         }
@@ -439,7 +436,8 @@ impl TextIndex {
     }
 
     /// The best `k` documents of the union of `words` and `cells`, by
-    /// tantivy's block-max WAND, among those that pass the filters.
+    /// tantivy's block-max WAND, among those that pass the filters, as
+    /// (score, slot), best first.
     fn union(
         &self,
         searcher: &tantivy::Searcher,
@@ -447,12 +445,12 @@ impl TextIndex {
         cells: &[Term],
         filters: &[(String, Vec<String>)],
         k: usize,
-    ) -> Result<Vec<(f32, tantivy::DocAddress)>> {
+    ) -> Result<Vec<(f32, u32)>> {
         let words = words.iter().flat_map(|w| w.iter()).map(|t| should(t.clone(), IndexRecordOption::WithFreqs));
         let cells = cells.iter().map(|t| should(t.clone(), IndexRecordOption::Basic));
         let union = words.chain(cells).collect();
         let query = self.filtered(union, filters)?;
-        searcher.search(&query, &TopDocs::with_limit(k).order_by_score()).map_err(text_err)
+        searcher.search(&query, &BySlot { k, slots: &self.slots }).map_err(text_err)
     }
 
     /// The union's best `k` when they all hold a rare word, found without
@@ -477,7 +475,7 @@ impl TextIndex {
         cells: &[Term],
         filters: &[(String, Vec<String>)],
         k: usize,
-    ) -> Result<Option<Vec<(f32, tantivy::DocAddress)>>> {
+    ) -> Result<Option<Vec<(f32, u32)>>> {
         let mut bound = 0.0f32;
         for t in common {
             bound += self.max_score(searcher, t, IndexRecordOption::WithFreqs)?;
@@ -548,7 +546,9 @@ impl TextIndex {
                         }
                         score += s.score();
                     }
-                    top.push(score, tantivy::DocAddress::new(ord as u32, doc));
+                    if let Some(slot) = self.slot(ord as u32, doc) {
+                        top.push(score, slot);
+                    }
                 }
                 doc = driver.advance();
             }
@@ -610,16 +610,18 @@ impl TextIndex {
     }
 }
 
-/// The best `k` of scored documents, ties to the first in index order, as
-/// tantivy's `TopDocs` keeps them.
+/// The best `k` of scored documents, ties to the lower slot: the order of
+/// documents in the index depends on how it was built (threads, merges, a
+/// primary's commits against a replica's one build), the slots do not, so
+/// two indexes of the same records give the same candidates.
 struct TopK {
     k: usize,
     heap: std::collections::BinaryHeap<std::cmp::Reverse<Ranked>>,
 }
 
-/// Higher score first, then lower address.
+/// Higher score first, then lower slot.
 #[derive(PartialEq)]
-struct Ranked(f32, tantivy::DocAddress);
+struct Ranked(f32, u32);
 
 impl Eq for Ranked {}
 
@@ -640,18 +642,93 @@ impl TopK {
         TopK { k, heap: std::collections::BinaryHeap::with_capacity(k + 1) }
     }
 
-    fn push(&mut self, score: f32, addr: tantivy::DocAddress) {
+    fn push(&mut self, score: f32, slot: u32) {
         if self.heap.len() < self.k {
-            self.heap.push(std::cmp::Reverse(Ranked(score, addr)));
-        } else if self.heap.peek().is_some_and(|w| Ranked(score, addr) > w.0) {
+            self.heap.push(std::cmp::Reverse(Ranked(score, slot)));
+        } else if self.heap.peek().is_some_and(|w| Ranked(score, slot) > w.0) {
             self.heap.pop();
-            self.heap.push(std::cmp::Reverse(Ranked(score, addr)));
+            self.heap.push(std::cmp::Reverse(Ranked(score, slot)));
         }
     }
 
-    fn into_sorted(self) -> Vec<(f32, tantivy::DocAddress)> {
+    /// The lowest score a document needs to be offered: below the k-th
+    /// score, so that a tie with it is still offered and decided by slot.
+    fn threshold(&self) -> f32 {
+        match self.heap.peek() {
+            Some(w) if self.heap.len() == self.k => w.0 .0.next_down(),
+            _ => f32::MIN,
+        }
+    }
+
+    fn into_sorted(self) -> Vec<(f32, u32)> {
         // Ascending order of `Reverse` is best first.
-        self.heap.into_sorted_vec().into_iter().map(|std::cmp::Reverse(Ranked(s, a))| (s, a)).collect()
+        self.heap.into_sorted_vec().into_iter().map(|std::cmp::Reverse(Ranked(s, slot))| (s, slot)).collect()
+    }
+}
+
+/// tantivy's top-k by score (with block-max WAND), ties to the lower slot
+/// (see [`TopK`]): `TopDocs` breaks them by document order.
+struct BySlot<'a> {
+    k: usize,
+    /// [`TextIndex::slots`].
+    slots: &'a [std::sync::Arc<[u32]>],
+}
+
+struct BySlotSegment {
+    top: TopK,
+    slots: std::sync::Arc<[u32]>,
+}
+
+impl SegmentCollector for BySlotSegment {
+    type Fruit = Vec<(f32, u32)>;
+
+    fn collect(&mut self, doc: tantivy::DocId, score: f32) {
+        if let Some(&slot) = self.slots.get(doc as usize).filter(|s| **s != u32::MAX) {
+            self.top.push(score, slot);
+        }
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        self.top.into_sorted()
+    }
+}
+
+impl Collector for BySlot<'_> {
+    type Fruit = Vec<(f32, u32)>;
+    type Child = BySlotSegment;
+
+    fn for_segment(&self, ord: tantivy::SegmentOrdinal, _: &tantivy::SegmentReader) -> tantivy::Result<Self::Child> {
+        let slots = self.slots.get(ord as usize).cloned().unwrap_or_else(|| std::sync::Arc::from(Vec::new()));
+        Ok(BySlotSegment { top: TopK::new(self.k), slots })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        true
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<(f32, u32)>>) -> tantivy::Result<Self::Fruit> {
+        let mut top = TopK::new(self.k);
+        for (score, slot) in fruits.into_iter().flatten() {
+            top.push(score, slot);
+        }
+        Ok(top.into_sorted())
+    }
+
+    fn collect_segment(
+        &self,
+        weight: &dyn tantivy::query::Weight,
+        ord: u32,
+        reader: &tantivy::SegmentReader,
+    ) -> tantivy::Result<Self::Fruit> {
+        let mut segment = self.for_segment(ord, reader)?;
+        let alive = reader.alive_bitset();
+        weight.for_each_pruning(f32::MIN, reader, &mut |doc, score| {
+            if alive.is_none_or(|a| a.is_alive(doc)) {
+                segment.collect(doc, score);
+            }
+            segment.top.threshold()
+        })?;
+        Ok(segment.harvest())
     }
 }
 
@@ -771,8 +848,7 @@ mod tests {
     fn union_top(index: &TextIndex, q: &TextQuery, k: usize) -> Vec<(f32, u32)> {
         let f = &index.fields;
         let terms: Vec<Term> = q.words.iter().map(|w| Term::from_field_text(f.text, &w.text)).collect();
-        let top = index.union(&index.reader.searcher(), &[&terms], &[], &q.filters, k).unwrap();
-        top.iter().map(|(s, a)| (*s, index.slots[a.segment_ord as usize][a.doc_id as usize])).collect()
+        index.union(&index.reader.searcher(), &[&terms], &[], &q.filters, k).unwrap()
     }
 
     /// Two top lists agree: the same scores, and the same documents but

@@ -1,0 +1,256 @@
+//! What an import does to the records already in a database (issue 25,
+//! defects 8, 9, 10 and 12), through the library's public API.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use cairn::{Database, Error, ImportOptions, OnError, Point, ReverseQuery, SearchQuery};
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn import(db: &Database, files: &[PathBuf], on_error: OnError) -> cairn::Result<cairn::ImportReport> {
+    db.import(files, &ImportOptions { format: None, on_error }, &mut |_| {})
+}
+
+fn label(db: &Database, id: &str) -> Option<String> {
+    db.get(id).and_then(|f| f.prop_str("label").map(str::to_owned))
+}
+
+fn street(id: &str, name: &str, numbers: &[(&str, Option<&str>, f64)]) -> String {
+    let numbers: Vec<String> = numbers
+        .iter()
+        .map(|(n, hid, lat)| match hid {
+            Some(h) => format!(r#""{n}": {{"id": "{h}", "lat": {lat}, "lon": 5.0}}"#),
+            None => format!(r#""{n}": {{"lat": {lat}, "lon": 5.0}}"#),
+        })
+        .collect();
+    format!(
+        r#"{{"id": "{id}", "type": "street", "name": "{name}", "postcode": "38000", "citycode": "38185", "city": "Grenoble", "lat": 45.0, "lon": 5.0, "importance": 0.5, "housenumbers": {{{}}}}}"#,
+        numbers.join(", ")
+    ) + "\n"
+}
+
+/// Defect 9: a street imported again with fewer numbers loses the others;
+/// they do not stay behind relabelled with the new street's name.
+#[test]
+fn a_replaced_street_replaces_its_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path().join("db")).unwrap();
+    let old =
+        write(dir.path(), "old.ndjson", &street("st", "Rue Ancienne", &[("1", None, 45.001), ("2", None, 45.002)]));
+    import(&db, &[old], OnError::Fail).unwrap();
+    assert_eq!(label(&db, "st_2").as_deref(), Some("2 Rue Ancienne 38000 Grenoble"));
+    let new = write(dir.path(), "new.ndjson", &street("st", "Rue Nouvelle", &[("1", None, 45.0011)]));
+    let report = import(&db, &[new], OnError::Fail).unwrap();
+    assert_eq!(label(&db, "st_1").as_deref(), Some("1 Rue Nouvelle 38000 Grenoble"));
+    assert_eq!(label(&db, "st_2"), None, "the number the new street lacks is gone");
+    assert_eq!(report.commit.total, 2);
+    // Reverse near the old number's point finds no ghost of it.
+    let near = db.reverse(&ReverseQuery { at: Point { lat: 45.002, lon: 5.0 }, limit: 5, filters: vec![] }).unwrap();
+    assert!(near.iter().all(|f| f.prop_str("id") != Some("st_2")));
+}
+
+/// The same street twice in one import, or in two files of one import:
+/// the last statement of it wins; a number another record adds after it
+/// stays.
+#[test]
+fn the_last_statement_of_a_street_in_one_import_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path().join("db")).unwrap();
+    let a = write(dir.path(), "a.ndjson", &street("st", "Rue A", &[("1", None, 45.001), ("2", None, 45.002)]));
+    let b = write(
+        dir.path(),
+        "b.ndjson",
+        &(street("st", "Rue B", &[("3", None, 45.003)])
+            + r#"{"id": "st_9", "type": "housenumber", "parent": "st", "name": "x", "housenumber": "9", "lat": 45.009, "lon": 5.0}"#
+            + "\n"),
+    );
+    import(&db, &[a, b], OnError::Fail).unwrap();
+    let mut ids: Vec<String> =
+        ["st_1", "st_2", "st_3", "st_9"].iter().filter(|id| db.get(id).is_some()).map(|id| (*id).to_owned()).collect();
+    ids.sort();
+    assert_eq!(ids, ["st_3", "st_9"]);
+    // A street without a housenumbers key says nothing of its numbers.
+    let c = write(
+        dir.path(),
+        "c.ndjson",
+        r#"{"id": "st", "type": "street", "name": "Rue C", "city": "Grenoble", "lat": 45.0, "lon": 5.0}"#,
+    );
+    import(&db, &[c], OnError::Fail).unwrap();
+    assert_eq!(label(&db, "st_3").as_deref(), Some("3 Rue C Grenoble"));
+}
+
+/// Deleting a street deletes its numbers: none is left to answer a
+/// reverse query as a number of no street.
+#[test]
+fn a_deleted_street_takes_its_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path().join("db")).unwrap();
+    let f = write(dir.path(), "a.ndjson", &street("st", "Rue A", &[("1", None, 45.001), ("2", Some("n2"), 45.002)]));
+    import(&db, &[f], OnError::Fail).unwrap();
+    let ((), report) = db.write(|b| b.delete("st").map(|_| ())).unwrap();
+    assert_eq!((report.deleted, report.total), (3, 0));
+    assert!(db.get("n2").is_none());
+    assert!(db
+        .reverse(&ReverseQuery { at: Point { lat: 45.002, lon: 5.0 }, limit: 1, filters: vec![] })
+        .unwrap()
+        .is_empty());
+}
+
+/// Defect 8: `s2` with number `1` would make `s2_1`, the id of another
+/// street. Refused, naming the id; with skipping asked for, the line is
+/// skipped and the other street is untouched.
+#[test]
+fn a_made_up_id_never_replaces_an_unrelated_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path().join("db")).unwrap();
+    let f = write(
+        dir.path(),
+        "a.ndjson",
+        &(street("s2_1", "Rue Voisine", &[]) + &street("s2", "Rue Deux", &[("1", None, 45.001)])),
+    );
+    match import(&db, std::slice::from_ref(&f), OnError::Fail) {
+        Err(Error::BadInput { line: 2, reason }) => {
+            assert!(reason.contains("\"s2_1\"") && reason.contains("of a street"), "{reason}")
+        }
+        other => panic!("{:?}", other.map(|r| r.commit.total)),
+    }
+    assert_eq!(db.len(), 0, "nothing of a refused import is committed");
+    let report = import(&db, &[f], OnError::Skip).unwrap();
+    assert_eq!(report.skipped.count, 1);
+    assert_eq!(report.skipped.first[0].0, 2, "the line of s2");
+    assert_eq!(label(&db, "s2_1").as_deref(), Some("Rue Voisine 38000 Grenoble"));
+    // The same street's own number may be replaced.
+    let again = write(dir.path(), "b.ndjson", &street("s", "Rue S", &[("4", None, 45.004)]));
+    import(&db, std::slice::from_ref(&again), OnError::Fail).unwrap();
+    import(&db, &[again], OnError::Fail).unwrap();
+    assert_eq!(label(&db, "s_4").as_deref(), Some("4 Rue S 38000 Grenoble"));
+}
+
+const CSV_HEAD: &str = "id;id_fantoir;numero;rep;nom_voie;code_postal;code_insee;nom_commune;lon;lat\n";
+
+fn csv_row(id: &str, street: &str, number: u32, lat: f64) -> String {
+    format!("{id};{street};{number};;Rue de la Gare;38000;38185;Grenoble;5.0;{lat}\n")
+}
+
+fn point_of(db: &Database, id: &str) -> Point {
+    db.get(id).unwrap().point
+}
+
+fn importance_of(db: &Database, id: &str) -> f64 {
+    match db.get(id).unwrap().prop("importance") {
+        Some(cairn::Prop::Num(n)) => *n,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Defect 10: BAN CSV files that touch one commune, imported together or
+/// one after the other, give its street and municipality the centre and
+/// importance of all its rows, not of the last file's; a row id repeated
+/// counts once.
+#[test]
+fn csv_streets_and_communes_come_from_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = (0..3)
+        .map(|i| {
+            let rows: String = (0..4)
+                .map(|j| csv_row(&format!("r{i}{j}"), "38185_0001", i * 10 + j, 45.0 + f64::from(i * 10 + j) * 0.001))
+                .collect();
+            write(dir.path(), &format!("part{i}.csv"), &(CSV_HEAD.to_owned() + &rows))
+        })
+        .collect();
+    let together = Database::open(dir.path().join("together")).unwrap();
+    import(&together, &files, OnError::Fail).unwrap();
+    let apart = Database::open(dir.path().join("apart")).unwrap();
+    for f in &files {
+        import(&apart, std::slice::from_ref(f), OnError::Fail).unwrap();
+    }
+    // The mean of the 12 latitudes: 45 + 0.001 * mean(0..4, 10..14, 20..24).
+    let want = 45.0 + 0.001 * (0..3).flat_map(|i| (0..4).map(move |j| f64::from(i * 10 + j))).sum::<f64>() / 12.0;
+    for db in [&together, &apart] {
+        for id in ["38185_0001", "38185"] {
+            let p = point_of(db, id);
+            assert!((p.lat - want).abs() < 1e-9, "{id}: {} against {want}", p.lat);
+        }
+        assert_eq!(importance_of(db, "38185_0001"), importance_of(&together, "38185_0001"));
+    }
+    // One file with a row repeated: counted once.
+    let repeated = write(
+        dir.path(),
+        "repeated.csv",
+        &(CSV_HEAD.to_owned()
+            + &csv_row("x1", "38185_0002", 1, 45.0)
+            + &csv_row("x1", "38185_0002", 1, 45.0)
+            + &csv_row("x2", "38185_0002", 2, 45.3)),
+    );
+    let db = Database::open(dir.path().join("repeated")).unwrap();
+    import(&db, &[repeated], OnError::Fail).unwrap();
+    assert!((point_of(&db, "38185_0002").lat - 45.15).abs() < 1e-9);
+    // An update file of one row moves the centre by its share, no more.
+    let update = write(dir.path(), "update.csv", &(CSV_HEAD.to_owned() + &csv_row("x3", "38185_0002", 3, 45.6)));
+    import(&db, &[update], OnError::Fail).unwrap();
+    assert!((point_of(&db, "38185_0002").lat - 45.3).abs() < 1e-9, "{:?}", point_of(&db, "38185_0002"));
+    assert!((point_of(&db, "38185").lat - 45.3).abs() < 1e-9);
+}
+
+/// Defect 12: a gzip file cut short fails the import even when bad lines
+/// are skipped: it is no bad line, and the rest of the file is lost.
+#[test]
+fn a_truncated_gzip_fails_the_import_whatever_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        ("cut.csv.gz", {
+            let rows: String = (0..20_000).map(|i| csv_row(&format!("r{i}"), "38185_0001", i, 45.0)).collect();
+            CSV_HEAD.to_owned() + &rows
+        }),
+        ("cut.ndjson.gz", (0..5_000).map(|i| street(&format!("s{i}"), "Rue de la Gare", &[])).collect()),
+    ] {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(text.as_bytes()).unwrap();
+        let bytes = gz.finish().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes[..bytes.len() * 2 / 3]).unwrap();
+        let db = Database::open(dir.path().join(format!("db-{name}"))).unwrap();
+        for on_error in [OnError::Fail, OnError::Skip] {
+            match import(&db, std::slice::from_ref(&path), on_error) {
+                Err(Error::BadInput { reason, .. }) => assert!(reason.contains("cannot be read"), "{name}: {reason}"),
+                other => panic!("{name} {on_error:?}: {:?}", other.map(|r| (r.commit.total, r.skipped.count))),
+            }
+            assert_eq!(db.generation(), 0, "{name}: nothing committed");
+        }
+    }
+}
+
+/// Numbers given as strings are numbers ("importance": "0.9"), a bool is a
+/// bool, coordinates may carry spaces; a number that is no number is
+/// refused.
+#[test]
+fn field_values_keep_their_meaning() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path().join("db")).unwrap();
+    let f = write(
+        dir.path(),
+        "a.ndjson",
+        r#"{"id": "m", "type": "municipality", "name": "Ham", "importance": "0.9", "capital": true, "lat": " 45.5", "lon": "2.5 "}"#,
+    );
+    import(&db, &[f], OnError::Fail).unwrap();
+    let m = db.get("m").unwrap();
+    assert_eq!(m.prop("importance"), Some(&cairn::Prop::Num(0.9)));
+    assert_eq!(m.prop("capital"), Some(&cairn::Prop::Bool(true)));
+    assert_eq!((m.point.lat, m.point.lon), (45.5, 2.5));
+    let found = db.search(&SearchQuery::new("ham")).unwrap();
+    assert!((found[0].score - (1.0 + 0.09) / 1.1).abs() < 1e-6, "importance 0.9 ranks: {}", found[0].score);
+    let bad = write(
+        dir.path(),
+        "b.ndjson",
+        r#"{"id": "n", "type": "municipality", "name": "X", "importance": "high", "lat": 1, "lon": 1}"#,
+    );
+    match import(&db, &[bad], OnError::Fail) {
+        Err(Error::BadInput { line: 1, reason }) => assert!(reason.contains("importance"), "{reason}"),
+        other => panic!("{:?}", other.map(|r| r.commit.total)),
+    }
+}
