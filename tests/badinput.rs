@@ -221,3 +221,36 @@ fn damaged_input_files_fail_the_import_and_change_nothing() {
         assert_eq!(count(), before, "{name}: the database changed");
     }
 }
+
+/// Issue 25, defect 14: an import that runs out of room (here a file size
+/// limit, as a full disk would) fails with exit 1, leaves no gen-N.tmp
+/// behind to keep the disk full, and the database answers as before.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_import_out_of_room_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("db");
+    common::import(&data, &[&fixture("small.ndjson")]);
+    let d = data.display().to_string();
+    let before = cairn(&["search", "--data", &d, "lyon"]).stdout;
+    // Streets enough that the new generation's files pass the limit.
+    let big = dir.path().join("big.ndjson");
+    let lines: String = (0..20_000)
+        .map(|i| format!(r#"{{"id": "s{i}", "type": "street", "name": "Rue Numéro {i}", "postcode": "69002", "citycode": "69123", "city": "Lyon", "lon": 4.83, "lat": 45.75}}"#) + "\n")
+        .collect();
+    std::fs::write(&big, lines).unwrap();
+    // SIGXFSZ ignored: a write past the limit fails with EFBIG instead of
+    // killing the process, as ENOSPC would fail it.
+    let script = format!("trap '' XFSZ; ulimit -f 2048; exec \"$0\" import --data {d} {}", big.display());
+    let out = std::process::Command::new("sh").arg("-c").arg(&script).arg(common::bin()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("unchanged"), "{err}");
+    let left: Vec<String> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(cairn(&["search", "--data", &d, "lyon"]).stdout, before);
+}

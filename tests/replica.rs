@@ -278,3 +278,96 @@ fn an_interrupted_download_leaves_the_replica_serving() {
     assert!(metrics.contains("cairn_replica_installs_total 0"), "{metrics}");
     assert!(!r.dir.path().join("restore.tmp").exists());
 }
+
+/// Forwards every connection to the address in `target`, read when the
+/// connection comes: a primary restarted elsewhere stays at one address.
+fn forwarder(target: Arc<std::sync::Mutex<String>>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(client) = conn else { continue };
+            let to = target.lock().unwrap().clone();
+            let Ok(server) = TcpStream::connect(&to) else { continue };
+            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut c, mut s) = (client, server);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c2, &mut s2);
+                let _ = s2.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s, &mut c);
+                let _ = c.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+/// Issue 25, defect 2: the primary is restored to an older snapshot and
+/// commits again, up to the generation number the replica already has,
+/// with other content. The replica must not take itself for up to date:
+/// it sees another history, installs it, says so, and answers as the
+/// primary does.
+#[test]
+fn a_replica_follows_a_primary_restored_to_an_older_snapshot() {
+    let p = primary();
+    let old = tempfile::tempdir().unwrap();
+    let snapshot = old.path().join("gen2.cairn-snapshot");
+    assert_eq!(add_quokka(&p, 1), 2);
+    let req =
+        format!("GET /snapshot/2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {SNAP}\r\n\r\n");
+    let (status, _, bytes) = exchange(&p.addr, req.as_bytes());
+    assert_eq!(status, 200);
+    std::fs::write(&snapshot, bytes).unwrap();
+    assert_eq!(add_quokka(&p, 2), 3);
+    assert_eq!(add_quokka(&p, 3), 4);
+    let target = Arc::new(std::sync::Mutex::new(p.addr.clone()));
+    let via = forwarder(target.clone());
+    let r = replica_of(&via, SNAP, tempfile::tempdir().unwrap());
+    wait_for_generation(&r, 4);
+    assert_eq!(r.get_json("/get/quokka_3").0, 200);
+    // Cached, under generation 4 of the first history.
+    assert_eq!(r.request("GET", QUERY), p.request("GET", QUERY));
+    assert_eq!(r.request("GET", QUERY), p.request("GET", QUERY));
+
+    // The primary goes back to generation 2 and commits twice: generation
+    // 4 again, holding quokkas 1, 7 and 8.
+    let p_dir = p.stop_keeping_dir();
+    let o = common::cairn(&[
+        "snapshot",
+        "restore",
+        &snapshot.display().to_string(),
+        "--data",
+        &p_dir.path().display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p2 = Server::serve_with(p_dir, &["--write-token", WRITE, "--snapshot-token", SNAP]);
+    assert_eq!(add_quokka(&p2, 7), 3);
+    assert_eq!(add_quokka(&p2, 8), 4);
+    // Only now does the replica reach it: at its own number, 4.
+    *target.lock().unwrap() = p2.addr.clone();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, mine) = r.request("GET", QUERY);
+        if mine == p2.request("GET", QUERY).1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replica diverged: {mine} against {}", p2.request("GET", QUERY).1);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(r.get_json("/get/quokka_3").0, 404, "what the primary no longer has");
+    assert_eq!(r.get_json("/get/quokka_8").0, 200);
+    // Counted once the install returns, just after it is served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = r.request("GET", "/metrics");
+        if metrics.contains("cairn_replica_history_changes_total 1") {
+            assert!(metrics.contains("cairn_replica_seconds_since_contact "), "{metrics}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

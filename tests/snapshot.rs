@@ -232,3 +232,36 @@ fn snapshot_commands_explain_what_is_wrong() {
     let o = cairn(&["snapshot", "create", "--data", &s(&a), "--out", &s(&root.path().join("no/such/dir/x"))]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+/// Issue 25, defect 11: two `snapshot create` to one `--out` at once, of
+/// two databases. Both succeed, and the file left is whole: one of the
+/// two snapshots, never a mix or a truncated file.
+#[test]
+fn two_snapshots_to_one_file_at_once_leave_one_whole_file() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = two_databases(root.path());
+    let out = root.path().join("same.cairn-snapshot");
+    for round in 0..15 {
+        let spawn = |data: &Path| {
+            std::process::Command::new(common::bin())
+                .args(["snapshot", "create", "--data", &s(data), "--out", &s(&out)])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (pa, pb) = (spawn(&a), spawn(&b));
+        for p in [pa, pb] {
+            let o = p.wait_with_output().unwrap();
+            assert!(o.status.success(), "round {round}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        let target = root.path().join(format!("restored-{round}"));
+        let o = cairn(&["snapshot", "restore", &s(&out), "--data", &s(&target)]);
+        assert!(o.status.success(), "round {round}: {}", String::from_utf8_lossy(&o.stderr));
+        let g = generation(&target);
+        assert!(g == 1 || g == 2, "round {round}: generation {g}");
+        assert_eq!(answers(&target), answers(if g == 1 { &a } else { &b }), "round {round}");
+        let left: Vec<String> = listing(root.path()).into_iter().filter(|n| n.ends_with(".tmp")).collect();
+        assert!(left.is_empty(), "round {round}: {left:?}");
+    }
+}

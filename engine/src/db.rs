@@ -90,6 +90,8 @@ fn rename(from: &Path, to: &Path) -> Result<()> {
 /// One committed, immutable state of the database, open for reading.
 pub struct Generation {
     pub(crate) number: u64,
+    /// See [`Database::epoch`].
+    epoch: u64,
     pub(crate) docs: Docs,
     pub(crate) geo: GeoIndex,
     pub(crate) text: TextIndex,
@@ -120,7 +122,9 @@ impl Generation {
         let text = TextIndex::open(&dir.join("text"), &profile::FILTERS, &|key| docs.slot_of_key(key))?;
         let numbers = profile::HouseNumbers::build(&docs);
         let towns = profile::TownWords::build(&docs, &text.slots_where("type", "municipality")?);
-        Ok(Generation { number, docs, geo, text, numbers, towns })
+        static EPOCHS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let epoch = EPOCHS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Generation { number, epoch, docs, geo, text, numbers, towns })
     }
 }
 
@@ -272,6 +276,14 @@ impl Database {
     /// The number of the visible generation (0 for an empty database).
     pub fn generation(&self) -> u64 {
         self.snapshot().map_or(0, |g| g.number)
+    }
+
+    /// An id of the visible generation that no other generation opened by
+    /// this process has (0 for none): what answers are cached under. The
+    /// number would not do: a restore can bring back a number, with other
+    /// records under it.
+    pub fn epoch(&self) -> u64 {
+        self.snapshot().map_or(0, |g| g.epoch)
     }
 
     /// Records in the visible generation.

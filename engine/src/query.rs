@@ -162,18 +162,13 @@ fn search_pool(g: &Generation, q: &SearchQuery, pool: usize, deadline: Option<In
     }
     let prefix = if q.autocomplete { words.pop() } else { None };
     let short = housenumber.is_none() && words.len() + usize::from(prefix.is_some()) <= 3;
-    let mut words = words.iter().map(|w| g.text.word(w, false)).collect::<Result<Vec<_>>>()?;
-    // The other reading of a word that may be an abbreviation or not
-    // ("r", "ham"): documents hold either, a query means either.
-    for alt in &parsed.alternatives {
-        if q.autocomplete && prefix.as_deref() == Some(alt.literal.as_str()) {
-            continue;
-        }
-        let w = g.text.word(&alt.canonical, false)?;
-        if w.freq > 0 {
-            words.push(w);
-        }
-    }
+    // A word that may be an abbreviation or not ("r", "ham"): documents
+    // hold either reading, a query means either.
+    let word = |w: &String| match parsed.alternatives.iter().find(|a| &a.literal == w) {
+        Some(a) => g.text.word_or(w, &a.canonical),
+        None => g.text.word(w, false),
+    };
+    let words = words.iter().map(word).collect::<Result<Vec<_>>>()?;
     let prefix = prefix.map(|p| g.text.word(&p, true)).transpose()?;
     let mut tq = TextQuery { words, prefix, filters: text_filters, near: q.near };
     let municipality_allowed = kinds.as_ref().is_none_or(|k| k.iter().any(|t| t == "municipality"));

@@ -426,7 +426,7 @@ impl App {
     }
 
     fn cache_hit(&self, key: &str) -> Option<Response<Body>> {
-        let body = self.cache.as_ref()?.peek(self.db.generation(), key)?;
+        let body = self.cache.as_ref()?.peek(self.db.epoch(), key)?;
         let tag = body.first().copied().unwrap_or(TAG_IDENTITY);
         Some(self.tagged(StatusCode::OK, tag, Bytes::from(body).slice(1..)))
     }
@@ -439,8 +439,9 @@ impl App {
         compute: &dyn Fn() -> Result<(Vec<u8>, bool), cairn::Error>,
     ) -> Response<Body> {
         // The generation the answer is computed on: a commit during the
-        // search makes it an entry of the old generation, never of the new.
-        let generation = self.db.generation();
+        // search makes it an entry of the old generation, never of the new
+        // (by epoch, not number: a restore can bring a number back).
+        let generation = self.db.epoch();
         if let (Some(c), Some(_)) = (&self.cache, key) {
             c.missed();
         }

@@ -1,12 +1,17 @@
 //! Snapshot shipping over HTTP: the primary's `GET /snapshot/*` routes and
 //! the replica's loop that follows a primary.
 //!
-//! A replica asks `GET /snapshot/latest` every poll interval; when the
-//! primary's generation is newer, it downloads `GET /snapshot/{generation}`
-//! to a staging file, and the engine verifies and installs it atomically
-//! (requests in flight finish on the generation they started on). Any
-//! failure leaves the current generation serving and is retried with
-//! back-off.
+//! A replica asks `GET /snapshot/latest` every poll interval. A primary's
+//! state is its history (an id made with its database and anew by every
+//! restore) and its generation: when the primary's differ from the
+//! replica's, a newer generation of the same history or any generation of
+//! another, the replica downloads `GET /snapshot/{generation}` to a staging
+//! file, and the engine verifies and installs it atomically (requests in
+//! flight finish on the generation they started on). A bare generation
+//! number would not do: a primary restored to an older snapshot that then
+//! commits again reaches numbers the replica already has, with other
+//! content. Any failure leaves the current generation serving and is
+//! retried with back-off.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -104,6 +109,8 @@ pub struct ReplicaStatus {
     pub installs: AtomicU64,
     /// Milliseconds the last install took (download excluded).
     pub last_install_ms: AtomicU64,
+    /// Installs made because the primary's history was not the replica's.
+    pub history_changes: AtomicU64,
 }
 
 fn now_secs() -> u64 {
@@ -129,6 +136,16 @@ impl ReplicaStatus {
                 self.failures.load(Relaxed) as f64,
             ),
             ("cairn_replica_installs_total", "Snapshots installed.", self.installs.load(Relaxed) as f64),
+            (
+                "cairn_replica_history_changes_total",
+                "Snapshots installed because the primary's history was another than the replica's (a restore).",
+                self.history_changes.load(Relaxed) as f64,
+            ),
+            (
+                "cairn_replica_seconds_since_contact",
+                "Seconds since the primary last answered a poll.",
+                self.seconds_since_contact() as f64,
+            ),
             (
                 "cairn_replica_last_install_seconds",
                 "Time the last install took, download excluded.",
@@ -237,6 +254,38 @@ pub async fn follow(db: Arc<Database>, url: String, token: Option<String>, poll:
     }
 }
 
+/// What the replica holds against what its primary announces.
+#[derive(Debug, PartialEq)]
+enum Step {
+    UpToDate,
+    /// A newer generation of the same history.
+    Newer,
+    /// Another history: whatever its generation, the replica's is not it.
+    OtherHistory,
+}
+
+fn step(local: (Option<u64>, u64), primary: (Option<u64>, u64)) -> Step {
+    let ((lh, lg), (ph, pg)) = (local, primary);
+    if lg == 0 {
+        // Nothing installed yet: the first install, of whatever history.
+        return if pg > 0 { Step::Newer } else { Step::UpToDate };
+    }
+    match (lh, ph) {
+        (Some(l), Some(p)) if l != p => Step::OtherHistory,
+        // One side made before histories existed: numbers alone, as then.
+        (_, None) | (None, _) if pg <= lg => Step::UpToDate,
+        _ if pg == lg => Step::UpToDate,
+        // The same history cannot go back: a primary that did was put back
+        // by hand (a copied store), and is followed as another history.
+        (Some(_), Some(_)) if pg < lg => Step::OtherHistory,
+        _ => Step::Newer,
+    }
+}
+
+fn parse_history(v: &serde_json::Value) -> Option<u64> {
+    v.as_str().and_then(|h| u64::from_str_radix(h, 16).ok())
+}
+
 async fn sync_once(db: &Arc<Database>, primary: &Primary, staging: &Path, status: &ReplicaStatus) -> Result<()> {
     let body = tokio::time::timeout(READ_TIMEOUT, primary.get("/snapshot/latest").await?.into_body().collect())
         .await
@@ -244,12 +293,22 @@ async fn sync_once(db: &Arc<Database>, primary: &Primary, staging: &Path, status
         .to_bytes();
     let manifest: serde_json::Value = serde_json::from_slice(&body).context("reading the primary's manifest")?;
     let latest = manifest["generation"].as_u64().ok_or_else(|| anyhow!("the manifest has no generation"))?;
+    let history = parse_history(&manifest["history"]);
     status.last_contact.store(now_secs(), Relaxed);
     status.primary_generation.store(latest, Relaxed);
-    let local = db.generation();
-    if latest <= local {
+    let local = (db.history()?, db.generation());
+    let step = step(local, (history, latest));
+    if step == Step::UpToDate {
         status.behind_since.store(0, Relaxed);
         return Ok(());
+    }
+    if step == Step::OtherHistory {
+        eprintln!(
+            "replica: the primary is at generation {latest} of history {}, this replica at generation {} of history {}: the primary was restored or replaced; installing its snapshot",
+            history.map_or("?".into(), cairn::snapshot::history_hex),
+            local.1,
+            local.0.map_or("?".into(), cairn::snapshot::history_hex),
+        );
     }
     let _ = status.behind_since.compare_exchange(0, now_secs(), Relaxed, Relaxed);
     let mut resp = primary.get(&format!("/snapshot/{latest}")).await?;
@@ -266,17 +325,51 @@ async fn sync_once(db: &Arc<Database>, primary: &Primary, staging: &Path, status
     drop(file);
     let (db, path) = (db.clone(), staging.to_owned());
     let started = Instant::now();
-    let installed = tokio::task::spawn_blocking(move || -> Result<u64> {
+    let installed = tokio::task::spawn_blocking(move || -> Result<cairn::Manifest> {
         let mut f = std::io::BufReader::new(std::fs::File::open(&path)?);
-        let m = db.restore_snapshot(&mut f)?;
+        // Read first, so that a file of another history than announced
+        // (the primary restored between the two requests) is not installed.
+        let m = cairn::snapshot::read_manifest(&mut f)?;
+        if m.history.as_deref().map(|h| u64::from_str_radix(h, 16).ok()) != history.map(Some) {
+            bail!("the snapshot is of another history than the primary announced; asking again");
+        }
+        std::io::Seek::rewind(f.get_mut())?;
+        let m = db.follow_snapshot(&mut std::io::BufReader::new(f.into_inner()))?;
         let _ = std::fs::remove_file(&path);
-        Ok(m.generation)
+        Ok(m)
     })
     .await??;
     status.last_install_ms.store(started.elapsed().as_millis() as u64, Relaxed);
     status.installs.fetch_add(1, Relaxed);
-    if installed >= status.primary_generation.load(Relaxed) {
+    if step == Step::OtherHistory {
+        status.history_changes.fetch_add(1, Relaxed);
+    }
+    if installed.generation >= status.primary_generation.load(Relaxed) {
         status.behind_since.store(0, Relaxed);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_follows_histories_not_numbers() {
+        let (h, other) = (Some(7), Some(9));
+        assert_eq!(step((h, 3), (h, 3)), Step::UpToDate);
+        assert_eq!(step((h, 3), (h, 5)), Step::Newer);
+        // Restored to an older snapshot, then committed: another history,
+        // lower, equal or higher numbers alike.
+        for g in [2, 10, 11] {
+            assert_eq!(step((h, 10), (other, g)), Step::OtherHistory, "{g}");
+        }
+        assert_eq!(step((h, 10), (h, 4)), Step::OtherHistory);
+        // Databases from before histories: numbers, as before.
+        assert_eq!(step((h, 3), (None, 3)), Step::UpToDate);
+        assert_eq!(step((h, 3), (None, 4)), Step::Newer);
+        assert_eq!(step((None, 3), (h, 4)), Step::Newer);
+        // An empty replica takes whatever the primary has, as a first install.
+        assert_eq!(step((other, 0), (h, 4)), Step::Newer);
+    }
 }

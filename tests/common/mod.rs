@@ -87,6 +87,15 @@ impl Server {
         (status, v)
     }
 
+    /// Stops the server (SIGTERM) and hands back its directory, to serve
+    /// again or to change while no server holds it.
+    pub fn stop_keeping_dir(mut self) -> tempfile::TempDir {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        let status = self.terminate();
+        assert!(status.success(), "the server stopped with {status}");
+        dir
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(self) -> std::process::ExitStatus {
         self.send_term();

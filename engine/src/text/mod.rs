@@ -150,6 +150,9 @@ pub struct Word {
     pub whole: u64,
     /// For a word the index lacks: its typo expansions.
     typos: Expansions,
+    /// Another reading of the word ("rue" of "r"): a document with either
+    /// matches. `freq` counts the documents of both.
+    alternative: Option<Term>,
 }
 
 /// A word's typo expansions: terms and their document counts, shared
@@ -243,7 +246,20 @@ impl TextIndex {
                 }
             }
         };
-        Ok(Word { text: text.to_owned(), freq, whole, typos })
+        Ok(Word { text: text.to_owned(), freq, whole, typos, alternative: None })
+    }
+
+    /// A whole query word that may also be read as `other` ("r" as "rue"):
+    /// matched by documents with either, as one word.
+    pub fn word_or(&self, text: &str, other: &str) -> Result<Word> {
+        let other_freq = self.word_freq(other);
+        if other_freq == 0 {
+            return self.word(text, false);
+        }
+        let own = self.word_freq(text);
+        let freq = own + other_freq;
+        let alternative = Some(Term::from_field_text(self.fields.text, other));
+        Ok(Word { text: text.to_owned(), freq, whole: freq, typos: Default::default(), alternative })
     }
 
     /// Number of indexed documents containing this word.
@@ -327,10 +343,12 @@ impl TextIndex {
         for (w, term) in words.chain(prefix) {
             if w.freq > common {
                 common_terms.push(term);
+                common_terms.extend(w.alternative.clone());
                 common_docs += w.freq;
             } else if w.freq > 0 {
                 found += 1;
                 rare.push((term, w.freq));
+                rare.extend(w.alternative.clone().map(|t| (t, 0)));
             } else {
                 rare.extend(w.typos.iter().cloned());
             }
