@@ -233,15 +233,18 @@ fn an_import_out_of_room_leaves_nothing_behind() {
     common::import(&data, &[&fixture("small.ndjson")]);
     let d = data.display().to_string();
     let before = cairn(&["search", "--data", &d, "lyon"]).stdout;
-    // Streets enough that the new generation's files pass the limit.
+    // Records whose long names compress well: the store (lz4) stays far
+    // under the limit, the new generation's documents file (not
+    // compressed) goes far past it, so the import fails after its writes.
     let big = dir.path().join("big.ndjson");
+    let long = "de la Grande Paix ".repeat(60);
     let lines: String = (0..20_000)
-        .map(|i| format!(r#"{{"id": "s{i}", "type": "street", "name": "Rue Numéro {i}", "postcode": "69002", "citycode": "69123", "city": "Lyon", "lon": 4.83, "lat": 45.75}}"#) + "\n")
+        .map(|i| format!(r#"{{"id": "s{i}", "type": "street", "name": "Rue {i} {long}", "postcode": "69002", "citycode": "69123", "city": "Lyon", "lon": 4.83, "lat": 45.75}}"#) + "\n")
         .collect();
     std::fs::write(&big, lines).unwrap();
     // SIGXFSZ ignored: a write past the limit fails with EFBIG instead of
     // killing the process, as ENOSPC would fail it.
-    let script = format!("trap '' XFSZ; ulimit -f 2048; exec \"$0\" import --data {d} {}", big.display());
+    let script = format!("trap '' XFSZ; ulimit -f 16384; exec \"$0\" import --data {d} {}", big.display());
     let out = std::process::Command::new("sh").arg("-c").arg(&script).arg(common::bin()).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");

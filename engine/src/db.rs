@@ -119,7 +119,9 @@ impl Generation {
                 reason: "refers to documents that do not exist".into(),
             });
         }
-        let text = TextIndex::open(&dir.join("text"), &profile::FILTERS, &|key| docs.slot_of_key(key))?;
+        let text = TextIndex::open(&dir.join("text"), &profile::FILTERS, &|key| docs.slot_of_key(key), &|slot| {
+            profile::importance(docs.record(slot)) as f32
+        })?;
         let numbers = profile::HouseNumbers::build(&docs);
         let towns = profile::TownWords::build(&docs, &text.slots_where("type", "municipality")?);
         static EPOCHS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);

@@ -169,7 +169,12 @@ fn search_pool(g: &Generation, q: &SearchQuery, pool: usize, deadline: Option<In
         None => g.text.word(w, false),
     };
     let words = words.iter().map(word).collect::<Result<Vec<_>>>()?;
-    let prefix = prefix.map(|p| g.text.word(&p, true)).transpose()?;
+    let prefix = prefix
+        .map(|p| match parsed.alternatives.iter().find(|a| a.literal == p) {
+            Some(a) => g.text.prefix_or(&p, &a.canonical),
+            None => g.text.word(&p, true),
+        })
+        .transpose()?;
     let mut tq = TextQuery { words, prefix, filters: text_filters, near: q.near };
     let municipality_allowed = kinds.as_ref().is_none_or(|k| k.iter().any(|t| t == "municipality"));
     // Short queries, which also ask for municipalities apart, take the

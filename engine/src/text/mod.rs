@@ -166,7 +166,7 @@ pub struct TextIndex {
     /// The document slot (see [`crate::docs`]) of each document of each
     /// segment, `u32::MAX` for none, made at open: a candidate is then one
     /// array read away from its record, not a key column read and a search.
-    slots: Vec<std::sync::Arc<[u32]>>,
+    slots: Vec<std::sync::Arc<[DocRef]>>,
     /// Candidates of costly queries, by their terms: those of common words
     /// only ("12 rue de la": WAND has nothing to skip with) or with common
     /// words beside a rare one of many documents ("12 avenue de la"). Few
@@ -180,6 +180,13 @@ pub struct TextIndex {
     /// query's cost, and misspellings of the same street and city names
     /// come back.
     typos: quick_cache::sync::Cache<(String, bool), Expansions>,
+}
+
+/// The record behind a document of the index, and its importance.
+#[derive(Debug, Clone, Copy)]
+struct DocRef {
+    slot: u32,
+    importance: f32,
 }
 
 /// Maps a tantivy error on `path` to ours.
@@ -201,8 +208,14 @@ fn push_term(key: &mut Vec<u8>, t: &Term) {
 
 impl TextIndex {
     /// Opens the index in `dir`; `slot_of` maps a store key to the slot of
-    /// its record in this generation's documents.
-    pub fn open(dir: &Path, filters: &[&str], slot_of: &dyn Fn(u64) -> Option<u32>) -> Result<TextIndex> {
+    /// its record in this generation's documents, `importance_of` a slot to
+    /// what decides between candidates of equal text score.
+    pub fn open(
+        dir: &Path,
+        filters: &[&str],
+        slot_of: &dyn Fn(u64) -> Option<u32>,
+        importance_of: &dyn Fn(u32) -> f32,
+    ) -> Result<TextIndex> {
         let (_, fields) = schema(filters);
         let index = Index::open_in_dir(dir).map_err(text_err)?;
         let reader: IndexReader =
@@ -210,8 +223,12 @@ impl TextIndex {
         let mut slots = Vec::new();
         for segment in reader.searcher().segment_readers() {
             let keys: Column<u64> = segment.fast_fields().u64("key").map_err(text_err)?;
-            let of_doc: std::sync::Arc<[u32]> =
-                (0..segment.max_doc()).map(|doc| keys.first(doc).and_then(slot_of).unwrap_or(u32::MAX)).collect();
+            let of_doc: std::sync::Arc<[DocRef]> = (0..segment.max_doc())
+                .map(|doc| match keys.first(doc).and_then(slot_of) {
+                    Some(slot) => DocRef { slot, importance: importance_of(slot) },
+                    None => DocRef { slot: u32::MAX, importance: 0.0 },
+                })
+                .collect();
             slots.push(of_doc);
         }
         Ok(TextIndex {
@@ -247,6 +264,22 @@ impl TextIndex {
             }
         };
         Ok(Word { text: text.to_owned(), freq, whole, typos, alternative: None })
+    }
+
+    /// The last word typed, as a prefix, that may also be read as `other`
+    /// ("r", typed on the way to "rue ..."): documents with a word starting
+    /// with either match, as one word.
+    pub fn prefix_or(&self, text: &str, other: &str) -> Result<Word> {
+        let other_freq = self.prefix_freq(other);
+        // A prefix of the other reading already finds it, once it is long
+        // enough to be indexed.
+        if other_freq == 0 || (other.starts_with(text) && text.chars().count() >= analysis::MIN_PREFIX) {
+            return self.word(text, true);
+        }
+        let freq = self.prefix_freq(text) + other_freq;
+        let alternative = Some(Term::from_field_text(self.fields.prefix, analysis::indexed_prefix(other)));
+        // Never taken for a whole word: both are looked for as prefixes.
+        Ok(Word { text: text.to_owned(), freq, whole: 0, typos: Default::default(), alternative })
     }
 
     /// A whole query word that may also be read as `other` ("r" as "rue"):
@@ -439,8 +472,12 @@ impl TextIndex {
 
     /// The slot of the record behind a document, if it has one.
     fn slot(&self, segment_ord: u32, doc: tantivy::DocId) -> Option<u32> {
+        self.doc_ref(segment_ord, doc).map(|d| d.slot)
+    }
+
+    fn doc_ref(&self, segment_ord: u32, doc: tantivy::DocId) -> Option<DocRef> {
         match self.slots.get(segment_ord as usize).and_then(|s| s.get(doc as usize)) {
-            Some(&slot) if slot != u32::MAX => Some(slot),
+            Some(&d) if d.slot != u32::MAX => Some(d),
             _ => None,
         }
     }
@@ -564,8 +601,8 @@ impl TextIndex {
                         }
                         score += s.score();
                     }
-                    if let Some(slot) = self.slot(ord as u32, doc) {
-                        top.push(score, slot);
+                    if let Some(d) = self.doc_ref(ord as u32, doc) {
+                        top.push(score, d);
                     }
                 }
                 doc = driver.advance();
@@ -628,18 +665,27 @@ impl TextIndex {
     }
 }
 
-/// The best `k` of scored documents, ties to the lower slot: the order of
-/// documents in the index depends on how it was built (threads, merges, a
-/// primary's commits against a replica's one build), the slots do not, so
-/// two indexes of the same records give the same candidates.
+/// The best `k` of scored documents, ties to the more important record,
+/// then to the lower slot: a query of common words ("12 route de") gives
+/// thousands of documents one score, and the candidates taken from them
+/// should be those the final ranking, which adds importance, prefers. Not
+/// the order of documents in the index: it depends on how the index was
+/// built (threads, merges, a primary's commits against a replica's single
+/// build), so two indexes of the same records would give other candidates.
 struct TopK {
     k: usize,
     heap: std::collections::BinaryHeap<std::cmp::Reverse<Ranked>>,
 }
 
-/// Higher score first, then lower slot.
+/// Higher score first, then higher importance, then lower slot.
 #[derive(PartialEq)]
-struct Ranked(f32, u32);
+struct Ranked(f32, DocRef);
+
+impl PartialEq for DocRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.slot == other.slot && self.importance.total_cmp(&other.importance).is_eq()
+    }
+}
 
 impl Eq for Ranked {}
 
@@ -651,7 +697,10 @@ impl PartialOrd for Ranked {
 
 impl Ord for Ranked {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0).then_with(|| other.1.cmp(&self.1))
+        self.0
+            .total_cmp(&other.0)
+            .then_with(|| self.1.importance.total_cmp(&other.1.importance))
+            .then_with(|| other.1.slot.cmp(&self.1.slot))
     }
 }
 
@@ -660,17 +709,17 @@ impl TopK {
         TopK { k, heap: std::collections::BinaryHeap::with_capacity(k + 1) }
     }
 
-    fn push(&mut self, score: f32, slot: u32) {
+    fn push(&mut self, score: f32, d: DocRef) {
         if self.heap.len() < self.k {
-            self.heap.push(std::cmp::Reverse(Ranked(score, slot)));
-        } else if self.heap.peek().is_some_and(|w| Ranked(score, slot) > w.0) {
+            self.heap.push(std::cmp::Reverse(Ranked(score, d)));
+        } else if self.heap.peek().is_some_and(|w| Ranked(score, d) > w.0) {
             self.heap.pop();
-            self.heap.push(std::cmp::Reverse(Ranked(score, slot)));
+            self.heap.push(std::cmp::Reverse(Ranked(score, d)));
         }
     }
 
     /// The lowest score a document needs to be offered: below the k-th
-    /// score, so that a tie with it is still offered and decided by slot.
+    /// score, so that a tie with it is still offered and decided as above.
     fn threshold(&self) -> f32 {
         match self.heap.peek() {
             Some(w) if self.heap.len() == self.k => w.0 .0.next_down(),
@@ -678,36 +727,40 @@ impl TopK {
         }
     }
 
-    fn into_sorted(self) -> Vec<(f32, u32)> {
+    fn into_ranked(self) -> Vec<(f32, DocRef)> {
         // Ascending order of `Reverse` is best first.
-        self.heap.into_sorted_vec().into_iter().map(|std::cmp::Reverse(Ranked(s, slot))| (s, slot)).collect()
+        self.heap.into_sorted_vec().into_iter().map(|std::cmp::Reverse(Ranked(s, d))| (s, d)).collect()
+    }
+
+    fn into_sorted(self) -> Vec<(f32, u32)> {
+        self.into_ranked().into_iter().map(|(s, d)| (s, d.slot)).collect()
     }
 }
 
-/// tantivy's top-k by score (with block-max WAND), ties to the lower slot
-/// (see [`TopK`]): `TopDocs` breaks them by document order.
+/// tantivy's top-k by score (with block-max WAND), ties decided as
+/// [`TopK`] decides them: `TopDocs` breaks them by document order.
 struct BySlot<'a> {
     k: usize,
     /// [`TextIndex::slots`].
-    slots: &'a [std::sync::Arc<[u32]>],
+    slots: &'a [std::sync::Arc<[DocRef]>],
 }
 
 struct BySlotSegment {
     top: TopK,
-    slots: std::sync::Arc<[u32]>,
+    slots: std::sync::Arc<[DocRef]>,
 }
 
 impl SegmentCollector for BySlotSegment {
-    type Fruit = Vec<(f32, u32)>;
+    type Fruit = Vec<(f32, DocRef)>;
 
     fn collect(&mut self, doc: tantivy::DocId, score: f32) {
-        if let Some(&slot) = self.slots.get(doc as usize).filter(|s| **s != u32::MAX) {
-            self.top.push(score, slot);
+        if let Some(&d) = self.slots.get(doc as usize).filter(|d| d.slot != u32::MAX) {
+            self.top.push(score, d);
         }
     }
 
     fn harvest(self) -> Self::Fruit {
-        self.top.into_sorted()
+        self.top.into_ranked()
     }
 }
 
@@ -724,10 +777,10 @@ impl Collector for BySlot<'_> {
         true
     }
 
-    fn merge_fruits(&self, fruits: Vec<Vec<(f32, u32)>>) -> tantivy::Result<Self::Fruit> {
+    fn merge_fruits(&self, fruits: Vec<Vec<(f32, DocRef)>>) -> tantivy::Result<Self::Fruit> {
         let mut top = TopK::new(self.k);
-        for (score, slot) in fruits.into_iter().flatten() {
-            top.push(score, slot);
+        for (score, d) in fruits.into_iter().flatten() {
+            top.push(score, d);
         }
         Ok(top.into_sorted())
     }
@@ -737,7 +790,7 @@ impl Collector for BySlot<'_> {
         weight: &dyn tantivy::query::Weight,
         ord: u32,
         reader: &tantivy::SegmentReader,
-    ) -> tantivy::Result<Self::Fruit> {
+    ) -> tantivy::Result<Vec<(f32, DocRef)>> {
         let mut segment = self.for_segment(ord, reader)?;
         let alive = reader.alive_bitset();
         weight.for_each_pruning(f32::MIN, reader, &mut |doc, score| {
@@ -840,7 +893,7 @@ mod tests {
 
     /// Opens with store keys for slots, so that tests speak of keys.
     fn open(dir: &Path, filters: &[&str]) -> TextIndex {
-        TextIndex::open(dir, filters, &|key| u32::try_from(key).ok()).unwrap()
+        TextIndex::open(dir, filters, &|key| u32::try_from(key).ok(), &|_| 0.0).unwrap()
     }
 
     fn add(w: &mut TextWriter, key: u64, words: &[&str]) {
