@@ -991,6 +991,42 @@ mod tests {
         assert!(got.iter().all(|c| c.1 >= 4_000), "only brunoy's streets score that high: {got:?}");
     }
 
+    /// Candidates of equal score are the same whatever order the index
+    /// holds the documents in (a primary's index and its replica's are
+    /// built otherwise): the more important first, then the lower slot.
+    #[test]
+    fn ties_do_not_depend_on_the_order_of_documents() {
+        let build = |order: &mut dyn Iterator<Item = u64>| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut w = TextWriter::open(dir.path(), &[]).unwrap();
+            for key in order {
+                add(&mut w, key, &["rue", "de", "la", "gare"]);
+            }
+            w.finish().unwrap();
+            // Every fifth record is more important than the others.
+            let index = TextIndex::open(dir.path(), &[], &|key| u32::try_from(key).ok(), &|slot| {
+                if slot % 5 == 3 {
+                    0.5
+                } else {
+                    0.1
+                }
+            })
+            .unwrap();
+            (dir, index)
+        };
+        let (_a, forward) = build(&mut (0..60));
+        let (_b, backward) = build(&mut (0..60).rev());
+        for k in [1, 5, 20] {
+            let q = text_query(&forward, &["rue", "gare"], &[]);
+            let got: Vec<u32> = forward.candidates(&q, k).unwrap().into_iter().map(|c| c.1).collect();
+            let q = text_query(&backward, &["rue", "gare"], &[]);
+            let other: Vec<u32> = backward.candidates(&q, k).unwrap().into_iter().map(|c| c.1).collect();
+            assert_eq!(got, other, "k {k}");
+            let want: Vec<u32> = (0..60).filter(|s| s % 5 == 3).chain((0..60).filter(|s| s % 5 != 3)).take(k).collect();
+            assert_eq!(got, want, "k {k}");
+        }
+    }
+
     #[test]
     fn typo_expansions_are_kept_per_word_and_kind() {
         let dir = tempfile::tempdir().unwrap();
