@@ -371,3 +371,41 @@ fn a_replica_follows_a_primary_restored_to_an_older_snapshot() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A replica seeded from its primary's snapshot file with `--as-replica`
+/// keeps the primary's history and downloads nothing it has; seeded
+/// without it, it has a history of its own and installs the primary's once.
+#[test]
+fn a_replica_seeded_as_a_replica_downloads_only_what_it_lacks() {
+    let p = primary();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("seed.cairn-snapshot");
+    let req =
+        format!("GET /snapshot/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {SNAP}\r\n\r\n");
+    let (_, _, snapshot) = exchange(&p.addr, req.as_bytes());
+    std::fs::write(&file, &snapshot).unwrap();
+    let installs = |r: &Server| -> u64 {
+        let (_, m) = r.request("GET", "/metrics");
+        m.lines()
+            .find_map(|l| l.strip_prefix("cairn_replica_installs_total "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    for (flag, want) in [(true, 0), (false, 1)] {
+        let data = tempfile::tempdir().unwrap();
+        let mut args = vec!["snapshot", "restore"];
+        let (f, d) = (file.display().to_string(), data.path().display().to_string());
+        args.extend([f.as_str(), "--data", d.as_str()]);
+        if flag {
+            args.push("--as-replica");
+        }
+        let o = common::cairn(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r = replica_of(&p.addr, SNAP, data);
+        // Polls every 100 ms: a second is ten chances to download.
+        std::thread::sleep(Duration::from_millis(1000));
+        assert_eq!(installs(&r), want, "--as-replica {flag}");
+        assert_eq!(ready(&r).1["generation"], 1);
+        assert_eq!(r.request("GET", QUERY), p.request("GET", QUERY));
+    }
+}

@@ -159,11 +159,19 @@ enum SnapshotCommand {
         out: PathBuf,
     },
     /// Replace the database in DIR (created if missing) with a snapshot,
-    /// after verifying all of it; a refused snapshot changes nothing.
+    /// after verifying all of it; a refused snapshot changes nothing. The
+    /// database starts a history of its own, so that replicas of its old
+    /// content, or of the snapshot's source, install it anew.
     Restore {
         file: PathBuf,
         #[arg(long, env = "CAIRN_DATA")]
         data: PathBuf,
+        /// Keep the snapshot's history: for a replica seeded from its
+        /// primary's snapshot, which then downloads only newer generations.
+        /// Never for a primary: its replicas would take its new commits
+        /// for the ones they have.
+        #[arg(long)]
+        as_replica: bool,
     },
     /// Print a snapshot's manifest (JSON) without reading the rest.
     Inspect { file: PathBuf },
@@ -321,15 +329,15 @@ fn snapshot(cmd: SnapshotCommand) -> Result<()> {
             );
             Ok(())
         }
-        SnapshotCommand::Restore { file, data } => {
+        SnapshotCommand::Restore { file, data, as_replica } => {
             let mut input = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
             // Refused before the database is even opened (or created).
             cairn::snapshot::read_manifest(&mut input).with_context(|| format!("{} is refused", file.display()))?;
             std::io::Seek::rewind(&mut input).with_context(|| format!("reading {}", file.display()))?;
             let db = Database::open(&data).with_context(|| format!("opening {}", data.display()))?;
             let started = Instant::now();
-            let m = db
-                .restore_snapshot(&mut std::io::BufReader::with_capacity(1 << 20, &mut input))
+            let mut input = std::io::BufReader::with_capacity(1 << 20, &mut input);
+            let m = if as_replica { db.follow_snapshot(&mut input) } else { db.restore_snapshot(&mut input) }
                 .with_context(|| format!("{} is refused; {} is unchanged", file.display(), data.display()))?;
             println!(
                 "restored generation {} ({} documents) into {} in {:.2} s",
