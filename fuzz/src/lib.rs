@@ -201,11 +201,23 @@ pub fn read_records(
 ) -> (cairn::Result<()>, usize, cairn::import::Skipped) {
     let mut skipped = cairn::import::Skipped::default();
     let mut n = 0;
-    let r = cairn::import::read(data, format, on_error, &mut skipped, &mut |rec| {
+    let mut check = |rec: &cairn::Record| {
         assert!(!rec.id.is_empty() && !rec.kind.is_empty(), "{rec:?}");
         assert!(rec.point.is_some_and(|p| p.is_valid()), "{rec:?}");
         n += 1;
+    };
+    let r = cairn::import::read(data, format, on_error, &mut skipped, &mut |entry| {
+        match &entry {
+            cairn::Entry::Record(r) => check(r),
+            cairn::Entry::Family { parent, children } => {
+                check(parent);
+                for c in children {
+                    assert_eq!(c.record.parent.as_deref(), Some(parent.id.as_str()), "{entry:?}");
+                    check(&c.record);
+                }
+            }
+        }
         Ok(())
     });
-    (r, n, skipped)
+    (r.map(|_| ()), n, skipped)
 }
