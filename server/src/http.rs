@@ -288,7 +288,10 @@ impl App {
     /// `GET /get/{id}`.
     fn document(&self, path: &str, enc: Encoding) -> Response<Body> {
         let raw = path.trim_end_matches('/').strip_prefix("/get/").unwrap_or("");
-        let id = percent_decode(raw);
+        let id = match path_segment(raw) {
+            Ok(id) => id,
+            Err(e) => return error(e),
+        };
         match self.db.get(&id) {
             Some(f) => self.json(StatusCode::OK, Bytes::from(geojson::feature(&f).to_string()), enc),
             None => respond(
@@ -302,8 +305,8 @@ impl App {
     /// `DELETE /documents/{id}`, for holders of the write token.
     async fn documents(&self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().trim_end_matches('/');
-        let id = path.strip_prefix("/documents/").map(percent_decode);
-        match (req.method(), &id) {
+        let id = path.strip_prefix("/documents/");
+        match (req.method(), id) {
             (&Method::POST, None) | (&Method::DELETE, Some(_)) => {}
             (_, None) => return method_not_allowed("POST"),
             (_, Some(_)) => return method_not_allowed("DELETE"),
@@ -311,17 +314,10 @@ impl App {
         if let Err(r) = authorize(self.write_token.as_deref(), &req, "writes") {
             return r;
         }
-        let db = self.db.clone();
-        if let Some(id) = id {
-            if db.get(&id).is_none() {
-                return respond(
-                    StatusCode::NOT_FOUND,
-                    &json!({"title": "404 Not Found", "description": format!("no document with id {id:?}")}),
-                );
-            }
-            let done = tokio::task::spawn_blocking(move || db.write(|b| b.delete(&id).map(|_| ()))).await;
-            return committed(done.map(|r| r.map(|((), c)| (c, cairn::Skipped::default()))));
+        if let Some(raw) = id {
+            return self.delete(raw).await;
         }
+        let db = self.db.clone();
         let format = match req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
             Some(t) if t.starts_with("text/csv") => Some(cairn::Format::BanCsv),
             Some(t) if t.starts_with("application/x-ndjson") || t.starts_with("application/json") => {
@@ -344,6 +340,23 @@ impl App {
         })
         .await;
         committed(done)
+    }
+
+    /// `DELETE /documents/{id}`, `raw` the id as the path has it.
+    async fn delete(&self, raw: &str) -> Response<Body> {
+        let id = match path_segment(raw) {
+            Ok(id) => id,
+            Err(e) => return error(e),
+        };
+        let db = self.db.clone();
+        if db.get(&id).is_none() {
+            return respond(
+                StatusCode::NOT_FOUND,
+                &json!({"title": "404 Not Found", "description": format!("no document with id {id:?}")}),
+            );
+        }
+        let done = tokio::task::spawn_blocking(move || db.write(|b| b.delete(&id).map(|_| ()))).await;
+        committed(done.map(|r| r.map(|((), c)| (c, cairn::Skipped::default()))))
     }
 
     /// `GET /snapshot/latest` (the manifest, as JSON) and
@@ -895,9 +908,31 @@ impl std::io::Write for ChannelWriter<'_> {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    // form_urlencoded decodes %XX (and '+', which ids do not contain).
-    form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+/// A path segment (an id in `/get/{id}` and `/documents/{id}`) decoded as
+/// a path segment: `%XX` escapes only. Not as form data: `+` is a plus and
+/// `&` is part of the id, not the end of it. A `%` without two hex digits
+/// after it, or escapes that do not make UTF-8, name no id: refused rather
+/// than guessed at, since a guess could name another document.
+fn path_segment(raw: &str) -> Result<String, BadRequest> {
+    let invalid = |why: String| BadRequest { status: 400, title: "Invalid id".into(), description: Some(why) };
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'%' {
+            out.push(bytes[i]);
+            i += 1;
+            continue;
+        }
+        let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
+        let (Some(hi), Some(lo)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) else {
+            let at: String = raw[i..].chars().take(3).collect();
+            return Err(invalid(format!("{at:?} is not a percent-escape: a % must be followed by two hex digits")));
+        };
+        out.push((hi * 16 + lo) as u8);
+        i += 3;
+    }
+    String::from_utf8(out).map_err(|_| invalid(format!("{raw:?} does not decode to UTF-8")))
 }
 
 /// How every connection is served (HTTP/1.1 and HTTP/2 with the head
@@ -1007,5 +1042,15 @@ mod tests {
         };
         assert_ne!(reverse("lat=1&lon=2&lat=3"), reverse("lat=3&lon=2&lat=1"));
         assert_eq!(reverse("lat=1&lon=2"), reverse("lon=2&lat=1.0&limit=1"));
+    }
+
+    #[test]
+    fn an_id_in_the_path_is_decoded_as_a_path_segment() {
+        assert_eq!(path_segment("a+b&c%20d%2B%26%c3%a9").unwrap(), "a+b&c d+&é");
+        assert_eq!(path_segment("").unwrap(), "");
+        for bad in ["%", "a%4", "%zz", "%+1", "%ff", "%C3%28", "%C3"] {
+            let e = path_segment(bad).unwrap_err();
+            assert_eq!((e.status, e.title.as_str()), (400, "Invalid id"), "{bad}");
+        }
     }
 }
