@@ -935,6 +935,24 @@ fn path_segment(raw: &str) -> Result<String, BadRequest> {
     String::from_utf8(out).map_err(|_| invalid(format!("{raw:?} does not decode to UTF-8")))
 }
 
+impl App {
+    /// Counts what hyper answered by itself on a connection that ended with
+    /// `error`. A request head over `max_buf_size` or with more than
+    /// `max_headers` headers gets a 431 from hyper, then the connection
+    /// ends with this error: the service never saw the request.
+    pub fn connection_failed(&self, error: &(dyn std::error::Error + 'static)) {
+        let Some(e) = error.downcast_ref::<hyper::Error>() else { return };
+        if !e.is_parse_too_large() {
+            return;
+        }
+        // hyper's one test also covers a request target over its own bound
+        // of 65,534 bytes (reachable only with --max-header-bytes above
+        // it), which it answers 414; only the message tells them apart.
+        let status = if e.to_string().contains("URI") { 414 } else { 431 };
+        self.metrics.count(Route::Other, status);
+    }
+}
+
 /// How every connection is served (HTTP/1.1 and HTTP/2 with the head
 /// limits); public so that the fuzz target serves its input the same way.
 pub fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
@@ -966,6 +984,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown_timeout: Durat
                     Err(_) => continue,
                 };
                 let _ = stream.set_nodelay(true);
+                let counts = app.clone();
                 let app = app.clone();
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let app = app.clone();
@@ -974,7 +993,9 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown_timeout: Durat
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    if let Err(e) = conn.await {
+                        counts.connection_failed(&*e);
+                    }
                 });
             }
             _ = &mut stop => break,
