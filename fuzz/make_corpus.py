@@ -182,6 +182,34 @@ def http_seeds(nd):
     write("http", preface + headers)
 
 
+def path_and_repeat_seeds():
+    """Ids in the path with `+`, `&` and broken escapes, and parameters
+    given twice (issue 25): for http_get (sel 0x02: /get/; sel 0x40 | route,
+    then the index of the repeated parameter in REPEATED, then
+    "query\nvalue\nvalue") and for http."""
+    for raw in [b"75102_0001_00012&zzz", b"75102_0001_00012%26zzz", b"75102%5F0001%5F00012", b"a+b%20c",
+                b"%ff", b"%zz75056", b"75056%4", b"75056%", b"%C3%A9", b"%+f"]:
+        write("http_get", bytes([0x02]) + raw)
+    # REPEATED: q limit autocomplete lat lon lng long latitude longitude type postcode citycode
+    for route, index, text in [(0x40, 0, "limit=1\nlyon\nparis"), (0x40, 1, "q=rue\n1\n3"),
+                               (0x40, 2, "q=republ\n0\n1"),
+                               (0x40, 3, "q=rue+de+la+republique&lon=4.83\n45.76\n43.30"),
+                               (0x48, 5, "q=rue+de+la+republique&latitude=45.76\n4.83\n5.37"),
+                               (0x40, 9, "q=lyon\nstreet\nmunicipality"), (0x40, 11, "q=rue\n13055\n69123"),
+                               (0x41, 3, "lon=2.33156\n48.86906\n45.7580"),
+                               (0x41, 1, "lat=48.86906&lon=2.33156\n1\n3")]:
+        write("http_get", bytes([route, index]) + text.encode())
+    get = lambda t: f"GET {t} HTTP/1.1\r\nHost: fuzz\r\n\r\n".encode()
+    write("http", get("/search?q=lyon&q=paris&limit=1") + get("/search?q=paris&q=lyon&limit=1"))
+    write("http", get("/search?q=rue&lat=45.76&lon=4.83&lat=43.3&lng=5.37") + get("/search?q=rue&lat=43.3&lon=4.83&lat=45.76"))
+    write("http", get("/reverse?lat=48.86906&lon=2.33156&limit=1&limit=3") + get("/reverse?limit=3&limit=1&lon=2.33156&lat=48.86906"))
+    write("http", get("/get/75102_0001_00012&zzz") + get("/get/a+b%20c") + get("/get/%ff") + get("/get/%zz"))
+    delete = lambda t: f"DELETE {t} HTTP/1.1\r\nHost: fuzz\r\nAuthorization: Bearer fuzz\r\n\r\n".encode()
+    write("http", delete("/documents/75102_0001_00012&not-this-id") + delete("/documents/%ff") + delete("/documents/a+b"))
+    # More headers than max_headers (64): hyper's own 431.
+    write("http", b"GET /health HTTP/1.1\r\nHost: fuzz\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(70)) + b"\r\n")
+
+
 def snapshot_seeds(binary):
     d = os.path.join(SEEDS, "snapshot")
     path = os.path.join(d, "small.snapshot")
@@ -208,6 +236,7 @@ def main():
     batch_seeds()
     http_get_seeds()
     http_seeds(nd)
+    path_and_repeat_seeds()
     snapshot_seeds(sys.argv[1] if len(sys.argv) > 1 else None)
     for t in sorted(os.listdir(SEEDS)):
         files = os.listdir(os.path.join(SEEDS, t))

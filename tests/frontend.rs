@@ -210,6 +210,35 @@ fn metrics_count_requests_cache_and_documents() {
     assert!(rss.parse::<f64>().unwrap() > 1e6);
 }
 
+/// hyper answers a request head over the limits with 431 itself, before
+/// the server sees the request: /metrics counts those too, a head too large
+/// and too many headers alike.
+#[test]
+fn a_431_from_hyper_is_counted_in_the_metrics() {
+    let s = served(&[]);
+    // The count is made once hyper has closed the connection, which the
+    // client may see first: wait for it (5 s at most).
+    let counted = |n: usize| {
+        let line = format!("cairn_requests_total{{route=\"other\",status=\"431\"}} {n}");
+        for _ in 0..250 {
+            if s.request("GET", "/metrics").1.lines().any(|l| l == line) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no {line:?} in\n{}", s.request("GET", "/metrics").1);
+    };
+    // A head larger than --max-header-bytes (16 KiB by default).
+    assert_eq!(get(&s, "/search?q=paris", &format!("X-Big: {}\r\n", "a".repeat(40_000))).0, 431);
+    counted(1);
+    // More headers than --max-headers (64), in a small head.
+    let many: String = (0..100).map(|i| format!("X-H{i}: 1\r\n")).collect();
+    assert_eq!(get(&s, "/search?q=paris", &many).0, 431);
+    counted(2);
+    let text = s.request("GET", "/metrics").1;
+    assert!(!text.contains("route=\"/search\""), "the refused requests reached no route: {text}");
+}
+
 #[test]
 fn access_log_writes_one_json_line_per_request() {
     let dir = tempfile::tempdir().unwrap();

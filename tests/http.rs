@@ -303,3 +303,47 @@ fn repeated_queries_are_served_from_the_cache() {
     off.request("GET", "/search?q=lyon");
     assert_eq!(off.get_json("/health").1["cache"]["hits"], 0);
 }
+
+/// A repeated parameter takes its last value, so `q=lyon&q=paris` and
+/// `q=paris&q=lyon` are two requests: with the cache on, each gets the
+/// answer a server without cache gives, and an identical request is still
+/// a hit.
+#[test]
+fn repeated_parameters_in_either_order_get_their_own_answer_from_the_cache() {
+    let cached = server();
+    let dir = tempfile::tempdir().unwrap();
+    common::import(dir.path(), &[&fixture("small.ndjson")]);
+    let uncached = Server::serve_with(dir, &["--cache-bytes", "0"]);
+    let republique = format!("q={}", enc("rue de la republique"));
+    // (route and fixed parameters, one value of the repeated ones, the
+    // other, whether both orders are one request)
+    let cases: Vec<(String, &str, &str, bool)> = vec![
+        ("/search?limit=1".into(), "q=lyon", "q=paris", false),
+        ("/search?q=rue".into(), "limit=1", "limit=3", false),
+        ("/search?q=republ".into(), "autocomplete=0", "autocomplete=1", false),
+        (format!("/search?{republique}"), "lat=45.76&lon=4.83", "lat=43.30&lon=5.37", false),
+        (format!("/search?{republique}"), "latitude=45.76&lng=4.83", "latitude=43.30&lng=5.37", false),
+        // A filter keeps every value given.
+        (format!("/search?{republique}"), "citycode=13055", "citycode=69123", true),
+        ("/reverse?limit=1".into(), "lat=48.86906&lon=2.33156", "lat=45.7580&lon=4.8322", false),
+        ("/reverse?lat=48.86906&lon=2.33156".into(), "limit=1", "limit=3", false),
+        ("/reverse?lat=48.86906&lon=2.33156".into(), "type=street", "type=housenumber", true),
+    ];
+    let mut targets = Vec::new();
+    for (base, a, b, one) in &cases {
+        let (ab, ba) = (format!("{base}&{a}&{b}"), format!("{base}&{b}&{a}"));
+        assert_eq!(uncached.get_json(&ab).1 == uncached.get_json(&ba).1, *one, "{ab} and {ba}");
+        targets.extend([ab, ba]);
+    }
+    for t in &targets {
+        let (status, want) = uncached.get_json(t);
+        assert_eq!(status, 200, "{t}: {want}");
+        assert_eq!(cached.get_json(t), (200, want), "{t}: the cached server answers otherwise");
+    }
+    let hits = |s: &Server| s.get_json("/health").1["cache"]["hits"].as_u64().unwrap();
+    let before = hits(&cached);
+    for t in &targets {
+        assert_eq!(cached.get_json(t), uncached.get_json(t), "{t}");
+    }
+    assert_eq!(hits(&cached) - before, targets.len() as u64, "the same requests again are all hits");
+}

@@ -135,3 +135,41 @@ fn searches_keep_answering_while_commits_run() {
     assert_eq!(generation(&s), 6);
     assert_eq!(s.get_json("/health").1["documents"], 16 + 5 * 2, "five streets with a housenumber each");
 }
+
+/// The id in `/get/{id}` and `/documents/{id}` is a path segment: `%XX` is
+/// its only escape, `+` and `&` are part of it. So `/get/ID&zzz` is not
+/// document ID, a DELETE of `ID&other` leaves ID alone, and an id with a
+/// plus, an ampersand and a space is fetched and deleted exactly; an escape
+/// that does not decode is refused.
+#[test]
+fn ids_in_the_path_are_decoded_as_path_segments() {
+    let s = primary(&["--write-token", TOKEN]);
+    let odd = "69123_0099+b&c d";
+    let street = r#"{"id": "ID", "type": "street", "name": "Rue Zéphyrine", "postcode": "69002", "citycode": "69123", "city": "Lyon", "lon": 4.83, "lat": 45.75, "importance": 0.5}"#;
+    let (status, v) = post(&s, Some(TOKEN), &street.replace("ID", odd));
+    assert_eq!(status, 200, "{v}");
+    // `+` and `&` as a URL library leaves them in a path, and all escaped.
+    for target in ["/get/69123_0099+b&c%20d", "/get/69123_0099%2Bb%26c%20d", "/get/69123_0099+b&c%20d/"] {
+        let (status, v) = s.get_json(target);
+        assert_eq!((status, v["properties"]["id"].as_str()), (200, Some(odd)), "{target}: {v}");
+    }
+    for target in ["/get/75056&zzz", "/get/69123_0099+b", "/get/69123_0099%20b&c%20d"] {
+        let (status, v) = s.get_json(target);
+        assert_eq!(status, 404, "{target}: {v}");
+    }
+    for target in ["/get/%ff", "/get/75056%", "/get/75056%4", "/get/%zz75056", "/get/%C3%28"] {
+        let (status, v) = s.get_json(target);
+        assert_eq!((status, v["title"].as_str()), (400, Some("Invalid id")), "{target}: {v}");
+        assert!(v["description"].is_string(), "{target}: {v}");
+    }
+
+    let delete = |target: &str| send(&s, "DELETE", target, Some(TOKEN), "text/plain", "");
+    let (status, v) = delete("/documents/75056&not-this-id");
+    assert_eq!(status, 404, "{v}");
+    assert_eq!(delete("/documents/75056%ff").0, 400);
+    assert_eq!(s.get_json("/get/75056").0, 200, "75056 is still there");
+    let (status, v) = delete("/documents/69123_0099+b&c%20d");
+    assert_eq!((status, v["deleted"].as_u64()), (200, Some(1)), "{v}");
+    assert_eq!(s.get_json("/get/69123_0099%2Bb%26c%20d").0, 404);
+    assert_eq!(s.get_json("/health").1["documents"], 16);
+}

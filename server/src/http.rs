@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn::{Database, ResponseCache};
+use cairn::{Database, Point, ResponseCache, ReverseQuery, SearchQuery};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{
@@ -213,34 +213,9 @@ impl App {
     /// The GET routes: pure functions of the request and the database.
     pub fn get(&self, route: Route, path: &str, query: Option<&str>, enc: Encoding) -> Response<Body> {
         let db = &self.db;
-        // Only answers to valid requests are cached, so a hit needs no
-        // parsing: that was 30 % of the handler's work on a hit.
-        let key = matches!(route, Route::Search | Route::Reverse).then(|| self.cache_key(route, query, enc)).flatten();
-        if let Some(hit) = key.as_deref().and_then(|k| self.cache_hit(k)) {
-            return hit;
-        }
-        let p = Params::parse(query);
-        let deadline = self.limits.time_budget.map(|b| Instant::now() + b);
         match route {
-            Route::Search => match params::search(&p, self.limits.max_limit) {
-                Err(e) => error(e),
-                Ok(q) => self.computed(key.as_deref(), enc, &|| {
-                    let features = match deadline {
-                        Some(d) => db.search_until(&q, d)?,
-                        None => db.search(&q)?,
-                    };
-                    let echo = Echo { query: Some(&q.q), filters: &q.filters, center: q.near, limit: q.limit };
-                    Ok((geojson::collection_bytes(&features, &echo), !features.is_empty()))
-                }),
-            },
-            Route::Reverse => match params::reverse(&p, self.limits.max_limit) {
-                Err(e) => error(e),
-                Ok(q) => self.computed(key.as_deref(), enc, &|| {
-                    let features = db.reverse(&q)?;
-                    let echo = Echo { query: None, filters: &q.filters, center: None, limit: q.limit };
-                    Ok((geojson::collection_bytes(&features, &echo), !features.is_empty()))
-                }),
-            },
+            Route::Search => self.search(query, enc),
+            Route::Reverse => self.reverse(query, enc),
             Route::Health => {
                 let c = self.cache.as_ref().map(|c| c.stats()).unwrap_or_default();
                 let cache = json!({"hits": c.hits, "misses": c.misses, "evictions": c.evictions, "entries": c.entries, "bytes": c.bytes});
@@ -262,18 +237,67 @@ impl App {
                     .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
                 r
             }
-            Route::Get => {
-                let raw = path.trim_end_matches('/').strip_prefix("/get/").unwrap_or("");
-                let id = percent_decode(raw);
-                match db.get(&id) {
-                    Some(f) => self.json(StatusCode::OK, Bytes::from(geojson::feature(&f).to_string()), enc),
-                    None => respond(
-                        StatusCode::NOT_FOUND,
-                        &json!({"title": "404 Not Found", "description": format!("no document with id {id:?}")}),
-                    ),
-                }
-            }
+            Route::Get => self.document(path, enc),
             _ => respond(StatusCode::NOT_FOUND, &json!({"title": "404 Not Found"})),
+        }
+    }
+
+    /// `GET /search`. The request is parsed before the cache is asked: the
+    /// cache key is the parsed request, the only thing the answer depends on.
+    fn search(&self, query: Option<&str>, enc: Encoding) -> Response<Body> {
+        let deadline = self.limits.time_budget.map(|b| Instant::now() + b);
+        let parsed = match params::parse_search(&Params::parse(query), self.limits.max_limit) {
+            Ok(p) => p,
+            Err(e) => return error(e),
+        };
+        let key = self.cache.as_ref().map(|_| search_key(parsed.query(), enc));
+        if let Some(hit) = key.as_deref().and_then(|k| self.cache_hit(k)) {
+            return hit;
+        }
+        let q = match parsed.check() {
+            Ok(q) => q,
+            Err(e) => return error(e),
+        };
+        self.computed(key.as_deref(), enc, &|| {
+            let features = match deadline {
+                Some(d) => self.db.search_until(&q, d)?,
+                None => self.db.search(&q)?,
+            };
+            let echo = Echo { query: Some(&q.q), filters: &q.filters, center: q.near, limit: q.limit };
+            Ok((geojson::collection_bytes(&features, &echo), !features.is_empty()))
+        })
+    }
+
+    /// `GET /reverse`, parsed before the cache is asked as `search` is.
+    fn reverse(&self, query: Option<&str>, enc: Encoding) -> Response<Body> {
+        let q = match params::reverse(&Params::parse(query), self.limits.max_limit) {
+            Ok(q) => q,
+            Err(e) => return error(e),
+        };
+        let key = self.cache.as_ref().map(|_| reverse_key(&q, enc));
+        if let Some(hit) = key.as_deref().and_then(|k| self.cache_hit(k)) {
+            return hit;
+        }
+        self.computed(key.as_deref(), enc, &|| {
+            let features = self.db.reverse(&q)?;
+            let echo = Echo { query: None, filters: &q.filters, center: None, limit: q.limit };
+            Ok((geojson::collection_bytes(&features, &echo), !features.is_empty()))
+        })
+    }
+
+    /// `GET /get/{id}`.
+    fn document(&self, path: &str, enc: Encoding) -> Response<Body> {
+        let raw = path.trim_end_matches('/').strip_prefix("/get/").unwrap_or("");
+        let id = match path_segment(raw) {
+            Ok(id) => id,
+            Err(e) => return error(e),
+        };
+        match self.db.get(&id) {
+            Some(f) => self.json(StatusCode::OK, Bytes::from(geojson::feature(&f).to_string()), enc),
+            None => respond(
+                StatusCode::NOT_FOUND,
+                &json!({"title": "404 Not Found", "description": format!("no document with id {id:?}")}),
+            ),
         }
     }
 
@@ -281,8 +305,8 @@ impl App {
     /// `DELETE /documents/{id}`, for holders of the write token.
     async fn documents(&self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().trim_end_matches('/');
-        let id = path.strip_prefix("/documents/").map(percent_decode);
-        match (req.method(), &id) {
+        let id = path.strip_prefix("/documents/");
+        match (req.method(), id) {
             (&Method::POST, None) | (&Method::DELETE, Some(_)) => {}
             (_, None) => return method_not_allowed("POST"),
             (_, Some(_)) => return method_not_allowed("DELETE"),
@@ -290,17 +314,10 @@ impl App {
         if let Err(r) = authorize(self.write_token.as_deref(), &req, "writes") {
             return r;
         }
-        let db = self.db.clone();
-        if let Some(id) = id {
-            if db.get(&id).is_none() {
-                return respond(
-                    StatusCode::NOT_FOUND,
-                    &json!({"title": "404 Not Found", "description": format!("no document with id {id:?}")}),
-                );
-            }
-            let done = tokio::task::spawn_blocking(move || db.write(|b| b.delete(&id).map(|_| ()))).await;
-            return committed(done.map(|r| r.map(|((), c)| (c, cairn::Skipped::default()))));
+        if let Some(raw) = id {
+            return self.delete(raw).await;
         }
+        let db = self.db.clone();
         let format = match req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
             Some(t) if t.starts_with("text/csv") => Some(cairn::Format::BanCsv),
             Some(t) if t.starts_with("application/x-ndjson") || t.starts_with("application/json") => {
@@ -322,6 +339,23 @@ impl App {
         })
         .await;
         committed(done)
+    }
+
+    /// `DELETE /documents/{id}`, `raw` the id as the path has it.
+    async fn delete(&self, raw: &str) -> Response<Body> {
+        let id = match path_segment(raw) {
+            Ok(id) => id,
+            Err(e) => return error(e),
+        };
+        let db = self.db.clone();
+        if db.get(&id).is_none() {
+            return respond(
+                StatusCode::NOT_FOUND,
+                &json!({"title": "404 Not Found", "description": format!("no document with id {id:?}")}),
+            );
+        }
+        let done = tokio::task::spawn_blocking(move || db.write(|b| b.delete(&id).map(|_| ()))).await;
+        committed(done.map(|r| r.map(|((), c)| (c, cairn::Skipped::default()))))
     }
 
     /// `GET /snapshot/latest` (the manifest, as JSON) and
@@ -414,17 +448,6 @@ impl App {
         }
     }
 
-    /// The response cache's key of a request: the coding asked for, the
-    /// route and the query's pairs in sorted order (the cache files it
-    /// under the generation that answers).
-    fn cache_key(&self, route: Route, query: Option<&str>, enc: Encoding) -> Option<String> {
-        self.cache.as_ref().map(|_| {
-            let mut pairs: Vec<&str> = query.unwrap_or("").split('&').filter(|s| !s.is_empty()).collect();
-            pairs.sort_unstable();
-            format!("{}{}?{}", enc.name().unwrap_or(""), route.name(), pairs.join("&"))
-        })
-    }
-
     fn cache_hit(&self, key: &str) -> Option<Response<Body>> {
         let body = self.cache.as_ref()?.peek(self.db.epoch(), key)?;
         let tag = body.first().copied().unwrap_or(TAG_IDENTITY);
@@ -466,6 +489,106 @@ impl App {
                 r
             }
             Err(e) => internal(e),
+        }
+    }
+}
+
+/// The response cache's key of a search: the coding asked for, then each
+/// field of the parsed request in a fixed order. It is built from what the
+/// engine is asked and echoed, never from the query string: a repeated
+/// parameter keeps its last value, so the query string's pairs sorted could
+/// not tell `q=a&q=b` (b) from `q=b&q=a` (a). Each text is length-prefixed,
+/// so no two requests write the same key whatever their characters. The
+/// cache files the key under the generation that answers.
+fn search_key(query: &SearchQuery, enc: Encoding) -> String {
+    // Every field by name: a field added to the query fails to compile here
+    // until the key has it.
+    let SearchQuery { q, limit, autocomplete, near, filters } = query;
+    let mut k = Key::new(enc, 's', q.len() + 64);
+    k.number(*limit);
+    k.flag(*autocomplete);
+    k.point(*near);
+    k.filters(filters);
+    k.text(q);
+    k.0
+}
+
+/// The response cache's key of a reverse request, as [`search_key`].
+fn reverse_key(query: &ReverseQuery, enc: Encoding) -> String {
+    let ReverseQuery { at, limit, filters } = query;
+    let mut k = Key::new(enc, 'r', 64);
+    k.number(*limit);
+    k.point(Some(*at));
+    k.filters(filters);
+    k.0
+}
+
+/// A cache key being written: every field ends where its own syntax says
+/// (a number at `;`, a point after 32 hex digits, a text after its length),
+/// so fields cannot run into each other.
+struct Key(String);
+
+impl Key {
+    fn new(enc: Encoding, route: char, capacity: usize) -> Key {
+        let mut s = String::with_capacity(capacity);
+        s.push_str(enc.name().unwrap_or("-"));
+        s.push(route);
+        Key(s)
+    }
+
+    // By hand rather than with `write!`: every search writes a key, hit or
+    // miss, and the formatting machinery costs more than the digits.
+    fn number(&mut self, n: usize) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.0.extend(digits[i..].iter().map(|&d| char::from(d)));
+        self.0.push(';');
+    }
+
+    fn bits(&mut self, v: f64) {
+        let b = v.to_bits();
+        self.0.extend((0..16).rev().map(|i| char::from(b"0123456789abcdef"[(b >> (i * 4)) as usize & 15])));
+    }
+
+    fn flag(&mut self, b: bool) {
+        self.0.push(if b { 'y' } else { 'n' });
+    }
+
+    /// The coordinates' bits: two spellings of one number (`48.8`,
+    /// `48.80`) are one point, and two numbers are never one.
+    fn point(&mut self, p: Option<Point>) {
+        match p {
+            None => self.0.push('-'),
+            Some(p) => {
+                self.0.push('@');
+                self.bits(p.lat);
+                self.bits(p.lon);
+            }
+        }
+    }
+
+    fn text(&mut self, s: &str) {
+        self.number(s.len());
+        self.0.push_str(s);
+    }
+
+    fn filters(&mut self, filters: &[(String, Vec<String>)]) {
+        self.number(filters.len());
+        for (name, values) in filters {
+            self.text(name);
+            self.number(values.len());
+            for v in values {
+                self.text(v);
+            }
         }
     }
 }
@@ -790,9 +913,49 @@ impl std::io::Write for ChannelWriter<'_> {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    // form_urlencoded decodes %XX (and '+', which ids do not contain).
-    form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+/// A path segment (an id in `/get/{id}` and `/documents/{id}`) decoded as
+/// a path segment: `%XX` escapes only. Not as form data: `+` is a plus and
+/// `&` is part of the id, not the end of it. A `%` without two hex digits
+/// after it, or escapes that do not make UTF-8, name no id: refused rather
+/// than guessed at, since a guess could name another document.
+fn path_segment(raw: &str) -> Result<String, BadRequest> {
+    let invalid = |why: String| BadRequest { status: 400, title: "Invalid id".into(), description: Some(why) };
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'%' {
+            out.push(bytes[i]);
+            i += 1;
+            continue;
+        }
+        let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
+        let (Some(hi), Some(lo)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) else {
+            let at: String = raw[i..].chars().take(3).collect();
+            return Err(invalid(format!("{at:?} is not a percent-escape: a % must be followed by two hex digits")));
+        };
+        out.push((hi * 16 + lo) as u8);
+        i += 3;
+    }
+    String::from_utf8(out).map_err(|_| invalid(format!("{raw:?} does not decode to UTF-8")))
+}
+
+impl App {
+    /// Counts what hyper answered by itself on a connection that ended with
+    /// `error`. A request head over `max_buf_size` or with more than
+    /// `max_headers` headers gets a 431 from hyper, then the connection
+    /// ends with this error: the service never saw the request.
+    pub fn connection_failed(&self, error: &(dyn std::error::Error + 'static)) {
+        let Some(e) = error.downcast_ref::<hyper::Error>() else { return };
+        if !e.is_parse_too_large() {
+            return;
+        }
+        // hyper's one test also covers a request target over its own bound
+        // of 65,534 bytes (reachable only with --max-header-bytes above
+        // it), which it answers 414; only the message tells them apart.
+        let status = if e.to_string().contains("URI") { 414 } else { 431 };
+        self.metrics.count(Route::Other, status);
+    }
 }
 
 /// How every connection is served (HTTP/1.1 and HTTP/2 with the head
@@ -826,6 +989,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown_timeout: Durat
                     Err(_) => continue,
                 };
                 let _ = stream.set_nodelay(true);
+                let counts = app.clone();
                 let app = app.clone();
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let app = app.clone();
@@ -834,7 +998,9 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown_timeout: Durat
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    if let Err(e) = conn.await {
+                        counts.connection_failed(&*e);
+                    }
                 });
             }
             _ = &mut stop => break,
@@ -874,5 +1040,43 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(not(unix))]
     async {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(query: &str, enc: Encoding) -> String {
+        search_key(&params::search(&Params::parse(Some(query)), params::MAX_LIMIT).unwrap(), enc)
+    }
+
+    #[test]
+    fn the_cache_key_is_the_parsed_request() {
+        let id = Encoding::Identity;
+        assert_ne!(key("q=a&q=b", id), key("q=b&q=a", id), "the last value wins");
+        assert_ne!(key("q=a&limit=2&limit=3", id), key("q=a&limit=3&limit=2", id));
+        assert_ne!(key("q=a", id), key("q=a", Encoding::Gzip));
+        // Spellings of one request: one key.
+        assert_eq!(key("q=a+b&lat=48.80&lon=2&limit=0", id), key("lng=2.0&q=a%20b&latitude=48.8", id));
+        assert_eq!(key("q=a&type=street&type=municipality", id), key("type=municipality+street&q=a", id));
+        // Fields do not run into each other.
+        assert_ne!(key("q=a&type=ab", id), key("q=a&type=a,b", id));
+        assert_ne!(key("q=a&postcode=1", id), key("q=a&citycode=1", id));
+        let reverse = |query: &str| {
+            reverse_key(&params::reverse(&Params::parse(Some(query)), params::MAX_LIMIT).unwrap(), Encoding::Identity)
+        };
+        assert_ne!(reverse("lat=1&lon=2&lat=3"), reverse("lat=3&lon=2&lat=1"));
+        assert_eq!(reverse("lat=1&lon=2"), reverse("lon=2&lat=1.0&limit=1"));
+    }
+
+    #[test]
+    fn an_id_in_the_path_is_decoded_as_a_path_segment() {
+        assert_eq!(path_segment("a+b&c%20d%2B%26%c3%a9").unwrap(), "a+b&c d+&é");
+        assert_eq!(path_segment("").unwrap(), "");
+        for bad in ["%", "a%4", "%zz", "%+1", "%ff", "%C3%28", "%C3"] {
+            let e = path_segment(bad).unwrap_err();
+            assert_eq!((e.status, e.title.as_str()), (400, "Invalid id"), "{bad}");
+        }
     }
 }

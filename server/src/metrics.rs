@@ -113,13 +113,20 @@ pub struct Gauges {
 
 impl Metrics {
     pub fn record(&self, route: Route, status: u16, elapsed: Duration) {
+        self.count(route, status);
         let s = &self.routes[route as usize];
-        let i = STATUSES.iter().position(|&c| c == status).unwrap_or(STATUSES.len() - 1);
-        s.by_status[i].fetch_add(1, Relaxed);
         let us = elapsed.as_micros().min(u64::MAX as u128) as u64;
         let b = BUCKETS_US.iter().position(|&le| us <= le).unwrap_or(BUCKETS_US.len());
         s.buckets[b].fetch_add(1, Relaxed);
         s.sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// Counts a request in `cairn_requests_total` only: for one that hyper
+    /// refused before reading its head (431), with no time to put in the
+    /// latency histogram.
+    pub fn count(&self, route: Route, status: u16) {
+        let i = STATUSES.iter().position(|&c| c == status).unwrap_or(STATUSES.len() - 1);
+        self.routes[route as usize].by_status[i].fetch_add(1, Relaxed);
     }
 
     /// The Prometheus text exposition of every series.
@@ -207,5 +214,9 @@ mod tests {
         assert!(text.contains("cairn_request_duration_seconds_bucket{route=\"/search\",le=\"+Inf\"} 3\n"));
         assert!(text.contains("cairn_request_duration_seconds_count{route=\"/search\"} 3\n"));
         assert!(!text.contains("route=\"/reverse\""), "routes without requests are left out");
+        m.count(Route::Other, 431);
+        let text = m.render(&Gauges { documents: 3, generation: 1, cache: None, extra: vec![] });
+        assert!(text.contains("cairn_requests_total{route=\"other\",status=\"431\"} 1\n"), "{text}");
+        assert!(!text.contains("cairn_request_duration_seconds_count{route=\"other\"}"), "counted, not timed");
     }
 }

@@ -1,6 +1,8 @@
 //! Request parameters as Addok reads them, with its defaults, aliases and
 //! error messages, so that its clients keep working unchanged.
 
+use std::borrow::Cow;
+
 use cairn::{Point, ReverseQuery, SearchQuery};
 
 pub const QUERY_MAX_CHARS: usize = 200;
@@ -33,21 +35,22 @@ impl BadRequest {
     }
 }
 
-/// Decoded query-string pairs, in order.
-pub struct Params(Vec<(String, String)>);
+/// Decoded query-string pairs, in order. A pair with nothing to decode
+/// borrows from the query string: every search is parsed, cache hit or not.
+pub struct Params<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
 
-impl Params {
-    pub fn parse(query: Option<&str>) -> Params {
-        Params(form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect())
+impl<'a> Params<'a> {
+    pub fn parse(query: Option<&'a str>) -> Params<'a> {
+        Params(form_urlencoded::parse(query.unwrap_or("").as_bytes()).collect())
     }
 
     /// The last value of the first alias present (Addok keeps the last of a repeated parameter).
     fn get(&self, names: &[&str]) -> Option<&str> {
-        names.iter().find_map(|n| self.0.iter().rev().find(|(k, _)| k == n).map(|(_, v)| v.as_str()))
+        names.iter().find_map(|n| self.0.iter().rev().find(|(k, _)| k == n).map(|(_, v)| v.as_ref()))
     }
 
     fn all(&self, name: &str) -> Vec<&str> {
-        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_ref()).collect()
     }
 
     fn limit(&self, default: usize, checked: bool, max: usize) -> Result<usize, BadRequest> {
@@ -137,23 +140,49 @@ pub fn check_query(q: &str) -> Result<(), BadRequest> {
 }
 
 /// A search request; `limit` may not exceed `max_limit`.
-pub fn search(p: &Params, max_limit: usize) -> Result<SearchQuery, BadRequest> {
+pub fn search(p: &Params<'_>, max_limit: usize) -> Result<SearchQuery, BadRequest> {
+    parse_search(p, max_limit)?.check()
+}
+
+/// A search request parsed, all but the length of its `q` checked: what
+/// the response cache keys on. A cached answer needs no length check (only
+/// valid requests are cached, and the key holds `q` whole); anything else
+/// goes through [`ParsedSearch::check`] before it reaches the engine.
+pub struct ParsedSearch(SearchQuery);
+
+impl ParsedSearch {
+    pub fn query(&self) -> &SearchQuery {
+        &self.0
+    }
+
+    pub fn check(self) -> Result<SearchQuery, BadRequest> {
+        check_query(&self.0.q)?;
+        Ok(self.0)
+    }
+}
+
+/// [`search`] but for the length of `q`. A too long `q` is still the error
+/// given first when another parameter is also wrong, as [`search`] gives it.
+pub fn parse_search(p: &Params<'_>, max_limit: usize) -> Result<ParsedSearch, BadRequest> {
     let q = p.get(&["q"]).unwrap_or("");
     if q.is_empty() {
         return Err(BadRequest::missing("q"));
     }
-    check_query(q)?;
-    let limit = p.limit(5.min(max_limit), true, max_limit)?;
-    let autocomplete = p.bool("autocomplete", true)?;
-    let near = match p.point()? {
-        (Some(lat), Some(lon)) => Some(Point { lat, lon }),
-        _ => None,
+    let rest = || -> Result<_, BadRequest> {
+        let limit = p.limit(5.min(max_limit), true, max_limit)?;
+        let autocomplete = p.bool("autocomplete", true)?;
+        let near = match p.point()? {
+            (Some(lat), Some(lon)) => Some(Point { lat, lon }),
+            _ => None,
+        };
+        Ok((limit, autocomplete, near))
     };
-    Ok(SearchQuery { q: q.to_owned(), limit, autocomplete, near, filters: p.filters() })
+    let (limit, autocomplete, near) = rest().map_err(|e| check_query(q).err().unwrap_or(e))?;
+    Ok(ParsedSearch(SearchQuery { q: q.to_owned(), limit, autocomplete, near, filters: p.filters() }))
 }
 
 /// A reverse request; a larger `limit` than `max_limit` is cut to it, as Addok does.
-pub fn reverse(p: &Params, max_limit: usize) -> Result<ReverseQuery, BadRequest> {
+pub fn reverse(p: &Params<'_>, max_limit: usize) -> Result<ReverseQuery, BadRequest> {
     let (lat, lon) = p.point()?;
     let lon = lon.ok_or_else(|| BadRequest::missing("lon"))?;
     let lat = lat.ok_or_else(|| BadRequest::missing("lat"))?;
@@ -190,6 +219,9 @@ mod tests {
         assert!(search_of("q=a&lat=abc&lon=1").unwrap_err().description.unwrap().contains("\"lat\""));
         assert!(search_of("q=a&lat=91&lon=1").unwrap_err().description.unwrap().contains("out of range"));
         assert_eq!(search_of(&format!("q={}", "a".repeat(201))).unwrap_err().status, 413);
+        // The length of q is its first error, whatever else is wrong.
+        assert_eq!(search_of(&format!("q={}&limit=abc", "a".repeat(201))).unwrap_err().status, 413);
+        assert!(parse_search(&Params::parse(Some(&format!("q={}", "a".repeat(201)))), MAX_LIMIT).is_ok());
         // Punctuation runs count as one character, as in Addok.
         assert!(search_of(&format!("q={}cholet", ",".repeat(300))).is_ok());
         assert_eq!(
