@@ -287,3 +287,73 @@ fn http_tab_delimiter_spelled_out() {
         assert!(body.contains("75102_0001_00012"), "{body}");
     }
 }
+
+/// Issue 25, defects 4 and 5: an encoding is decided row by row, on the
+/// whole input, not on its first 64 KiB; a byte order mark is dropped in
+/// every encoding; nothing is replaced without a word.
+#[test]
+fn encodings_are_read_row_by_row_and_a_bom_goes_in_every_encoding() {
+    let dir = db();
+    // 4,001 ASCII rows, then a Windows-1252 one: past the first 64 KiB.
+    let mut input = b"id;adresse;ville\n".to_vec();
+    for i in 0..4_001 {
+        input.extend_from_slice(format!("{i};{};Lyon\n", "x".repeat(12)).as_bytes());
+    }
+    input.extend_from_slice(b"last;3 rue de la r\xe9publique;Marseille\n");
+    assert!(input.len() > 65_536);
+    let (out, err) = batch(dir.path(), &input, &["--columns", "adresse,ville"]);
+    let r = rows(&out, b';');
+    let last = r.last().unwrap();
+    assert_eq!(last[1], "3 rue de la république", "the row is read as Windows-1252, not replaced");
+    assert_eq!(column(&[r[0].clone(), last.clone()], "result_id"), ["13055_0003_00003"]);
+    assert!(err.contains("line 4003 is not UTF-8"), "{err}");
+    // A UTF-8 BOM, then Windows-1252 bytes.
+    let (out, err) = batch(dir.path(), b"\xef\xbb\xbfid;adresse\n1;3 rue de la r\xe9publique marseille\n", &[]);
+    let r = rows(&out, b';');
+    assert_eq!((r[0][0].as_str(), r[1][1].as_str()), ("id", "3 rue de la république marseille"));
+    assert!(err.contains("line 2 is not UTF-8"), "{err}");
+    // UTF-8 only, asked for: the row is malformed and comes back as it was.
+    let o = Command::new(bin())
+        .args(["batch", "--data", &dir.path().display().to_string(), "--input", "-", "--output", "-"])
+        .args(["--encoding", "utf-8"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut o = o;
+    o.stdin.take().unwrap().write_all(b"id;adresse\n1;r\xe9publique\n").unwrap();
+    let o = o.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert!(o.stdout.windows(9).any(|w| w == b"r\xe9publiqu"), "{:?}", String::from_utf8_lossy(&o.stdout));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("malformed"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("line 2: not valid UTF-8"));
+
+    // Over HTTP: a BOM with encoding=latin1 (was a 200 with an empty body),
+    // and the mixed file, said so in a header.
+    let server = Server::serve(dir);
+    let (status, head, body) = post_multipart(
+        &server.addr,
+        "/search/csv",
+        &[
+            ("data", Some("in.csv"), b"\xef\xbb\xbfid;adresse;ville\n1;3 rue de la r\xe9publique;Marseille\n"),
+            ("columns", None, b"adresse"),
+            ("columns", None, b"ville"),
+            ("encoding", None, b"latin1"),
+        ],
+    );
+    assert_eq!(status, 200, "{head}");
+    let r = rows(&String::from_utf8(body).unwrap(), b';');
+    assert_eq!(r[0][0], "id");
+    assert_eq!(column(&r, "result_id"), ["13055_0003_00003"]);
+    assert!(head.to_ascii_lowercase().contains("x-cairn-input-encoding: windows-1252"), "{head}");
+    let (status, head, body) = post_multipart(
+        &server.addr,
+        "/search/csv",
+        &[("data", Some("in.csv"), &input), ("columns", None, b"adresse"), ("columns", None, b"ville")],
+    );
+    assert_eq!(status, 200, "{head}");
+    assert!(head.to_ascii_lowercase().contains("x-cairn-input-encoding: mixed"), "{head}");
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.contains("last;3 rue de la république;Marseille;"), "{}", &body[body.len() - 300..]);
+}

@@ -30,7 +30,15 @@ use crate::params::{self, BadRequest, Params};
 use crate::ratelimit::RateLimiter;
 use crate::replica::{Publisher, ReplicaStatus};
 
-type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+/// Every answer's body. Its error ends a streamed answer (a CSV batch) that
+/// fails once its head is sent: the client sees the body cut short (no
+/// last chunk in HTTP/1.1, a reset stream in HTTP/2), never a whole 200.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, BodyError>;
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+fn full(body: Bytes) -> Body {
+    Full::new(body).map_err(|never: Infallible| match never {}).boxed()
+}
 
 const JSON: &str = "application/json; charset=utf-8";
 
@@ -39,7 +47,7 @@ fn respond(status: StatusCode, body: &Value) -> Response<Body> {
 }
 
 fn respond_bytes(status: StatusCode, body: Bytes) -> Response<Body> {
-    let mut r = Response::new(Full::new(body).boxed());
+    let mut r = Response::new(full(body));
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
@@ -401,14 +409,18 @@ impl App {
             Err(_) => return bad(404, "This generation is no longer published; ask /snapshot/latest"),
         };
         let len = file.metadata().await.map(|m| m.len()).ok();
-        let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(4);
+        let (mut tx, body) = http_body_util::channel::Channel::<Bytes, BodyError>::new(4);
         tokio::spawn(async move {
             use tokio::io::AsyncReadExt;
             let mut file = file;
             loop {
                 let mut buf = vec![0u8; 256 * 1024];
                 match file.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) => break,
+                    Err(e) => {
+                        tx.abort(Box::new(e));
+                        break;
+                    }
                     Ok(n) => {
                         buf.truncate(n);
                         if tx.send_data(Bytes::from(buf)).await.is_err() {
@@ -734,9 +746,13 @@ fn form_delimiter(v: &str) -> Option<u8> {
     }
 }
 
-/// Builds batch options from the form, as addok-csv reads them.
+/// Builds batch options from the form, as addok-csv reads them, and checks
+/// them against the file's header as the batch will read it (byte order
+/// mark dropped, decoded as the form says): everything that can be checked
+/// is, before the answer starts; once its body has started, an error can
+/// only cut it short.
 #[allow(clippy::result_large_err)] // the error is the response itself, built once
-fn csv_options(form: &CsvForm, header: &[String], reverse: bool) -> Result<cairn::BatchOptions, Response<Body>> {
+fn csv_options(form: &CsvForm, data: &[u8], reverse: bool) -> Result<cairn::BatchOptions, Response<Body>> {
     let get = |k: &str| {
         form.fields.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.trim().to_owned()).filter(|v| !v.is_empty())
     };
@@ -744,27 +760,7 @@ fn csv_options(form: &CsvForm, header: &[String], reverse: bool) -> Result<cairn
     let all = |k: &str| -> Vec<String> {
         form.fields.iter().filter(|(n, _)| n == k).map(|(_, v)| v.trim().to_owned()).filter(|v| !v.is_empty()).collect()
     };
-    // Checked before the answer starts: once the body has started, an
-    // error can only cut it short under a 200.
-    let known = |c: &String| {
-        if header.contains(c) {
-            Ok(())
-        } else {
-            Err(bad(400, format!("Cannot found column '{c}' in columns {header:?}")))
-        }
-    };
-    let columns = all("columns");
-    for c in columns.iter().chain(get("postcode").iter()).chain(get("citycode").iter()) {
-        known(c)?;
-    }
-    let mut options = cairn::BatchOptions {
-        result_columns: all("result_columns"),
-        columns,
-        postcode_column: get("postcode"),
-        citycode_column: get("citycode"),
-        kind: get("type"),
-        ..Default::default()
-    };
+    let mut options = cairn::BatchOptions::default();
     if let Some(d) = form.fields.iter().rev().find(|(n, _)| n == "delimiter").map(|(_, v)| v.as_str()) {
         match form_delimiter(d) {
             Some(b) => options.delimiter = Some(b),
@@ -779,6 +775,27 @@ fn csv_options(form: &CsvForm, header: &[String], reverse: bool) -> Result<cairn
         }
         Some(other) => return Err(bad(400, format!("Unknown encoding {other:?}: use utf-8 or latin1"))),
     }
+    let header = match cairn::batch::read_header(data, &options) {
+        Ok((header, _)) => header,
+        Err(cairn::Error::BadInput { reason, .. }) => return Err(bad(400, reason)),
+        Err(e) => return Err(bad(400, e.to_string())),
+    };
+    let known = |c: &String| {
+        if header.contains(c) {
+            Ok(())
+        } else {
+            Err(bad(400, format!("Cannot found column '{c}' in columns {header:?}")))
+        }
+    };
+    let columns = all("columns");
+    for c in columns.iter().chain(get("postcode").iter()).chain(get("citycode").iter()) {
+        known(c)?;
+    }
+    options.result_columns = all("result_columns");
+    options.columns = columns;
+    options.postcode_column = get("postcode");
+    options.citycode_column = get("citycode");
+    options.kind = get("type");
     if let Some(m) = get("min_score") {
         options.min_score = m.parse().map_err(|_| bad(400, "The \"min_score\" parameter is invalid"))?;
     }
@@ -821,23 +838,7 @@ async fn handle_csv(
     if data.iter().all(|b| b.is_ascii_whitespace()) {
         return bad(400, "Empty file");
     }
-    let first_line = String::from_utf8_lossy(data.split(|b| *b == b'\n').next().unwrap_or_default())
-        .trim_start_matches('\u{feff}')
-        .to_owned();
-    let delimiter = form.fields.iter().rev().find(|(n, _)| n == "delimiter").and_then(|(_, v)| form_delimiter(v));
-    let header: Vec<String> = {
-        let d = delimiter.unwrap_or_else(|| cairn::batch::detect_delimiter(&first_line));
-        csv::ReaderBuilder::new()
-            .delimiter(d)
-            .has_headers(false)
-            .from_reader(first_line.as_bytes())
-            .records()
-            .next()
-            .and_then(|r| r.ok())
-            .map(|r| r.iter().map(|c| c.trim().to_owned()).collect())
-            .unwrap_or_default()
-    };
-    let options = match csv_options(&form, &header, reverse) {
+    let options = match csv_options(&form, &data, reverse) {
         Ok(o) => o,
         Err(r) => return r,
     };
@@ -848,13 +849,20 @@ async fn handle_csv(
         };
         return bad(400, reason);
     }
-    let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(8);
+    let input_encoding = match options.encoding {
+        cairn::Encoding::Latin1 => "windows-1252",
+        _ if std::str::from_utf8(&data).is_ok() => "utf-8",
+        cairn::Encoding::Utf8 => "utf-8",
+        cairn::Encoding::Auto => "mixed",
+    };
+    let (mut tx, body) = http_body_util::channel::Channel::<Bytes, BodyError>::new(8);
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let writer = enc.writer(ChannelWriter { tx: &mut tx, handle: &handle, buf: Vec::with_capacity(CHUNK) });
-        // Errors after the head is sent can only cut the body short; the
-        // status line is already out.
-        let _ = db.batch(&data[..], writer, &options, &mut |_| {});
+        if let Err(e) = db.batch(&data[..], writer, &options, &mut |_| {}) {
+            tracing::warn!(error = %e, "a CSV batch failed after its answer started; its body is cut short");
+            tx.abort(Box::new(e));
+        }
     });
     let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s).replace(['"', '\\', '\r', '\n'], "_");
     let mut r = Response::new(body.boxed());
@@ -862,6 +870,7 @@ async fn handle_csv(
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
     h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    h.insert(HeaderName::from_static("x-cairn-input-encoding"), HeaderValue::from_static(input_encoding));
     if let Some(c) = enc.name() {
         h.insert(CONTENT_ENCODING, HeaderValue::from_static(c));
     }
@@ -875,7 +884,7 @@ const CHUNK: usize = 64 * 1024;
 
 /// Sends what the batch writes to the response body, 64 KiB at a time.
 struct ChannelWriter<'a> {
-    tx: &'a mut http_body_util::channel::Sender<Bytes, Infallible>,
+    tx: &'a mut http_body_util::channel::Sender<Bytes, BodyError>,
     handle: &'a tokio::runtime::Handle,
     buf: Vec<u8>,
 }
