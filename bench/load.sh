@@ -18,7 +18,9 @@
 # CAIRN_LOAD_SERVE_ARGS (extra `cairn serve` flags), CAIRN_LOAD_SEED (42), CAIRN_LOAD_BUILD=0
 # (use the binaries already in target/release), CAIRN_LOAD_POOL (100000) and CAIRN_LOAD_ZIPF (1.0):
 # the distinct requests behind the mix and the exponent of their Zipf weights,
-# CAIRN_LOAD_PREPARE_ONLY=1 (generate, import and write the request files, then stop).
+# CAIRN_LOAD_PREPARE_ONLY=1 (generate, import and write the request files, then stop),
+# CAIRN_LOAD_BIN_DIR (target/release; with CAIRN_LOAD_BUILD=0, the cairn and bare binaries of
+# another build, to compare two builds in one sitting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -73,9 +75,10 @@ if [ "${CAIRN_LOAD_BUILD:-1}" != 0 ]; then
 fi
 # Copies, so that a build running beside the bench cannot swap a binary in the middle of it.
 mkdir -p "$work/bin"
+bindir=${CAIRN_LOAD_BIN_DIR:-target/release}
 for b in cairn bare; do
-  [ -x "target/release/$b" ] || die "no target/release/$b: build it first"
-  cp -f "target/release/$b" "$work/bin/$b.tmp" && mv -f "$work/bin/$b.tmp" "$work/bin/$b"
+  [ -x "$bindir/$b" ] || die "no $bindir/$b: build it first"
+  cp -f "$bindir/$b" "$work/bin/$b.tmp" && mv -f "$work/bin/$b.tmp" "$work/bin/$b"
 done
 cairn=$work/bin/cairn
 bare=$work/bin/bare

@@ -65,7 +65,19 @@ struct GeoIndexData {
 }
 
 fn cell_of(lat: f64, lon: f64, deg: f64) -> (i64, i64) {
-    ((lat / deg).floor() as i64, (lon / deg).floor() as i64)
+    (floor(lat / deg), floor(lon / deg))
+}
+
+/// `x.floor() as i64` for the finite values of a grid, without the call to
+/// the maths library that `floor` is on a baseline x86-64 (a tenth of a
+/// reverse query's instructions).
+fn floor(x: f64) -> i64 {
+    let t = x as i64;
+    if (t as f64) > x {
+        t - 1
+    } else {
+        t
+    }
 }
 
 /// Cell keys sort by row (latitude), then by column: the cells of a row
@@ -254,34 +266,14 @@ impl GeoIndex {
         let cap = Cap::new(at);
         let (ci, cj) = cell_of(at.lat, at.lon, deg);
         let ncols = (360.0 / deg).round() as i64;
-        let first_col = (-180.0 / deg).floor() as i64;
-        let (min_row, max_row) = ((-90.0 / deg).floor() as i64, (90.0 / deg).floor() as i64);
-        // The k nearest so far, as (haversine h, slot, point), ordered so
-        // that ties resolve the same whatever order the points are visited in.
-        let mut found: Vec<(f64, u32, Point)> = Vec::with_capacity(k.min(data.points.len()) + 1);
-        // The angular distance of the k-th, infinite until k are found: a
-        // point further in latitude alone cannot enter.
-        let bound =
-            |found: &Vec<(f64, u32, Point)>| if found.len() == k { h_angle(found[k - 1].0) } else { f64::INFINITY };
-        let mut scan = |found: &mut Vec<(f64, u32, Point)>, c: usize| {
+        let first_col = floor(-180.0 / deg);
+        let (min_row, max_row) = (floor(-90.0 / deg), floor(90.0 / deg));
+        let mut kept = Kept { k, found: Vec::with_capacity(k.min(data.points.len()) + 1), bound_deg: f64::INFINITY };
+        let mut scan = |kept: &mut Kept, c: usize| {
             let (s, e) = (data.starts[c].to_native() as usize, data.starts[c + 1].to_native() as usize);
             let points = &data.points[s..e];
-            let mut offer = |found: &mut Vec<(f64, u32, Point)>, p: &ArchivedGeoPoint| {
-                let q = Point { lat: p.lat.to_native(), lon: p.lon.to_native() };
-                let h = cap.h(q);
-                let slot = p.slot.to_native();
-                if found.len() == k && (h, slot) >= (found[k - 1].0, found[k - 1].1) {
-                    return;
-                }
-                if !keep(slot) {
-                    return;
-                }
-                let i = found.partition_point(|f| (f.0, f.1) < (h, slot));
-                found.insert(i, (h, slot, q));
-                found.truncate(k);
-            };
             if !self.lat_sorted {
-                points.iter().for_each(|p| offer(found, p));
+                points.iter().for_each(|p| kept.offer(&cap, p, &mut keep));
                 return;
             }
             // A cell's points are sorted by latitude: walk away from the
@@ -289,16 +281,16 @@ impl GeoIndex {
             // alone is more than the k-th distance.
             let mid = points.partition_point(|p| p.lat.to_native() < at.lat);
             for p in &points[mid..] {
-                if (p.lat.to_native() - at.lat).to_radians() > bound(found) {
+                if p.lat.to_native() - at.lat > kept.bound_deg {
                     break;
                 }
-                offer(found, p);
+                kept.offer(&cap, p, &mut keep);
             }
             for p in points[..mid].iter().rev() {
-                if (at.lat - p.lat.to_native()).to_radians() > bound(found) {
+                if at.lat - p.lat.to_native() > kept.bound_deg {
                     break;
                 }
-                offer(found, p);
+                kept.offer(&cap, p, &mut keep);
             }
         };
         // Columns visited in each row of `first_row..`, as an unwrapped
@@ -309,8 +301,7 @@ impl GeoIndex {
         let step = deg.to_radians();
         for ring in 0u32.. {
             let lat_reach = radius.to_degrees();
-            let rows = ((at.lat - lat_reach) / deg).floor().max(min_row as f64) as i64
-                ..=((at.lat + lat_reach) / deg).floor().min(max_row as f64) as i64;
+            let rows = floor((at.lat - lat_reach) / deg).max(min_row)..=floor((at.lat + lat_reach) / deg).min(max_row);
             // Away from the poles the cap is widest in longitude at one
             // latitude, and that width serves every row; a cap that nears a
             // pole is measured row by row.
@@ -331,7 +322,7 @@ impl GeoIndex {
                     (cj - ncols / 2, cj - ncols / 2 + ncols - 1)
                 } else {
                     let half = half.to_degrees() + 1e-9;
-                    (((at.lon - half) / deg).floor() as i64, ((at.lon + half) / deg).floor() as i64)
+                    (floor((at.lon - half) / deg), floor((at.lon + half) / deg))
                 };
                 lo = lo.min(cj);
                 hi = hi.max(cj);
@@ -346,18 +337,20 @@ impl GeoIndex {
                 let (pieces, now) = columns_to_visit(visited[i], lo, hi, ncols);
                 visited[i] = Some(now);
                 for (a, b) in pieces.into_iter().flatten() {
-                    self.scan_columns(row, a, b, first_col, ncols, &mut |c| scan(&mut found, c));
+                    self.scan_columns(row, a, b, first_col, ncols, &mut |c| scan(&mut kept, c));
                 }
             }
-            // Every point within `radius` has been seen.
-            if (found.len() == k && h_angle(found[k - 1].0) <= radius) || radius >= reach {
+            // Every point within `radius` has been seen; after the first
+            // ring, the point's own cell, every point nearer than its edges.
+            let seen = if ring == 0 { cap.inside_cell(ci, cj, deg) } else { radius };
+            if (kept.found.len() == k && h_angle(kept.found[k - 1].0) <= seen) || radius >= reach {
                 break;
             }
             // Ring by ring near the point, then faster: a point far from
             // everything must not walk a thousand rings one by one.
             radius = if ring < 8 { radius + step } else { radius * 1.5 }.min(reach);
         }
-        found
+        kept.found
             .into_iter()
             .map(|(h, slot, _)| (slot, h_angle(h) * EARTH_RADIUS_M))
             .filter(|(_, d)| *d <= reach_m.min(MAX_REACH_M))
@@ -372,20 +365,21 @@ impl GeoIndex {
         let data = self.data();
         let wrap = |c: i64| (c - first_col).rem_euclid(ncols) + first_col;
         let (wa, wb) = (wrap(a), wrap(b));
-        let mut ranges = if b - a + 1 >= ncols {
-            vec![(first_col, first_col + ncols - 1)]
-        } else if wa <= wb {
-            vec![(wa, wb)]
-        } else {
-            vec![(wa, first_col + ncols - 1), (first_col, wb)]
-        };
+        let last = first_col + ncols - 1;
+        let mut ranges = [(wa, wb), (1, 0), (1, 0)];
+        if b - a + 1 >= ncols {
+            ranges[0] = (first_col, last);
+        } else if wa > wb {
+            ranges[0] = (wa, last);
+            ranges[1] = (first_col, wb);
+        }
         // A point at longitude 180 exactly lies in the column after the
         // last; it is the column of -180.
-        if ranges.iter().any(|&(x, _)| x == first_col) {
-            ranges.push((first_col + ncols, first_col + ncols));
+        if ranges[..2].iter().any(|&(x, y)| x == first_col && x <= y) {
+            ranges[2] = (last + 1, last + 1);
         }
         let cells = &data.cells[start..end];
-        for (x, y) in ranges {
+        for (x, y) in ranges.into_iter().filter(|(x, y)| x <= y) {
             let (x, y) = (col_of(x), col_of(y));
             let mut c = cells.partition_point(|k| (k.to_native() as u32) < x);
             while c < cells.len() && cells[c].to_native() as u32 <= y {
@@ -428,6 +422,41 @@ fn h_angle(h: f64) -> f64 {
     2.0 * h.sqrt().min(1.0).asin()
 }
 
+/// The k nearest points found so far, as (haversine h, slot, point),
+/// ordered so that ties resolve the same whatever order the points are
+/// visited in.
+struct Kept {
+    k: usize,
+    found: Vec<(f64, u32, Point)>,
+    /// The angular distance of the k-th, in degrees, infinite until k are
+    /// found: a point further in latitude alone cannot enter.
+    bound_deg: f64,
+}
+
+impl Kept {
+    fn offer(&mut self, cap: &Cap, p: &ArchivedGeoPoint, keep: &mut impl FnMut(u32) -> bool) {
+        let q = Point { lat: p.lat.to_native(), lon: p.lon.to_native() };
+        let h = cap.h(q);
+        let slot = p.slot.to_native();
+        let k = self.k;
+        if self.found.len() == k && (h, slot) >= (self.found[k - 1].0, self.found[k - 1].1) {
+            return;
+        }
+        if !keep(slot) {
+            return;
+        }
+        let i = self.found.partition_point(|f| (f.0, f.1) < (h, slot));
+        self.found.insert(i, (h, slot, q));
+        self.found.truncate(k);
+        if self.found.len() == k {
+            self.bound_deg = h_angle(self.found[k - 1].0).to_degrees();
+        }
+    }
+}
+
+/// Angles (radians, about 64 km) under which [`Cap::h`] takes its series.
+const SERIES_RADIANS: f64 = 0.01;
+
 /// A point to measure from, with what every measure from it needs.
 struct Cap {
     at: Point,
@@ -445,9 +474,43 @@ impl Cap {
     /// The haversine of the angle to `p`.
     fn h(&self, p: Point) -> f64 {
         let dphi = p.lat.to_radians() - self.phi;
-        let dlam = (p.lon - self.at.lon).to_radians();
+        let mut dlam = (p.lon - self.at.lon).to_radians();
+        if dlam > std::f64::consts::PI {
+            dlam -= std::f64::consts::TAU;
+        } else if dlam < -std::f64::consts::PI {
+            dlam += std::f64::consts::TAU;
+        }
+        // Near the point (a few tens of kilometres, where a walk finds what
+        // it keeps) the sines and the cosine are their Taylor series, exact
+        // to f64's rounding there: three calls to the maths library a point
+        // were most of a reverse query's cost.
+        if dphi.abs() < SERIES_RADIANS && dlam.abs() < SERIES_RADIANS {
+            let half_sin = |x: f64| {
+                let y = x / 2.0;
+                let y2 = y * y;
+                y * (1.0 - y2 / 6.0 * (1.0 - y2 / 20.0))
+            };
+            let d2 = dphi * dphi;
+            let cos_d = 1.0 - d2 / 2.0 * (1.0 - d2 / 12.0 * (1.0 - d2 / 30.0));
+            let sin_d = dphi * (1.0 - d2 / 6.0 * (1.0 - d2 / 20.0));
+            let cos_phi2 = self.cos_phi * cos_d - self.sin_phi * sin_d;
+            let (a, b) = (half_sin(dphi), half_sin(dlam));
+            return (a * a + self.cos_phi * cos_phi2 * b * b).clamp(0.0, 1.0);
+        }
         let (a, b) = ((dphi / 2.0).sin(), (dlam / 2.0).sin());
         (a * a + self.cos_phi * p.lat.to_radians().cos() * b * b).min(1.0)
+    }
+
+    /// The angular distance from the point to the nearest edge of its cell
+    /// `(ci, cj)`: no point outside the cell is nearer. Edges of latitude
+    /// are parallels, at their difference in latitude; edges of longitude
+    /// are meridians, whose nearest point is at asin(sin Δλ cos φ).
+    fn inside_cell(&self, ci: i64, cj: i64, deg: f64) -> f64 {
+        let (south, north) = ((ci as f64 * deg).to_radians(), ((ci + 1) as f64 * deg).to_radians());
+        let (west, east) = ((cj as f64 * deg).to_radians(), ((cj + 1) as f64 * deg).to_radians());
+        let lam = self.at.lon.to_radians();
+        let meridian = |d: f64| (d.min(std::f64::consts::FRAC_PI_2).sin() * self.cos_phi).asin();
+        (self.phi - south).min(north - self.phi).min(meridian(lam - west)).min(meridian(east - lam)).max(0.0)
     }
 
     /// The most longitude (radians, π for all of it) that the cap of
@@ -489,6 +552,13 @@ impl Cap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn floor_is_floor() {
+        for x in [0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 71_999.999, -72_000.0, -72_000.000_1, 36_000.0, 1e-300, -1e-300] {
+            assert_eq!(floor(x), x.floor() as i64, "{x}");
+        }
+    }
 
     #[test]
     fn lambert93_matches_ban() {

@@ -712,9 +712,13 @@ impl TopK {
     fn push(&mut self, score: f32, d: DocRef) {
         if self.heap.len() < self.k {
             self.heap.push(std::cmp::Reverse(Ranked(score, d)));
-        } else if self.heap.peek().is_some_and(|w| Ranked(score, d) > w.0) {
-            self.heap.pop();
-            self.heap.push(std::cmp::Reverse(Ranked(score, d)));
+            return;
+        }
+        // In place of the worst: one sift, not a pop and a push.
+        if let Some(mut worst) = self.heap.peek_mut() {
+            if Ranked(score, d) > worst.0 {
+                *worst = std::cmp::Reverse(Ranked(score, d));
+            }
         }
     }
 
