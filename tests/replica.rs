@@ -70,16 +70,38 @@ fn ready(s: &Server) -> (u16, serde_json::Value) {
     (status, serde_json::from_str(&body).unwrap_or_default())
 }
 
-fn wait_for_generation(s: &Server, generation: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+/// The primary's snapshot of `generation`, also written to `path`.
+fn download_snapshot(p: &Server, generation: u64, path: &std::path::Path) -> Vec<u8> {
+    let req = format!(
+        "GET /snapshot/{generation} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {SNAP}\r\n\r\n"
+    );
+    let (status, head, bytes) = exchange(&p.addr, req.as_bytes());
+    assert_eq!(status, 200, "{head}");
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
+
+/// Polls `check` until it holds, for at most `secs` seconds; `check`
+/// says what it saw when it does not hold.
+fn eventually(secs: u64, mut check: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let (status, v) = ready(s);
-        if status == 200 && v["generation"].as_u64() == Some(generation) {
-            return;
+        match check() {
+            Ok(()) => return,
+            Err(seen) => assert!(Instant::now() < deadline, "{seen}"),
         }
-        assert!(Instant::now() < deadline, "replica stuck: {status} {v}, waiting for generation {generation}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn wait_for_generation(s: &Server, generation: u64) {
+    eventually(30, || {
+        let (status, v) = ready(s);
+        if status == 200 && v["generation"].as_u64() == Some(generation) {
+            return Ok(());
+        }
+        Err(format!("replica stuck: {status} {v}, waiting for generation {generation}"))
+    });
 }
 
 #[test]
@@ -213,10 +235,7 @@ fn an_interrupted_download_leaves_the_replica_serving() {
     let p = primary();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("seed.cairn-snapshot");
-    let req =
-        format!("GET /snapshot/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {SNAP}\r\n\r\n");
-    let (_, _, snapshot) = exchange(&p.addr, req.as_bytes());
-    std::fs::write(&file, &snapshot).unwrap();
+    let snapshot = download_snapshot(&p, 1, &file);
     let data = tempfile::tempdir().unwrap();
     let o = common::cairn(&[
         "snapshot",
@@ -315,11 +334,7 @@ fn a_replica_follows_a_primary_restored_to_an_older_snapshot() {
     let old = tempfile::tempdir().unwrap();
     let snapshot = old.path().join("gen2.cairn-snapshot");
     assert_eq!(add_quokka(&p, 1), 2);
-    let req =
-        format!("GET /snapshot/2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {SNAP}\r\n\r\n");
-    let (status, _, bytes) = exchange(&p.addr, req.as_bytes());
-    assert_eq!(status, 200);
-    std::fs::write(&snapshot, bytes).unwrap();
+    download_snapshot(&p, 2, &snapshot);
     assert_eq!(add_quokka(&p, 2), 3);
     assert_eq!(add_quokka(&p, 3), 4);
     let target = Arc::new(std::sync::Mutex::new(p.addr.clone()));
@@ -348,28 +363,24 @@ fn a_replica_follows_a_primary_restored_to_an_older_snapshot() {
     // Only now does the replica reach it: at its own number, 4.
     *target.lock().unwrap() = p2.addr.clone();
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, mine) = r.request("GET", QUERY);
-        if mine == p2.request("GET", QUERY).1 {
-            break;
+    eventually(30, || {
+        let (mine, theirs) = (r.request("GET", QUERY).1, p2.request("GET", QUERY).1);
+        if mine == theirs {
+            return Ok(());
         }
-        assert!(Instant::now() < deadline, "the replica diverged: {mine} against {}", p2.request("GET", QUERY).1);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        Err(format!("the replica diverged: {mine} against {theirs}"))
+    });
     assert_eq!(r.get_json("/get/quokka_3").0, 404, "what the primary no longer has");
     assert_eq!(r.get_json("/get/quokka_8").0, 200);
     // Counted once the install returns, just after it is served.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(10, || {
         let (_, metrics) = r.request("GET", "/metrics");
         if metrics.contains("cairn_replica_history_changes_total 1") {
             assert!(metrics.contains("cairn_replica_seconds_since_contact "), "{metrics}");
-            break;
+            return Ok(());
         }
-        assert!(Instant::now() < deadline, "{metrics}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        Err(metrics)
+    });
 }
 
 /// A replica seeded from its primary's snapshot file with `--as-replica`
@@ -380,10 +391,7 @@ fn a_replica_seeded_as_a_replica_downloads_only_what_it_lacks() {
     let p = primary();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("seed.cairn-snapshot");
-    let req =
-        format!("GET /snapshot/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {SNAP}\r\n\r\n");
-    let (_, _, snapshot) = exchange(&p.addr, req.as_bytes());
-    std::fs::write(&file, &snapshot).unwrap();
+    download_snapshot(&p, 1, &file);
     let installs = |r: &Server| -> u64 {
         let (_, m) = r.request("GET", "/metrics");
         m.lines()
