@@ -21,6 +21,8 @@ fn street(id: &str, name: &str, city: &str, citycode: &str, postcode: &str, at: 
 
 fn database(dir: &Path) -> Database {
     let mut lines = vec![
+        // A housenumber with a postcode of its own, on a street with none.
+        r#"{"id": "fs", "type": "street", "name": "Rue Sanscode", "citycode": "20004", "city": "Ajaccio", "lat": 41.9, "lon": 8.7, "housenumbers": {"7": {"id": "fs7", "lat": 41.9001, "lon": 8.7001, "postcode": "20200"}}}"#.to_owned(),
         town("80408", "Ham", "80400", 49.747, 3.073, 0.35),
         town("57052", "Basse-Ham", "57970", 49.386, 6.248, 0.3),
         town("29217", "Pont-Aven", "29930", 47.855, -3.748, 0.32),
@@ -165,6 +167,11 @@ fn search_and_reverse_filter_alike() {
         assert_eq!(s.contains(&"49007_0001_7".to_owned()), hit, "search, postcode {postcode}: {s:?}");
         assert_eq!(r.contains(&"49007_0001_7".to_owned()), hit, "reverse, postcode {postcode}: {r:?}");
     }
+    // A street with no postcode: its numbers' own do not count, either way.
+    assert!(search(&db, "7 rue sanscode", &[("postcode", "20200")]).is_empty());
+    let r = reverse(&db, 41.9001, 8.7001, &[("postcode", "20200")]);
+    assert!(!r.contains(&"fs7".to_owned()), "{r:?}");
+    assert_eq!(search(&db, "7 rue sanscode", &[]).first().map(String::as_str), Some("fs7"));
     // Case: a Corsican citycode, a type typed with a capital.
     assert_eq!(
         search(&db, "boulevard paoli", &[("citycode", "2b033")]).first().map(String::as_str),

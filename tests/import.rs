@@ -254,3 +254,137 @@ fn field_values_keep_their_meaning() {
         other => panic!("{:?}", other.map(|r| r.commit.total)),
     }
 }
+
+fn csv_row_at(id: &str, street: &str, name: &str, insee: &str, lat: f64) -> String {
+    format!("{id};{street};1;;{name};01000;{insee};Ville{insee};5.0;{lat}\n")
+}
+
+/// A housenumber that moves to another street (or commune) takes its weight
+/// with it: the street and commune it left are derived again, and a street
+/// left with no number is gone. Deleting a number does the same.
+#[test]
+fn derived_streets_and_communes_follow_their_numbers_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path().join("db")).unwrap();
+    let a = write(
+        dir.path(),
+        "a.csv",
+        &(CSV_HEAD.to_owned()
+            + &csv_row_at("h1", "S1", "Rue Alpha", "01001", 45.0)
+            + &csv_row_at("h2", "S1", "Rue Alpha", "01001", 45.2)
+            + &csv_row_at("h3", "S2", "Rue Beta", "02001", 46.0)),
+    );
+    import(&db, &[a], OnError::Fail).unwrap();
+    assert!((point_of(&db, "S1").lat - 45.1).abs() < 1e-9);
+    // h1 and h2 move to S2, in another commune.
+    let b = write(
+        dir.path(),
+        "b.csv",
+        &(CSV_HEAD.to_owned()
+            + &csv_row_at("h1", "S2", "Rue Beta", "02001", 46.2)
+            + &csv_row_at("h2", "S2", "Rue Beta", "02001", 46.4)),
+    );
+    import(&db, &[b], OnError::Fail).unwrap();
+    assert!(db.get("S1").is_none(), "a derived street with no number left is gone");
+    assert!(db.get("01001").is_none(), "and so is its commune");
+    assert!((point_of(&db, "S2").lat - 46.2).abs() < 1e-9);
+    assert!((point_of(&db, "02001").lat - 46.2).abs() < 1e-9);
+    assert!(db.search(&SearchQuery::new("rue alpha")).unwrap().iter().all(|f| f.prop_str("id") != Some("S1")));
+    // A number deleted: its street moves by its share.
+    db.write(|b| b.delete("h3").map(|_| ())).unwrap();
+    assert!((point_of(&db, "S2").lat - 46.3).abs() < 1e-9);
+    assert!((point_of(&db, "02001").lat - 46.3).abs() < 1e-9);
+    // Derived records do not show how they were made.
+    assert!(db.get("S2").unwrap().prop("_derived").is_none());
+}
+
+/// A street or municipality given by a document of its own (NDJSON) is
+/// never replaced by one derived from CSV rows, whichever comes first.
+#[test]
+fn csv_rows_never_replace_a_document() {
+    let town = r#"{"id": "01001", "type": "municipality", "name": "Ville", "citycode": "01001", "population": 5000, "importance": 0.8, "context": "01, Ain", "lat": 45.5, "lon": 5.5}"#;
+    let street = r#"{"id": "S9", "type": "street", "name": "Avenue Document", "citycode": "01001", "importance": 0.9, "lat": 45.5, "lon": 5.5}"#;
+    for order in [["doc", "csv"], ["csv", "doc"]] {
+        let dir = tempfile::tempdir().unwrap();
+        let doc = write(dir.path(), "doc.ndjson", &format!("{town}\n{street}\n"));
+        let csv =
+            write(dir.path(), "rows.csv", &(CSV_HEAD.to_owned() + &csv_row_at("h1", "S9", "Rue Csv", "01001", 45.0)));
+        let files: Vec<PathBuf> = order.iter().map(|o| if *o == "doc" { doc.clone() } else { csv.clone() }).collect();
+        let db = Database::open(dir.path().join("db")).unwrap();
+        import(&db, &files, OnError::Fail).unwrap();
+        let t = db.get("01001").unwrap();
+        assert_eq!(t.prop("population"), Some(&cairn::Prop::Int(5000)), "{order:?}");
+        assert_eq!(t.prop_str("context"), Some("01, Ain"), "{order:?}");
+        assert_eq!(label(&db, "S9").as_deref(), Some("Avenue Document"), "{order:?}");
+        // The row is a number of the street all the same.
+        assert_eq!(label(&db, "h1").as_deref(), Some("1 Avenue Document"), "{order:?}");
+    }
+}
+
+/// Made-up ids, the other way round: a record of the data whose id an
+/// importer made up before is refused too, whatever the order; and two
+/// numbers of one street may not share an id. Importing the same file
+/// twice gives the same answer both times.
+#[test]
+fn id_collisions_are_refused_both_ways_and_alike_every_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path().join("db")).unwrap();
+    let f = write(
+        dir.path(),
+        "a.ndjson",
+        &(street("s2", "Rue Deux", &[("1", None, 45.001)]) + &street("s2_1", "Rue Voisine", &[])),
+    );
+    for _ in 0..2 {
+        match import(&db, std::slice::from_ref(&f), OnError::Fail) {
+            Err(Error::BadInput { line: 2, reason }) => assert!(reason.contains("\"s2_1\""), "{reason}"),
+            other => panic!("{:?}", other.map(|r| r.commit.total)),
+        }
+        assert_eq!(db.len(), 0);
+    }
+    let twice =
+        write(dir.path(), "b.ndjson", &street("s", "Rue S", &[("1", Some("s_2"), 45.001), ("2", None, 45.002)]));
+    match import(&db, &[twice], OnError::Fail) {
+        Err(Error::BadInput { line: 1, reason }) => assert!(reason.contains("\"s_2\""), "{reason}"),
+        other => panic!("{:?}", other.map(|r| r.commit.total)),
+    }
+    // A number given on its own line, then its street's full list: the
+    // list wins, on the first import as on the second.
+    let f = write(
+        dir.path(),
+        "c.ndjson",
+        &(r#"{"id": "h9", "type": "housenumber", "parent": "s", "name": "x", "housenumber": "9", "lat": 45.009, "lon": 5.0}"#.to_owned()
+            + "\n"
+            + &street("s", "Rue S", &[("1", None, 45.001)])),
+    );
+    let db = Database::open(dir.path().join("db2")).unwrap();
+    let first = import(&db, std::slice::from_ref(&f), OnError::Fail).unwrap().commit.total;
+    let second = import(&db, &[f], OnError::Fail).unwrap().commit.total;
+    assert_eq!((first, second), (2, 2));
+    assert!(db.get("h9").is_none());
+}
+
+/// A replica that becomes a primary and commits starts a history of its
+/// own: its former fellow replicas must not take its commits for the old
+/// primary's (issue 25, defect 2, by failover).
+#[test]
+fn a_promoted_replica_starts_a_history_at_its_first_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Database::open(dir.path().join("p")).unwrap();
+    let f = write(dir.path(), "a.ndjson", &street("st", "Rue A", &[("1", None, 45.001)]));
+    import(&primary, &[f], OnError::Fail).unwrap();
+    let mut snapshot = Vec::new();
+    primary.create_snapshot(&mut snapshot).unwrap();
+    let replica = Database::open(dir.path().join("r")).unwrap();
+    replica.follow_snapshot(&mut &snapshot[..]).unwrap();
+    assert_eq!(replica.history().unwrap(), primary.history().unwrap());
+    replica.write(|b| b.delete("st").map(|_| ())).unwrap();
+    assert_ne!(replica.history().unwrap(), primary.history().unwrap());
+    // A restore starts one at once.
+    let restored = Database::open(dir.path().join("x")).unwrap();
+    restored.restore_snapshot(&mut &snapshot[..]).unwrap();
+    assert_ne!(restored.history().unwrap(), primary.history().unwrap());
+    // The primary's own commits keep its history.
+    let before = primary.history().unwrap();
+    primary.write(|b| b.delete("st_1").map(|_| ())).unwrap();
+    assert_eq!(primary.history().unwrap(), before);
+}

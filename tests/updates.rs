@@ -153,7 +153,7 @@ fn ids_in_the_path_are_decoded_as_path_segments() {
         let (status, v) = s.get_json(target);
         assert_eq!((status, v["properties"]["id"].as_str()), (200, Some(odd)), "{target}: {v}");
     }
-    for target in ["/get/75056&zzz", "/get/69123_0099+b", "/get/69123_0099%20b&c%20d"] {
+    for target in ["/get/75056&zzz", "/get/69123_0099+b", "/get/69123_0099%20b&c%20d", "/get/75056//"] {
         let (status, v) = s.get_json(target);
         assert_eq!(status, 404, "{target}: {v}");
     }

@@ -489,14 +489,12 @@ impl Database {
                 let extra_cells = extra.iter().map(|(_, i)| result[*i].as_bytes());
                 match &row.raw {
                     Some(raw) => {
-                        let mut cells: Vec<&[u8]> = raw.iter().collect();
-                        cells.resize(headers.len(), b"");
-                        w.write_record(cells.into_iter().chain(extra_cells)).map_err(io)?;
+                        let cells: Vec<&[u8]> = raw.iter().collect();
+                        w.write_record(padded(cells, headers.len()).into_iter().chain(extra_cells)).map_err(io)?;
                     }
                     None => {
-                        let mut cells: Vec<&[u8]> = row.cells.iter().map(String::as_bytes).collect();
-                        cells.resize(headers.len(), b"");
-                        w.write_record(cells.into_iter().chain(extra_cells)).map_err(io)?;
+                        let cells: Vec<&[u8]> = row.cells.iter().map(String::as_bytes).collect();
+                        w.write_record(padded(cells, headers.len()).into_iter().chain(extra_cells)).map_err(io)?;
                     }
                 }
             }
@@ -605,6 +603,16 @@ impl Database {
         output.flush().map_err(write_err)?;
         Ok(summary)
     }
+}
+
+/// A row's cells with empty ones added up to the header's width: a short
+/// row lines up with the header; a long one (malformed) keeps every cell it
+/// came with, the result columns after them.
+fn padded(mut cells: Vec<&[u8]>, width: usize) -> Vec<&[u8]> {
+    if cells.len() < width {
+        cells.resize(width, b"");
+    }
+    cells
 }
 
 /// One CSV record as a row: decoded as the options say, reported when it

@@ -364,7 +364,9 @@ impl Database {
             text: TextWriter::open(&tmp.join("text"), &profile::FILTERS)?,
             prev: self.snapshot(),
             stale: HashMap::new(),
+            stale_in_batch: false,
             derived: import::Derived::default(),
+            lost: std::collections::HashSet::new(),
             written: 0,
             deleted: 0,
         };
@@ -459,6 +461,8 @@ impl Database {
         let (manifest, store) = snapshot::stage(input, incoming)?;
         if new_history {
             store.new_history()?;
+        } else {
+            store.mark_following()?;
         }
         let n = manifest.generation;
         let view = store.reader().begin()?;
@@ -607,12 +611,20 @@ pub struct Batch {
     /// The generation the commit starts from: who the children of a
     /// replaced or deleted parent were, and which streets a commune had.
     prev: Option<Arc<Generation>>,
-    /// Parents deleted, or replaced with a full list of children: their
-    /// children with keys below the mark (put before that statement) are
-    /// removed when the batch commits.
+    /// Parents deleted, or given a full list of children: their children
+    /// with keys below the mark (put before that statement) are removed
+    /// when the batch commits.
     stale: HashMap<String, u64>,
-    /// Streets and municipalities to derive from their housenumbers.
+    /// Whether this batch put children other than through their family, or
+    /// a family twice: then its own records are looked through for stale
+    /// children, not only the last commit's.
+    stale_in_batch: bool,
+    /// Streets and municipalities that BAN CSV rows name, to derive.
     derived: import::Derived,
+    /// Records whose children changed otherwise (a child moved away or
+    /// deleted; for a deleted street, its commune): derived again if they
+    /// were derived.
+    lost: std::collections::HashSet<String>,
     written: u64,
     deleted: u64,
 }
@@ -643,6 +655,16 @@ impl Centre {
     }
 }
 
+/// Whether an id may go from the record `old` to `new`: a record and a
+/// child of another are different things, and an id the data gave to one
+/// and an importer made up for the other (`s2_1`) must not replace it.
+fn role_collision(old: &Record, new: &Record, what: impl FnOnce() -> String) -> Result<()> {
+    if old.parent.is_some() == new.parent.is_some() {
+        return Ok(());
+    }
+    Err(Error::IdCollision { id: new.id.clone(), what: what(), existing: old.kind.clone() })
+}
+
 impl Batch {
     /// Adds a record, replacing any record with the same id.
     pub fn put(&mut self, record: Record) -> Result<()> {
@@ -654,9 +676,13 @@ impl Batch {
         // The text is taken before the store owns the record, so the record
         // is never copied; the key is known only once it is stored.
         let doc = profile::text_doc(0, &record);
+        let parent = record.parent.clone();
         let (key, old) = self.txn.put(record)?;
-        if let Some((old_key, _)) = &old {
+        if let Some((old_key, old)) = &old {
             self.text.delete(*old_key);
+            if let Some(p) = old.parent.as_ref().filter(|p| Some(*p) != parent.as_ref()) {
+                self.lost.insert(p.clone());
+            }
         }
         if let Some(mut d) = doc {
             d.key = key;
@@ -666,28 +692,54 @@ impl Batch {
         Ok((key, old))
     }
 
+    /// Adds a record from an import: it may not replace a record of the
+    /// other role (a child for a record of its own, or the reverse).
+    fn put_entry(&mut self, record: Record) -> Result<()> {
+        if let Some(old) = self.txn.get(&record.id)? {
+            role_collision(&old, &record, || format!("a {}", record.kind))?;
+        }
+        if record.parent.is_some() {
+            self.stale_in_batch = true;
+        }
+        self.put(record)
+    }
+
     /// Adds a record and the complete list of its children: children it
     /// had before that the list lacks are removed when the batch commits.
     /// A child whose id the importer made up may only replace the same
-    /// parent's child of its kind; otherwise nothing is written and the
-    /// error is [`Error::IdCollision`].
+    /// parent's child; a child with an id of the data may not replace a
+    /// record that is no child; two children may not share an id. Otherwise
+    /// nothing is written and the error is [`Error::IdCollision`].
     pub fn put_family(&mut self, parent: Record, children: Vec<Child>) -> Result<()> {
-        for c in children.iter().filter(|c| c.generated_id) {
-            let Some(old) = self.txn.get(&c.record.id)? else { continue };
-            if old.kind != c.record.kind || old.parent != c.record.parent {
+        let mut ids = std::collections::HashSet::with_capacity(children.len());
+        for c in &children {
+            let what = || {
                 let number = c.record.get("housenumber").and_then(|v| v.first_str()).unwrap_or("");
+                format!("{} {number:?} of {}", c.record.kind, parent.id)
+            };
+            if !ids.insert(c.record.id.as_str()) || c.record.id == parent.id {
                 return Err(Error::IdCollision {
                     id: c.record.id.clone(),
-                    what: format!("{} {number:?} of {}", c.record.kind, parent.id),
-                    existing: old.kind,
+                    what: what(),
+                    existing: "housenumber".into(),
                 });
             }
+            let Some(old) = self.txn.get(&c.record.id)? else { continue };
+            if c.generated_id && (old.kind != c.record.kind || old.parent != c.record.parent) {
+                return Err(Error::IdCollision { id: c.record.id.clone(), what: what(), existing: old.kind });
+            }
+            role_collision(&old, &c.record, what)?;
+        }
+        if let Some(old) = self.txn.get(&parent.id)? {
+            role_collision(&old, &parent, || format!("a {}", parent.kind))?;
         }
         let id = parent.id.clone();
         let (key, old) = self.put_keyed(parent)?;
-        if old.is_some() {
-            self.stale.insert(id, key);
+        // Its earlier copy in this batch had children of its own.
+        if old.is_some_and(|(k, _)| self.txn.is_new(k)) {
+            self.stale_in_batch = true;
         }
+        self.stale.insert(id, key);
         for c in children {
             self.put(c.record)?;
         }
@@ -699,9 +751,18 @@ impl Batch {
     pub fn delete(&mut self, id: &str) -> Result<bool> {
         let mark = self.txn.next_key();
         match self.txn.delete(id)? {
-            Some((key, _)) => {
+            Some((key, old)) => {
                 self.text.delete(key);
                 self.stale.insert(id.to_owned(), mark);
+                self.stale_in_batch = true;
+                match &old.parent {
+                    Some(p) => self.lost.insert(p.clone()),
+                    // A street's commune, should it be derived.
+                    None => match old.get("citycode").and_then(|v| v.first_str()) {
+                        Some(code) => self.lost.insert(code.to_owned()),
+                        None => false,
+                    },
+                };
                 self.deleted += 1;
                 Ok(true)
             }
@@ -720,7 +781,7 @@ impl Batch {
         skipped: &mut Skipped,
     ) -> Result<()> {
         let derived = import::read(input, format, on_error, skipped, &mut |entry| match entry {
-            Entry::Record(r) => self.put(r),
+            Entry::Record(r) => self.put_entry(r),
             Entry::Family { parent, children } => self.put_family(parent, children),
         })?;
         self.derived.merge(derived);
@@ -755,13 +816,15 @@ impl Batch {
                 }
             }
         }
-        let stale = &self.stale;
-        self.txn.for_each_new(|key, r| {
-            if r.parent.as_ref().and_then(|p| stale.get(p)).is_some_and(|mark| key < *mark) {
-                doomed.push(r.id);
-            }
-            Ok(())
-        })?;
+        if self.stale_in_batch {
+            let stale = &self.stale;
+            self.txn.for_each_new(|key, r| {
+                if r.parent.as_ref().and_then(|p| stale.get(p)).is_some_and(|mark| key < *mark) {
+                    doomed.push(r.id);
+                }
+                Ok(())
+            })?;
+        }
         for id in doomed {
             if let Some((key, _)) = self.txn.delete(&id)? {
                 self.text.delete(key);
@@ -792,33 +855,123 @@ impl Batch {
         Ok(c)
     }
 
-    /// Puts the streets and municipalities that BAN CSV rows named, each
-    /// placed at the centre of every housenumber it has once this batch's
-    /// writes are in (not only those of the rows imported), and as
-    /// important as their number.
+    /// Whether the record `id` of `kind` may be derived: when there is none,
+    /// or the one there was derived. A document of its own (a street of an
+    /// NDJSON file) is never replaced by a derived one; a record of another
+    /// kind under the id is an [`Error::IdCollision`].
+    fn derivable(&mut self, id: &str, kind: &str) -> Result<Option<Option<import::Place>>> {
+        match self.txn.get(id)? {
+            None => Ok(Some(None)),
+            Some(old) if old.kind != kind => Err(Error::IdCollision {
+                id: id.to_owned(),
+                what: format!("the {kind} derived from BAN CSV rows"),
+                existing: old.kind,
+            }),
+            Some(old) if import::is_derived(&old) => Ok(Some(Some(import::place_of(&old)))),
+            Some(_) => Ok(None),
+        }
+    }
+
+    /// Puts the streets and municipalities derived from their housenumbers
+    /// (see [`crate::import`]): those BAN CSV rows named, and derived ones
+    /// whose numbers moved away or were deleted. Each is placed at the
+    /// centre of every housenumber it has once this batch's writes are in,
+    /// as important as their number; one left with none is removed.
     fn derive_parents(&mut self) -> Result<()> {
-        if self.derived.is_empty() {
+        if self.derived.is_empty() && self.lost.is_empty() {
             return Ok(());
         }
-        let derived = std::mem::take(&mut self.derived);
-        // This batch's children by parent, and the places it wrote in the
-        // communes to derive.
+        let named = std::mem::take(&mut self.derived);
+        let lost = std::mem::take(&mut self.lost);
+        let mut streets: std::collections::BTreeMap<String, import::Place> = std::collections::BTreeMap::new();
+        let mut communes: std::collections::BTreeMap<String, import::Place> = std::collections::BTreeMap::new();
+        let mut lost: Vec<String> = lost.into_iter().collect();
+        lost.sort();
+        for (id, place) in named.streets {
+            if self.derivable(&id, "street")?.is_some() {
+                communes.entry(place.citycode.clone()).or_default();
+                streets.insert(id, place);
+            }
+        }
+        for id in &lost {
+            if streets.contains_key(id) {
+                continue;
+            }
+            if let Some(Some(place)) = self.derivable_quietly(id, "street")? {
+                communes.entry(place.citycode.clone()).or_default();
+                streets.insert(id.clone(), place);
+            }
+        }
+        for (code, place) in named.communes {
+            communes.insert(code, place);
+        }
+        // Communes are derived when they were derived, or are new.
+        let mut places: std::collections::BTreeMap<String, import::Place> = std::collections::BTreeMap::new();
+        for (code, place) in communes.into_iter().chain(lost.iter().map(|c| (c.clone(), import::Place::default()))) {
+            if places.contains_key(&code) {
+                continue;
+            }
+            // What the rows say, else what the derived record said.
+            match self.derivable_quietly(&code, "municipality")? {
+                Some(_) if !place.name.is_empty() => {
+                    places.insert(code, place);
+                }
+                Some(Some(old)) => {
+                    places.insert(code, old);
+                }
+                _ => {}
+            }
+        }
+        let (new, commune_of) = self.places_of(&places, &streets)?;
+        let mut sums: HashMap<&str, Centre> = HashMap::new();
+        for (id, code) in &commune_of {
+            let c = self.centre_of(id, &new)?;
+            sums.entry(code.as_str()).or_default().merge(c);
+        }
+        for (id, place) in &streets {
+            let c = self.centre_of(id, &new)?;
+            self.put_derived(id, "street", place, c)?;
+        }
+        for (code, place) in &places {
+            let c = sums.get(code.as_str()).copied().unwrap_or_default();
+            self.put_derived(code, "municipality", place, c)?;
+        }
+        Ok(())
+    }
+
+    /// [`Batch::derivable`], for a record that may be anything: a record
+    /// of another kind is no collision, only not derived.
+    fn derivable_quietly(&mut self, id: &str, kind: &str) -> Result<Option<Option<import::Place>>> {
+        match self.derivable(id, kind) {
+            Err(Error::IdCollision { .. }) => Ok(None),
+            other => other,
+        }
+    }
+
+    /// This batch's children by parent, and the places (streets,
+    /// localities) of each commune of `communes` with the commune they are
+    /// in: this batch's, the last commit's not put again, and `streets`.
+    #[allow(clippy::type_complexity)]
+    fn places_of(
+        &mut self,
+        communes: &std::collections::BTreeMap<String, import::Place>,
+        streets: &std::collections::BTreeMap<String, import::Place>,
+    ) -> Result<(HashMap<String, Centre>, std::collections::BTreeMap<String, String>)> {
         let mut new: HashMap<String, Centre> = HashMap::new();
-        let mut commune_of: HashMap<String, String> = HashMap::new();
+        let mut commune_of: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
         self.txn.for_each_new(|_, r| {
             if let (Some(parent), Some(p)) = (&r.parent, r.point) {
                 new.entry(parent.clone()).or_default().add(p);
             } else if r.parent.is_none() && r.kind != "municipality" {
                 let codes = r.get("citycode").map(|v| v.strs()).unwrap_or_default();
-                if let Some(c) = codes.into_iter().find(|c| derived.communes.contains_key(*c)) {
+                if let Some(c) = codes.into_iter().find(|c| communes.contains_key(*c)) {
                     commune_of.insert(r.id.clone(), c.to_owned());
                 }
             }
             Ok(())
         })?;
-        // The last commit's places in those communes, unless put again.
         if let Some(prev) = self.prev.clone() {
-            for code in derived.communes.keys() {
+            for code in communes.keys() {
                 for slot in prev.text.slots_where("citycode", &profile::filter_value(code))? {
                     let r = prev.docs.record(slot);
                     let id = r.id.as_str();
@@ -831,43 +984,20 @@ impl Batch {
                 }
             }
         }
-        for (id, place) in &derived.streets {
+        for (id, place) in streets {
             commune_of.insert(id.clone(), place.citycode.clone());
         }
-        let mut streets: Vec<(&String, &import::Place)> = derived.streets.iter().collect();
-        streets.sort_by(|a, b| a.0.cmp(b.0));
-        let mut communes: HashMap<&str, Centre> = HashMap::new();
-        let mut places: Vec<(&String, &String)> = commune_of.iter().collect();
-        places.sort();
-        for (id, code) in places {
-            let c = self.centre_of(id, &new)?;
-            communes.entry(code.as_str()).or_default().merge(c);
-        }
-        for (id, place) in streets {
-            let c = self.centre_of(id, &new)?;
-            self.put_derived(id, "street", place, c)?;
-        }
-        let mut codes: Vec<(&String, &import::Place)> = derived.communes.iter().collect();
-        codes.sort_by(|a, b| a.0.cmp(b.0));
-        for (code, place) in codes {
-            let c = communes.get(code.as_str()).copied().unwrap_or_default();
-            self.put_derived(code, "municipality", place, c)?;
-        }
-        Ok(())
+        commune_of.retain(|_, code| communes.contains_key(code));
+        Ok((new, commune_of))
     }
 
-    /// Puts a derived street or municipality, unless it has no housenumber
-    /// left; its id may only replace a record of its own kind.
+    /// Puts a derived street or municipality, or removes the one there was
+    /// when it has no housenumber left.
     fn put_derived(&mut self, id: &str, kind: &str, place: &import::Place, c: Centre) -> Result<()> {
-        let Some(centre) = c.point() else { return Ok(()) };
-        if let Some(old) = self.txn.get(id)?.filter(|old| old.kind != kind) {
-            return Err(Error::IdCollision {
-                id: id.to_owned(),
-                what: format!("the {kind} of BAN CSV rows"),
-                existing: old.kind,
-            });
+        match c.point() {
+            Some(centre) => self.put(import::derived_record(id, kind, place, centre, c.n)),
+            None => self.delete(id).map(|_| ()),
         }
-        self.put(import::derived_record(id, kind, place, centre, c.n))
     }
 }
 

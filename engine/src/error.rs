@@ -24,7 +24,7 @@ pub enum Error {
     BadInput { line: u64, reason: String },
     /// An id the importer made up is the id of an unrelated record: put,
     /// it would silently replace that record.
-    #[error("the id {id:?} made for {what} is already the id of a {existing}; give it an id of its own")]
+    #[error("the id {id:?} of {what} is already the id of a {existing}: one of the two must change")]
     IdCollision { id: String, what: String, existing: String },
     #[error("unknown input format for {0}: use ban-ndjson or ban-csv")]
     UnknownFormat(String),

@@ -71,9 +71,10 @@ pub struct Child {
 /// their housenumbers when the import commits.
 #[derive(Debug, Clone, Default)]
 pub struct Derived {
-    /// Street id -> its name, postcode, commune (from its last row).
+    /// Street id -> its name, postcode, commune: from its first row in a
+    /// file, from the last file that names it.
     pub streets: HashMap<String, Place>,
-    /// INSEE code -> the commune's name and postcode (from its last row).
+    /// INSEE code -> the commune's name and postcode, likewise.
     pub communes: HashMap<String, Place>,
 }
 
@@ -98,6 +99,22 @@ impl Derived {
     }
 }
 
+/// The field that marks a street or municipality derived from its
+/// housenumbers, not given by a document of its own: only such a record is
+/// derived again, and a feature does not show it.
+pub const DERIVED_FIELD: &str = "_derived";
+
+/// Whether a record was derived from its housenumbers.
+pub(crate) fn is_derived(r: &Record) -> bool {
+    r.get(DERIVED_FIELD).is_some()
+}
+
+/// What a derived record says of its street or commune.
+pub(crate) fn place_of(r: &Record) -> Place {
+    let get = |name: &str| r.get(name).and_then(|v| v.first_str()).unwrap_or("").to_owned();
+    Place { name: get("name"), postcode: get("postcode"), citycode: get("citycode"), city: get("city") }
+}
+
 /// The record of a derived street or municipality: its point is the centre
 /// of its `n` housenumbers, its importance grows with their number.
 pub(crate) fn derived_record(id: &str, kind: &str, p: &Place, centre: Point, n: u64) -> Record {
@@ -117,6 +134,7 @@ pub(crate) fn derived_record(id: &str, kind: &str, p: &Place, centre: Point, n: 
     f.push(Field { name: "city".into(), value: Value::Str(p.city.clone()) });
     f.push(Field { name: "context".into(), value: Value::Str(department(&p.citycode).to_owned()) });
     f.push(Field { name: "importance".into(), value: Value::Num((importance * 1e5).round() / 1e5) });
+    f.push(Field { name: DERIVED_FIELD.into(), value: Value::Bool(true) });
     Record { id: id.to_owned(), kind: kind.to_owned(), parent: None, point: Some(centre), fields: f }
 }
 

@@ -372,7 +372,7 @@ pub fn feature(docs: &Docs, t: Target, score: f64, distance_m: Option<f64>) -> F
     let leaf = child.unwrap_or(r);
     props.push(("id".into(), Prop::Str(leaf.id.as_str().to_owned())));
     props.push(("type".into(), Prop::Str(leaf.kind.as_str().to_owned())));
-    for f in r.fields.iter() {
+    for f in r.fields.iter().filter(|f| f.name.as_str() != crate::import::DERIVED_FIELD) {
         let name = f.name.as_str();
         let value = match (name, child) {
             ("name", Some(_)) => Some(Prop::Str(format!("{} {}", number.as_deref().unwrap_or(""), first(r, "name")))),
@@ -403,10 +403,11 @@ pub fn feature(docs: &Docs, t: Target, score: f64, distance_m: Option<f64>) -> F
 }
 
 /// Whether a target passes the filters (values as [`filter_value`] makes
-/// them): each named field must hold one of the values, as the result shows
-/// it: a housenumber shows its street's fields, and its own only where the
-/// street has none (see [`feature`]). `type` is the result's own kind.
-/// Search and reverse both filter by this.
+/// them): each named field must hold one of the values. `type` is the
+/// result's own kind; other fields are those of the record the full-text
+/// index holds, which for a housenumber is its street: a housenumber's own
+/// `postcode`, should it have one, is not looked at, by search (whose index
+/// filters streets) as by reverse.
 pub fn passes(docs: &Docs, t: Target, filters: &[(String, Vec<String>)]) -> bool {
     let r = docs.record(t.slot);
     let leaf = t.leaf(docs);
@@ -421,7 +422,7 @@ pub fn passes(docs: &Docs, t: Target, filters: &[(String, Vec<String>)]) -> bool
         if name == "type" {
             return values.iter().any(|v| same(leaf.kind.as_str(), v));
         }
-        let held = r.get(name).or_else(|| leaf.get(name)).map(|v| v.strs()).unwrap_or_default();
+        let held = r.get(name).map(|v| v.strs()).unwrap_or_default();
         values.iter().any(|v| held.iter().any(|h| same(h, v)))
     })
 }

@@ -29,6 +29,12 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// for the one it followed.
 pub(crate) const HISTORY: &str = "history";
 
+/// The meta key set by installing another database's snapshot with its
+/// history (a replica): its first commit of its own (a replica promoted to
+/// primary) then starts a new history, or the other replicas, at the same
+/// numbers, would take its commits for the old primary's.
+pub(crate) const FOLLOWS: &str = "follows";
+
 /// A history id no other database has: the hash of the time, the process
 /// and the standard library's per-process random keys. Never 0, which
 /// stands for "unknown" (a snapshot made before histories existed).
@@ -104,9 +110,21 @@ impl Store {
     pub fn new_history(&self) -> Result<u64> {
         let id = fresh_history();
         let txn = self.db.begin_write()?;
-        txn.open_table(META)?.insert(HISTORY, id)?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert(HISTORY, id)?;
+            meta.remove(FOLLOWS)?;
+        }
         txn.commit()?;
         Ok(id)
+    }
+
+    /// Keeps the history, as a replica: the next commit starts a new one.
+    pub fn mark_following(&self) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?.insert(FOLLOWS, 1)?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// A read handle that outlives no commit: it sees the committed state
@@ -140,6 +158,7 @@ impl Store {
             txn,
             next_block,
             first_new_block: next_block,
+            read: None,
             pending: Vec::new(),
             pending_bytes: 0,
             pending_block: None,
@@ -164,6 +183,9 @@ pub struct StoreTxn {
     pending: Vec<(u64, Record)>,
     pending_bytes: usize,
     pending_block: Option<u64>,
+    /// The last block read from the table, decoded: a record read before it
+    /// is replaced (an id checked, then put) is decoded once.
+    read: Option<(u64, Vec<(u64, Record)>)>,
     /// Next position in the open block: never reused, even after a delete.
     next_pos: u64,
 }
@@ -209,23 +231,37 @@ impl StoreTxn {
                 None => Err(Error::Store(format!("the ids table names key {key}, which the open block lacks"))),
             };
         }
-        let mut blocks = self.txn.open_table(BLOCKS)?;
-        let entries = match blocks.get(block_of(key))? {
-            Some(bytes) => decode_block(bytes.value())?,
-            None => return Err(Error::Store(format!("the ids table names key {key}, whose block is gone"))),
-        };
-        let mut kept = entries;
+        let block = block_of(key);
+        let mut kept = self.block(block)?;
         let Some(at) = kept.iter().position(|(k, _)| *k == key) else {
             return Err(Error::Store(format!("the ids table names key {key}, which its block lacks")));
         };
         let old = kept.remove(at);
+        let mut blocks = self.txn.open_table(BLOCKS)?;
         if kept.is_empty() {
-            blocks.remove(block_of(key))?;
+            blocks.remove(block)?;
         } else {
             let enc = encode_block(&kept)?;
-            blocks.insert(block_of(key), enc.as_slice())?;
+            blocks.insert(block, enc.as_slice())?;
         }
+        self.read = Some((block, kept));
         Ok(Some(old))
+    }
+
+    /// The records of a stored block (not the open one), from the last one
+    /// read when it is that one.
+    fn block(&mut self, block: u64) -> Result<Vec<(u64, Record)>> {
+        if let Some((b, entries)) = self.read.take() {
+            if b == block {
+                return Ok(entries);
+            }
+        }
+        let blocks = self.txn.open_table(BLOCKS)?;
+        let decoded = match blocks.get(block)? {
+            Some(bytes) => decode_block(bytes.value()),
+            None => Err(Error::Store(format!("block {block} is named by the ids table and gone"))),
+        };
+        decoded
     }
 
     /// The key of the record with this id, if there is one.
@@ -235,14 +271,15 @@ impl StoreTxn {
     }
 
     /// The record with this id, if there is one, read without changing anything.
-    pub fn get(&self, id: &str) -> Result<Option<Record>> {
+    pub fn get(&mut self, id: &str) -> Result<Option<Record>> {
         let Some(key) = self.key_of(id)? else { return Ok(None) };
         if self.pending_block == Some(block_of(key)) {
             return Ok(self.pending.iter().find(|(k, _)| *k == key).map(|(_, r)| r.clone()));
         }
-        let blocks = self.txn.open_table(BLOCKS)?;
-        let Some(bytes) = blocks.get(block_of(key))? else { return Ok(None) };
-        Ok(decode_block(bytes.value())?.into_iter().find(|(k, _)| *k == key).map(|(_, r)| r))
+        let entries = self.block(block_of(key))?;
+        let found = entries.iter().find(|(k, _)| *k == key).map(|(_, r)| r.clone());
+        self.read = Some((block_of(key), entries));
+        Ok(found)
     }
 
     /// The key the next `put` will get, or a key below it: records put from
@@ -252,6 +289,11 @@ impl StoreTxn {
             Some(b) => (b << 16) | self.next_pos,
             None => self.next_block << 16,
         }
+    }
+
+    /// Whether `key` was written by this transaction.
+    pub fn is_new(&self, key: u64) -> bool {
+        block_of(key) >= self.first_new_block
     }
 
     /// Every record this transaction wrote and did not delete, in key order.
@@ -335,13 +377,18 @@ impl StoreTxn {
         Ok(self.txn.open_table(IDS)?.len()?)
     }
 
-    /// Makes everything durable as generation `generation`.
+    /// Makes everything durable as generation `generation`. The first
+    /// commit of a database that took another's history (a replica's, see
+    /// [`FOLLOWS`]) starts a history of its own.
     pub fn commit(mut self, generation: u64) -> Result<()> {
         self.flush()?;
         {
             let mut meta = self.txn.open_table(META)?;
             meta.insert("generation", generation)?;
             meta.insert("next_block", self.next_block)?;
+            if meta.remove(FOLLOWS)?.is_some() {
+                meta.insert(HISTORY, fresh_history())?;
+            }
         }
         self.txn.commit()?;
         Ok(())

@@ -295,7 +295,9 @@ impl App {
 
     /// `GET /get/{id}`.
     fn document(&self, path: &str, enc: Encoding) -> Response<Body> {
-        let raw = path.trim_end_matches('/').strip_prefix("/get/").unwrap_or("");
+        // One trailing slash is the route's own (`/get/ID/`); more would be
+        // part of the id, which no id of a record ends with.
+        let raw = path.strip_suffix('/').unwrap_or(path).strip_prefix("/get/").unwrap_or("");
         let id = match path_segment(raw) {
             Ok(id) => id,
             Err(e) => return error(e),
@@ -312,7 +314,8 @@ impl App {
     /// `POST /documents` (a body in an import format, one commit) and
     /// `DELETE /documents/{id}`, for holders of the write token.
     async fn documents(&self, req: Request<Incoming>) -> Response<Body> {
-        let path = req.uri().path().trim_end_matches('/');
+        let path = req.uri().path();
+        let path = path.strip_suffix('/').unwrap_or(path);
         let id = path.strip_prefix("/documents/");
         match (req.method(), id) {
             (&Method::POST, None) | (&Method::DELETE, Some(_)) => {}
@@ -851,9 +854,7 @@ async fn handle_csv(
     }
     let input_encoding = match options.encoding {
         cairn::Encoding::Latin1 => "windows-1252",
-        _ if std::str::from_utf8(&data).is_ok() => "utf-8",
-        cairn::Encoding::Utf8 => "utf-8",
-        cairn::Encoding::Auto => "mixed",
+        _ => read_as(&data),
     };
     let (mut tx, body) = http_body_util::channel::Channel::<Bytes, BodyError>::new(8);
     let handle = tokio::runtime::Handle::current();
@@ -878,6 +879,26 @@ async fn handle_csv(
         h.insert(hyper::header::CONTENT_DISPOSITION, v);
     }
     r
+}
+
+/// How the rows of a file are read by an automatic encoding: `utf-8`,
+/// `windows-1252` when no row that is not ASCII is valid UTF-8, `mixed`
+/// when some are and some are not.
+fn read_as(data: &[u8]) -> &'static str {
+    if std::str::from_utf8(data).is_ok() {
+        return "utf-8";
+    }
+    let (mut utf8, mut other) = (false, false);
+    for line in data.split(|b| *b == b'\n').filter(|l| !l.is_ascii()) {
+        match std::str::from_utf8(line) {
+            Ok(_) => utf8 = true,
+            Err(_) => other = true,
+        }
+        if utf8 && other {
+            return "mixed";
+        }
+    }
+    "windows-1252"
 }
 
 const CHUNK: usize = 64 * 1024;

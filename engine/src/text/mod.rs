@@ -611,7 +611,7 @@ impl TextIndex {
         let top = top.into_sorted();
         // Sums of the same scores in another order may differ in their last
         // bits: the margin keeps such a near tie on the union's side.
-        let shown = top.len() == k && top.last().is_some_and(|(s, _)| *s > bound * 1.001 + 1e-6);
+        let shown = top.len() == k && top.last().is_some_and(|(s, _)| *s - SCORE_QUANTUM > bound * 1.001 + 1e-6);
         Ok(shown.then_some(top))
     }
 
@@ -665,6 +665,16 @@ impl TextIndex {
     }
 }
 
+/// Text scores are compared to this step: the same record's score, summed
+/// term by term in another order by another layout of the index (a
+/// primary's segments against its replica's one), may differ in its last
+/// bits, and must not decide between candidates.
+const SCORE_QUANTUM: f32 = 1.0 / 256.0;
+
+fn quantized(score: f32) -> f32 {
+    (score / SCORE_QUANTUM).round() * SCORE_QUANTUM
+}
+
 /// The best `k` of scored documents, ties to the more important record,
 /// then to the lower slot: a query of common words ("12 route de") gives
 /// thousands of documents one score, and the candidates taken from them
@@ -710,6 +720,7 @@ impl TopK {
     }
 
     fn push(&mut self, score: f32, d: DocRef) {
+        let score = quantized(score);
         if self.heap.len() < self.k {
             self.heap.push(std::cmp::Reverse(Ranked(score, d)));
             return;
@@ -722,11 +733,12 @@ impl TopK {
         }
     }
 
-    /// The lowest score a document needs to be offered: below the k-th
-    /// score, so that a tie with it is still offered and decided as above.
+    /// The score a document must pass to be offered: any score that
+    /// quantizes to the k-th's or more, so that a tie with it is still
+    /// offered and decided as above.
     fn threshold(&self) -> f32 {
         match self.heap.peek() {
-            Some(w) if self.heap.len() == self.k => w.0 .0.next_down(),
+            Some(w) if self.heap.len() == self.k => (w.0 .0 - SCORE_QUANTUM / 2.0).next_down(),
             _ => f32::MIN,
         }
     }
