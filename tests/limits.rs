@@ -80,7 +80,7 @@ fn databases_built_in_steps_or_restored_answer_as_one_built_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = repo("datasets/fr-sample/addresses.ndjson.gz");
     let once = Database::open(dir.path().join("once")).unwrap();
-    once.import(&[data.clone()], &ImportOptions::default(), &mut |_| {}).unwrap();
+    once.import(std::slice::from_ref(&data), &ImportOptions::default(), &mut |_| {}).unwrap();
     let mut text = String::new();
     flate2::read::GzDecoder::new(std::fs::File::open(&data).unwrap()).read_to_string(&mut text).unwrap();
     let lines: Vec<&str> = text.lines().collect();
