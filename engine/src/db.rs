@@ -51,8 +51,8 @@ const COMPLETE_FILE: &str = "COMPLETE";
 const FORMAT_FILE: &str = "FORMAT";
 /// Changes whenever the generation files would come out otherwise from the
 /// same store: text analysis, filter values, file layouts. Version 1 had no
-/// FORMAT file.
-const GENERATION_FORMAT: &str = "cairn-generation 2\n";
+/// FORMAT file; version 2 had no rank field in the text index.
+const GENERATION_FORMAT: &str = "cairn-generation 3\n";
 // Staging of a restore. Not named gen-*: a commit running meanwhile
 // removes every gen-* entry but its own.
 const RESTORE_DIR: &str = "restore.tmp";
@@ -119,9 +119,7 @@ impl Generation {
                 reason: "refers to documents that do not exist".into(),
             });
         }
-        let text = TextIndex::open(&dir.join("text"), &profile::FILTERS, &|key| docs.slot_of_key(key), &|slot| {
-            profile::importance(docs.record(slot)) as f32
-        })?;
+        let text = TextIndex::open(&dir.join("text"), &profile::FILTERS, &|key| docs.slot_of_key(key))?;
         let numbers = profile::HouseNumbers::build(&docs);
         let towns = profile::TownWords::build(&docs, &text.slots_where("type", "municipality")?);
         static EPOCHS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);

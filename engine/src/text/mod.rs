@@ -84,7 +84,21 @@ struct Fields {
     text: Field,
     prefix: Field,
     cell: Field,
+    /// See [`rank`]: documents are sorted by it in every segment.
+    rank: Field,
     filters: Vec<(String, Field)>,
+}
+
+/// A document's place among documents of equal text score: the more
+/// important first, then the one stored first (the lower key, hence the
+/// lower slot). Every segment of the index keeps its documents in this
+/// order (tantivy's index sorting), so that block-max WAND, which keeps the
+/// first of equal scores it meets, keeps these: candidates then depend on
+/// the records, not on how the index was built (threads, merges, a
+/// primary's commits against its replica's single build).
+fn rank(importance: f64, key: u64) -> u64 {
+    let less_important = ((1.0 - importance.clamp(0.0, 1.0)) * 65_535.0).round() as u64;
+    (less_important << 48) | (key & ((1 << 48) - 1))
 }
 
 fn schema(filters: &[&str]) -> (Schema, Fields) {
@@ -96,8 +110,9 @@ fn schema(filters: &[&str]) -> (Schema, Fields) {
     let text = b.add_text_field("text", words.clone());
     let prefix = b.add_text_field("prefix", words);
     let cell = b.add_text_field("cell", STRING);
+    let rank = b.add_u64_field("rank", FAST);
     let filters = filters.iter().map(|f| (f.to_string(), b.add_text_field(&format!("f_{f}"), STRING))).collect();
-    (b.build(), Fields { key, text, prefix, cell, filters })
+    (b.build(), Fields { key, text, prefix, cell, rank, filters })
 }
 
 fn pretokenized(tokens: &[String]) -> PreTokenizedString {
@@ -182,11 +197,11 @@ pub struct TextIndex {
     typos: quick_cache::sync::Cache<(String, bool), Expansions>,
 }
 
-/// The record behind a document of the index, and its importance.
-#[derive(Debug, Clone, Copy)]
+/// The record behind a document of the index, and its [`rank`].
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct DocRef {
     slot: u32,
-    importance: f32,
+    rank: u64,
 }
 
 /// Maps a tantivy error on `path` to ours.
@@ -208,14 +223,8 @@ fn push_term(key: &mut Vec<u8>, t: &Term) {
 
 impl TextIndex {
     /// Opens the index in `dir`; `slot_of` maps a store key to the slot of
-    /// its record in this generation's documents, `importance_of` a slot to
-    /// what decides between candidates of equal text score.
-    pub fn open(
-        dir: &Path,
-        filters: &[&str],
-        slot_of: &dyn Fn(u64) -> Option<u32>,
-        importance_of: &dyn Fn(u32) -> f32,
-    ) -> Result<TextIndex> {
+    /// its record in this generation's documents.
+    pub fn open(dir: &Path, filters: &[&str], slot_of: &dyn Fn(u64) -> Option<u32>) -> Result<TextIndex> {
         let (_, fields) = schema(filters);
         let index = Index::open_in_dir(dir).map_err(text_err)?;
         let reader: IndexReader =
@@ -223,10 +232,11 @@ impl TextIndex {
         let mut slots = Vec::new();
         for segment in reader.searcher().segment_readers() {
             let keys: Column<u64> = segment.fast_fields().u64("key").map_err(text_err)?;
+            let ranks: Column<u64> = segment.fast_fields().u64("rank").map_err(text_err)?;
             let of_doc: std::sync::Arc<[DocRef]> = (0..segment.max_doc())
                 .map(|doc| match keys.first(doc).and_then(slot_of) {
-                    Some(slot) => DocRef { slot, importance: importance_of(slot) },
-                    None => DocRef { slot: u32::MAX, importance: 0.0 },
+                    Some(slot) => DocRef { slot, rank: ranks.first(doc).unwrap_or(u64::MAX) },
+                    None => DocRef { slot: u32::MAX, rank: u64::MAX },
                 })
                 .collect();
             slots.push(of_doc);
@@ -675,27 +685,19 @@ fn quantized(score: f32) -> f32 {
     (score / SCORE_QUANTUM).round() * SCORE_QUANTUM
 }
 
-/// The best `k` of scored documents, ties to the more important record,
-/// then to the lower slot: a query of common words ("12 route de") gives
-/// thousands of documents one score, and the candidates taken from them
-/// should be those the final ranking, which adds importance, prefers. Not
-/// the order of documents in the index: it depends on how the index was
-/// built (threads, merges, a primary's commits against a replica's single
-/// build), so two indexes of the same records would give other candidates.
+/// The best `k` of scored documents, ties to the lower [`rank`] (the more
+/// important record, then the one stored first): a query of common words
+/// ("12 route de") gives thousands of documents one score, and the
+/// candidates taken from them should be those the final ranking, which adds
+/// importance, prefers, whatever the index's layout.
 struct TopK {
     k: usize,
     heap: std::collections::BinaryHeap<std::cmp::Reverse<Ranked>>,
 }
 
-/// Higher score first, then higher importance, then lower slot.
+/// Higher score first, then lower rank.
 #[derive(PartialEq)]
 struct Ranked(f32, DocRef);
-
-impl PartialEq for DocRef {
-    fn eq(&self, other: &Self) -> bool {
-        self.slot == other.slot && self.importance.total_cmp(&other.importance).is_eq()
-    }
-}
 
 impl Eq for Ranked {}
 
@@ -707,10 +709,7 @@ impl PartialOrd for Ranked {
 
 impl Ord for Ranked {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0
-            .total_cmp(&other.0)
-            .then_with(|| self.1.importance.total_cmp(&other.1.importance))
-            .then_with(|| other.1.slot.cmp(&self.1.slot))
+        self.0.total_cmp(&other.0).then_with(|| other.1.rank.cmp(&self.1.rank))
     }
 }
 
@@ -733,12 +732,12 @@ impl TopK {
         }
     }
 
-    /// The score a document must pass to be offered: any score that
-    /// quantizes to the k-th's or more, so that a tie with it is still
-    /// offered and decided as above.
+    /// The score a document must pass to be offered: one that quantizes
+    /// above the k-th's. A document that ties with the k-th comes after it
+    /// in its segment's order, which is rank order, so it loses the tie.
     fn threshold(&self) -> f32 {
         match self.heap.peek() {
-            Some(w) if self.heap.len() == self.k => (w.0 .0 - SCORE_QUANTUM / 2.0).next_down(),
+            Some(w) if self.heap.len() == self.k => (w.0 .0 + SCORE_QUANTUM / 2.0).next_down(),
             _ => f32::MIN,
         }
     }
@@ -834,6 +833,8 @@ pub struct TextDoc<'a> {
     pub words: Vec<String>,
     pub filters: Vec<(&'a str, Vec<String>)>,
     pub point: Option<Point>,
+    /// Decides between documents of equal text score (see [`rank`]).
+    pub importance: f64,
 }
 
 impl TextWriter {
@@ -841,7 +842,11 @@ impl TextWriter {
     pub fn open(dir: &Path, filters: &[&str]) -> Result<TextWriter> {
         let (schema, fields) = schema(filters);
         let mmap = MmapDirectory::open(dir).map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
-        let index = Index::open_or_create(mmap, schema).map_err(text_err)?;
+        let settings = tantivy::IndexSettings {
+            sort_by_field: Some(tantivy::IndexSortByField { field: "rank".into(), order: tantivy::Order::Asc }),
+            ..Default::default()
+        };
+        let index = Index::builder().schema(schema).settings(settings).open_or_create(mmap).map_err(text_err)?;
         let writer = index.writer(WRITER_BUDGET).map_err(text_err)?;
         let metas = index.searchable_segment_metas().map_err(text_err)?;
         let before = metas.iter().map(|m| u64::from(m.num_docs())).sum();
@@ -852,6 +857,7 @@ impl TextWriter {
         let f = &self.fields;
         let mut doc = TantivyDocument::default();
         doc.add_u64(f.key, d.key);
+        doc.add_u64(f.rank, rank(d.importance, d.key));
         let prefixes = analysis::edge_ngrams(&d.words);
         doc.add_pre_tokenized_text(f.text, pretokenized(&d.words));
         doc.add_pre_tokenized_text(f.prefix, pretokenized(&prefixes));
@@ -909,17 +915,18 @@ mod tests {
 
     /// Opens with store keys for slots, so that tests speak of keys.
     fn open(dir: &Path, filters: &[&str]) -> TextIndex {
-        TextIndex::open(dir, filters, &|key| u32::try_from(key).ok(), &|_| 0.0).unwrap()
+        TextIndex::open(dir, filters, &|key| u32::try_from(key).ok()).unwrap()
     }
 
     fn add(w: &mut TextWriter, key: u64, words: &[&str]) {
         let words: Vec<String> = words.iter().map(|s| s.to_string()).collect();
-        w.add(TextDoc { key, words, filters: Vec::new(), point: None }).unwrap();
+        w.add(TextDoc { key, words, filters: Vec::new(), point: None, importance: 0.0 }).unwrap();
     }
 
     fn add_typed(w: &mut TextWriter, key: u64, words: &[&str], kind: &str) {
         let words: Vec<String> = words.iter().map(|s| s.to_string()).collect();
-        w.add(TextDoc { key, words, filters: vec![("type", vec![kind.to_owned()])], point: None }).unwrap();
+        w.add(TextDoc { key, words, filters: vec![("type", vec![kind.to_owned()])], point: None, importance: 0.0 })
+            .unwrap();
     }
 
     fn text_query(index: &TextIndex, words: &[&str], filters: &[(&str, &str)]) -> TextQuery {
@@ -1016,18 +1023,13 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let mut w = TextWriter::open(dir.path(), &[]).unwrap();
             for key in order {
-                add(&mut w, key, &["rue", "de", "la", "gare"]);
+                let words = ["rue", "de", "la", "gare"].iter().map(|s| s.to_string()).collect();
+                // Every fifth record is more important than the others.
+                let importance = if key % 5 == 3 { 0.5 } else { 0.1 };
+                w.add(TextDoc { key, words, filters: Vec::new(), point: None, importance }).unwrap();
             }
             w.finish().unwrap();
-            // Every fifth record is more important than the others.
-            let index = TextIndex::open(dir.path(), &[], &|key| u32::try_from(key).ok(), &|slot| {
-                if slot % 5 == 3 {
-                    0.5
-                } else {
-                    0.1
-                }
-            })
-            .unwrap();
+            let index = open(dir.path(), &[]);
             (dir, index)
         };
         let (_a, forward) = build(&mut (0..60));
