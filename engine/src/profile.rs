@@ -34,8 +34,7 @@ pub fn text_doc(key: u64, r: &Record) -> Option<TextDoc<'static>> {
             filters.push((f, v.strs().into_iter().map(filter_value).collect()));
         }
     }
-    let importance = r.get("importance").and_then(|v| v.as_f64()).unwrap_or(0.0);
-    Some(TextDoc { key, words, filters, point: r.point, importance })
+    Some(TextDoc { key, words, filters, point: r.point })
 }
 
 /// A filter value as it is indexed and compared: filters ignore case and
