@@ -90,6 +90,13 @@ fn rename(from: &Path, to: &Path) -> Result<()> {
 /// One committed, immutable state of the database, open for reading.
 pub struct Generation {
     pub(crate) number: u64,
+    /// Shared by the generations that only collections made (see
+    /// [`Database::write_store`]): their address files are the same.
+    parts: Arc<AddressParts>,
+}
+
+/// The geocoder's files of a generation.
+pub struct AddressParts {
     /// See [`Database::epoch`].
     epoch: u64,
     pub(crate) docs: Docs,
@@ -97,6 +104,14 @@ pub struct Generation {
     pub(crate) text: TextIndex,
     pub(crate) numbers: profile::HouseNumbers,
     pub(crate) towns: profile::TownWords,
+}
+
+impl std::ops::Deref for Generation {
+    type Target = AddressParts;
+
+    fn deref(&self) -> &AddressParts {
+        &self.parts
+    }
 }
 
 /// Whether the files in `dir` were made as this build makes them.
@@ -124,7 +139,7 @@ impl Generation {
         let towns = profile::TownWords::build(&docs, &text.slots_where("type", "municipality")?);
         static EPOCHS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let epoch = EPOCHS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(Generation { number, epoch, docs, geo, text, numbers, towns })
+        Ok(Generation { number, parts: Arc::new(AddressParts { epoch, docs, geo, text, numbers, towns }) })
     }
 }
 
@@ -153,6 +168,7 @@ pub struct Database {
     store_view: RwLock<Option<StoreReader>>,
     /// One restore at a time: they stage in fixed places.
     restoring: Mutex<()>,
+    pub(crate) collections: crate::collection::Registry,
 }
 
 impl Database {
@@ -175,8 +191,10 @@ impl Database {
         } else {
             None
         };
+        let reader = store.reader();
+        db.collections.load(&|| reader.begin())?;
         Ok(Database {
-            store_view: RwLock::new(Some(store.reader())),
+            store_view: RwLock::new(Some(reader)),
             store: Some(Mutex::new(store)),
             current: RwLock::new(current),
             ..db
@@ -190,6 +208,7 @@ impl Database {
             current: RwLock::new(current),
             store_view: RwLock::new(None),
             restoring: Mutex::new(()),
+            collections: crate::collection::Registry::default(),
         }
     }
 
@@ -340,6 +359,45 @@ impl Database {
         *self.current.write() = Some(generation);
         self.remove_other_generations(number)?;
         Ok((out, CommitReport { generation: number, written, deleted, total }))
+    }
+
+    /// A commit of the store alone (collections): the last generation's
+    /// address files are linked under the new number, so nothing of the
+    /// geocoder is rebuilt and its cached answers stay valid. `f` writes;
+    /// `after` runs under the writer's lock with a view of the committed
+    /// state, to swap in what it builds before another commit lands.
+    pub(crate) fn write_store<T, E: From<Error>>(
+        &self,
+        f: impl FnOnce(&mut StoreTxn) -> std::result::Result<T, E>,
+        after: impl FnOnce(u64, crate::store::StoreView) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(T, u64), E> {
+        let lock = self.store.as_ref().ok_or(Error::ReadOnly)?;
+        if self.snapshot().is_none() {
+            // The database's first commit makes its (empty) address files.
+            self.write(|_| Ok(()))?;
+        }
+        let store = lock.lock();
+        let previous = store.generation()?;
+        let number = previous + 1;
+        let mut txn = store.begin()?;
+        let out = f(&mut txn)?;
+        let tmp = tmp_dir(&self.dir, number);
+        let staged = remove_path(&tmp).and_then(|()| link_tree(&gen_dir(&self.dir, previous), &tmp));
+        if let Err(e) = staged.and_then(|()| txn.commit(number)) {
+            let _ = remove_path(&tmp);
+            return Err(e.into());
+        }
+        let dest = gen_dir(&self.dir, number);
+        rename(&tmp, &dest)?;
+        write_current(&self.dir, number)?;
+        let parts = self.snapshot().map(|g| g.parts.clone());
+        if let Some(parts) = parts {
+            *self.current.write() = Some(Arc::new(Generation { number, parts }));
+        }
+        self.remove_other_generations(number)?;
+        let view = store.reader().begin()?;
+        after(number, view)?;
+        Ok((out, number))
     }
 
     /// Everything of a commit before its commit point: the caller's writes,
@@ -536,6 +594,10 @@ impl Database {
         *view = Some(guard.reader());
         drop(view);
         drop(old);
+        // Under the writer's lock, so that no collection commit lands
+        // between the install and this.
+        let reader = guard.reader();
+        let loaded = self.collections.load(&|| reader.begin());
         // Opened from staging: open files and maps follow the renames.
         *self.current.write() = Some(Arc::new(generation));
         let finished = (|| {
@@ -551,7 +613,7 @@ impl Database {
             self.remove_other_generations(n)
         })();
         drop(guard);
-        finished.map(|()| manifest)
+        finished.and(loaded).map(|()| manifest)
     }
 
     /// Searches the visible generation.
@@ -1059,6 +1121,26 @@ fn link_dir(from: &Path, to: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Hard-links a directory tree (copies where links fail); lock files are
+/// left out.
+fn link_tree(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
+    for e in fs::read_dir(from).map_err(|e| Error::io(from, e))? {
+        let e = e.map_err(|e| Error::io(from, e))?;
+        let name = e.file_name();
+        if name.to_string_lossy().ends_with(".lock") {
+            continue;
+        }
+        let target = to.join(&name);
+        if e.file_type().map_err(|err| Error::io(e.path(), err))?.is_dir() {
+            link_tree(&e.path(), &target)?;
+        } else if fs::hard_link(e.path(), &target).is_err() {
+            fs::copy(e.path(), &target).map_err(|err| Error::io(&target, err))?;
+        }
+    }
+    sync_dir(to)
 }
 
 fn read_current(dir: &Path) -> Result<u64> {

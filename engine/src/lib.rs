@@ -19,6 +19,7 @@
 
 pub mod batch;
 mod cache;
+pub mod collection;
 mod db;
 mod docs;
 mod error;

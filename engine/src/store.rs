@@ -20,6 +20,27 @@ use crate::record::Record;
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Collections: name -> schema (JSON).
+const COLLECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("collections");
+/// Records of every collection: `name NUL id` -> the record (JSON). A name
+/// holds no NUL, so one collection's keys are one range, in id order.
+const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
+
+fn record_key(collection: &str, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(collection.len() + 1 + id.len());
+    k.extend_from_slice(collection.as_bytes());
+    k.push(0);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// The keys of one collection's records: from `name NUL` to `name SOH`.
+fn record_range(collection: &str) -> (Vec<u8>, Vec<u8>) {
+    let (mut a, mut b) = (collection.as_bytes().to_vec(), collection.as_bytes().to_vec());
+    a.push(0);
+    b.push(1);
+    (a, b)
+}
 
 /// The meta key of the history id: a random number made with the
 /// database and made anew by every restore. Generation numbers only order
@@ -95,6 +116,8 @@ impl Store {
         {
             txn.open_table(BLOCKS)?;
             txn.open_table(IDS)?;
+            txn.open_table(COLLECTIONS)?;
+            txn.open_table(RECORDS)?;
             let mut meta = txn.open_table(META)?;
             // Databases made before histories existed get theirs now.
             if meta.get(HISTORY)?.is_none() {
@@ -377,6 +400,42 @@ impl StoreTxn {
         Ok(self.txn.open_table(IDS)?.len()?)
     }
 
+    /// The schema of a collection, as stored.
+    pub fn schema_of(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let t = self.txn.open_table(COLLECTIONS)?;
+        let v = t.get(name)?.map(|v| v.value().to_vec());
+        Ok(v)
+    }
+
+    pub fn put_schema(&mut self, name: &str, schema: &[u8]) -> Result<()> {
+        self.txn.open_table(COLLECTIONS)?.insert(name, schema)?;
+        Ok(())
+    }
+
+    /// Removes a collection and its records; how many records it had.
+    pub fn drop_collection(&mut self, name: &str) -> Result<u64> {
+        self.txn.open_table(COLLECTIONS)?.remove(name)?;
+        let (a, b) = record_range(name);
+        let mut t = self.txn.open_table(RECORDS)?;
+        let before = t.len()?;
+        t.retain_in(a.as_slice()..b.as_slice(), |_, _| false)?;
+        Ok(before - t.len()?)
+    }
+
+    /// Adds or replaces a record of a collection; whether it replaced one.
+    pub fn put_record(&mut self, collection: &str, id: &str, record: &[u8]) -> Result<bool> {
+        let k = record_key(collection, id);
+        let old = self.txn.open_table(RECORDS)?.insert(k.as_slice(), record)?.is_some();
+        Ok(old)
+    }
+
+    /// Removes a record of a collection; whether there was one.
+    pub fn delete_record(&mut self, collection: &str, id: &str) -> Result<bool> {
+        let k = record_key(collection, id);
+        let old = self.txn.open_table(RECORDS)?.remove(k.as_slice())?.is_some();
+        Ok(old)
+    }
+
     /// Makes everything durable as generation `generation`. The first
     /// commit of a database that took another's history (a replica's, see
     /// [`FOLLOWS`]) starts a history of its own.
@@ -408,16 +467,21 @@ pub(crate) enum RawTable {
     Blocks,
     Ids,
     Meta,
+    Collections,
+    Records,
 }
 
 impl RawTable {
-    pub const ALL: [RawTable; 3] = [RawTable::Blocks, RawTable::Ids, RawTable::Meta];
+    pub const ALL: [RawTable; 5] =
+        [RawTable::Blocks, RawTable::Ids, RawTable::Meta, RawTable::Collections, RawTable::Records];
 
     pub fn name(self) -> &'static str {
         match self {
             RawTable::Blocks => "blocks",
             RawTable::Ids => "ids",
             RawTable::Meta => "meta",
+            RawTable::Collections => "collections",
+            RawTable::Records => "records",
         }
     }
 }
@@ -462,6 +526,49 @@ impl StoreView {
         Ok(v)
     }
 
+    /// Every collection and its schema (JSON), by name. A store restored
+    /// from a snapshot made before collections existed has none.
+    pub fn schemas(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let t = match self.txn.open_table(COLLECTIONS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            out.push((k.value().to_owned(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The records of a collection in id order, as (id, JSON).
+    pub fn for_each_record(&self, collection: &str, f: &mut dyn FnMut(&str, &[u8]) -> Result<()>) -> Result<()> {
+        let t = match self.txn.open_table(RECORDS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let (a, b) = record_range(collection);
+        let skip = a.len();
+        for item in t.range(a.as_slice()..b.as_slice())? {
+            let (k, v) = item?;
+            f(utf8(&k.value()[skip..], "a record id")?, v.value())?;
+        }
+        Ok(())
+    }
+
+    /// One record of a collection (JSON).
+    pub fn record(&self, collection: &str, id: &str) -> Result<Option<Vec<u8>>> {
+        let t = match self.txn.open_table(RECORDS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let v = t.get(record_key(collection, id).as_slice())?.map(|v| v.value().to_vec());
+        Ok(v)
+    }
+
     /// Records in this state.
     pub fn count(&self) -> Result<u64> {
         Ok(self.txn.open_table(IDS)?.len()?)
@@ -488,6 +595,22 @@ impl StoreView {
                     f(k.value().as_bytes(), &v.value().to_le_bytes())?;
                 }
             }
+            RawTable::Collections => {
+                for (k, v) in self.schemas()? {
+                    f(k.as_bytes(), &v)?;
+                }
+            }
+            RawTable::Records => {
+                let t = match self.txn.open_table(RECORDS) {
+                    Ok(t) => t,
+                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                };
+                for item in t.iter()? {
+                    let (k, v) = item?;
+                    f(k.value(), v.value())?;
+                }
+            }
         }
         Ok(())
     }
@@ -511,6 +634,27 @@ impl RawImport {
                 let mut t = self.txn.open_table(BLOCKS)?;
                 while let Some((k, v)) = next()? {
                     t.insert(u64_bytes(&k, what)?, v.as_slice())?;
+                    n += 1;
+                }
+            }
+            RawTable::Collections => {
+                let mut t = self.txn.open_table(COLLECTIONS)?;
+                while let Some((k, v)) = next()? {
+                    t.insert(utf8(&k, what)?, v.as_slice())?;
+                    n += 1;
+                }
+            }
+            RawTable::Records => {
+                let mut t = self.txn.open_table(RECORDS)?;
+                while let Some((k, v)) = next()? {
+                    let (name, id) = k.split_at(
+                        k.iter()
+                            .position(|b| *b == 0)
+                            .ok_or_else(|| Error::Store(format!("{what}: a key with no collection")))?,
+                    );
+                    utf8(name, what)?;
+                    utf8(&id[1..], what)?;
+                    t.insert(k.as_slice(), v.as_slice())?;
                     n += 1;
                 }
             }

@@ -1,0 +1,718 @@
+//! A collection query: filter, optional full text, sort, cursor, facets,
+//! collapse; and how it runs on one version's indexes.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use serde_json::Value as Json;
+
+use super::filter::{int_bounds, Compiled, Filter};
+use super::index::{Column, Index, TextColumn};
+use super::schema::{FieldType, Schema};
+use super::CollectionError;
+
+/// Most hits one page returns; more are read with the cursor (or streamed).
+pub const MAX_LIMIT: usize = 10_000;
+const DEFAULT_LIMIT: usize = 20;
+/// The sort key of text relevance.
+pub const SCORE: &str = "_score";
+
+/// One key of a sort.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SortKey {
+    /// A keyword, integer, float, bool or date field, or `_score`.
+    pub field: String,
+    pub descending: bool,
+}
+
+/// A query on a collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    pub filter: Filter,
+    /// Full text over the text fields: every word must match (the last
+    /// one also as a prefix; long words with typos).
+    pub text: Option<String>,
+    /// Ties are broken by id, ascending. With text and no sort: by score.
+    pub sort: Vec<SortKey>,
+    pub limit: usize,
+    /// From [`QueryResult::next_cursor`]: the page after it.
+    pub cursor: Option<String>,
+    /// Keyword fields to count the values of, over every match.
+    pub facets: Vec<String>,
+    /// Values per facet, the most frequent first.
+    pub facet_limit: usize,
+    /// A keyword field: only the first hit (by the sort) of each value.
+    pub collapse: Option<String>,
+    /// Fields of each hit to return; all when `None`.
+    pub fields: Option<Vec<String>>,
+    /// Count the matches ([`QueryResult::total`]).
+    pub total: bool,
+}
+
+impl Default for Query {
+    fn default() -> Self {
+        Query {
+            filter: Filter::All,
+            text: None,
+            sort: Vec::new(),
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+            facets: Vec::new(),
+            facet_limit: 100,
+            collapse: None,
+            fields: None,
+            total: false,
+        }
+    }
+}
+
+fn bad(path: &str, reason: impl Into<String>) -> CollectionError {
+    CollectionError::BadQuery { path: path.to_owned(), reason: reason.into() }
+}
+
+fn field_names(v: &Json, path: &str) -> Result<Vec<String>, CollectionError> {
+    let a = v.as_array().ok_or_else(|| bad(path, "expected an array of field names"))?;
+    a.iter()
+        .enumerate()
+        .map(|(i, f)| {
+            f.as_str().map(str::to_owned).ok_or_else(|| bad(&format!("{path}[{i}]"), "expected a field name"))
+        })
+        .collect()
+}
+
+impl Query {
+    /// Reads a query from its JSON body, checked against the schema.
+    pub fn parse(body: &Json, schema: &Schema) -> Result<Query, CollectionError> {
+        let o = body.as_object().ok_or_else(|| bad("", "a query is a JSON object"))?;
+        let mut q = Query::default();
+        for (k, v) in o {
+            match k.as_str() {
+                "filter" => q.filter = Filter::parse(v, schema, "filter")?,
+                "q" => q.text = Some(v.as_str().ok_or_else(|| bad("q", "expected text"))?.to_owned()),
+                "sort" => q.sort = parse_sort(v)?,
+                "limit" => {
+                    q.limit = v
+                        .as_u64()
+                        .and_then(|n| usize::try_from(n).ok())
+                        .filter(|n| *n <= MAX_LIMIT)
+                        .ok_or_else(|| bad("limit", format!("expected an integer from 0 to {MAX_LIMIT}")))?;
+                }
+                "cursor" if v.is_null() => {}
+                "cursor" => {
+                    let c = v.as_str().ok_or_else(|| bad("cursor", "expected a string"))?;
+                    Cursor::decode(c)?;
+                    q.cursor = Some(c.to_owned());
+                }
+                "facets" => q.facets = field_names(v, "facets")?,
+                "facet_limit" => {
+                    q.facet_limit = v
+                        .as_u64()
+                        .and_then(|n| usize::try_from(n).ok())
+                        .filter(|n| (1..=10_000).contains(n))
+                        .ok_or_else(|| bad("facet_limit", "expected an integer from 1 to 10000"))?;
+                }
+                "collapse" => {
+                    q.collapse = Some(v.as_str().ok_or_else(|| bad("collapse", "expected a field name"))?.to_owned())
+                }
+                "fields" => q.fields = Some(field_names(v, "fields")?),
+                "total" => q.total = v.as_bool().ok_or_else(|| bad("total", "expected true or false"))?,
+                other => {
+                    return Err(bad(
+                        other,
+                        "unknown key: filter, q, sort, limit, cursor, facets, facet_limit, collapse, fields, total",
+                    ))
+                }
+            }
+        }
+        q.check(schema)?;
+        Ok(q)
+    }
+
+    /// Checks the fields a query names against the schema.
+    pub fn check(&self, schema: &Schema) -> Result<(), CollectionError> {
+        let kind = |f: &str, path: &str| {
+            schema.spec(f).map(|s| s.kind).ok_or_else(|| bad(path, format!("no field {f:?} in the schema")))
+        };
+        for (i, s) in self.sort.iter().enumerate() {
+            let path = format!("sort[{i}]");
+            if s.field == SCORE {
+                if self.text.is_none() {
+                    return Err(bad(&path, "_score needs a text query (q)"));
+                }
+                continue;
+            }
+            let k = kind(&s.field, &path)?;
+            if !matches!(
+                k,
+                FieldType::Keyword | FieldType::Integer | FieldType::Float | FieldType::Bool | FieldType::Date
+            ) {
+                return Err(bad(&path, format!("cannot sort on {:?}, a {k:?} field", s.field)));
+            }
+        }
+        for (i, f) in self.facets.iter().enumerate() {
+            let path = format!("facets[{i}]");
+            if kind(f, &path)? != FieldType::Keyword {
+                return Err(bad(&path, format!("facets are counted on keyword fields; {f:?} is not one")));
+            }
+        }
+        if let Some(c) = &self.collapse {
+            if kind(c, "collapse")? != FieldType::Keyword {
+                return Err(bad("collapse", format!("collapse is on a keyword field; {c:?} is not one")));
+            }
+        }
+        if let Some(fields) = &self.fields {
+            for (i, f) in fields.iter().enumerate() {
+                kind(f, &format!("fields[{i}]"))?;
+            }
+        }
+        if self.text.is_some() && !schema.fields.values().any(|s| s.kind == FieldType::Text) {
+            return Err(bad("q", "the schema has no text field"));
+        }
+        Ok(())
+    }
+
+    /// What a cursor must have been made by: everything that decides the
+    /// order and the set of hits.
+    fn fingerprint(&self) -> u64 {
+        // SipHash with fixed keys: the same across runs of one build.
+        #[allow(deprecated)]
+        let mut h = std::hash::SipHasher::new();
+        format!("{:?}", self.filter).hash(&mut h);
+        self.text.hash(&mut h);
+        self.sort.hash(&mut h);
+        self.collapse.hash(&mut h);
+        h.finish()
+    }
+}
+
+fn parse_sort(v: &Json) -> Result<Vec<SortKey>, CollectionError> {
+    let items = match v {
+        Json::Array(a) => a.clone(),
+        Json::String(_) | Json::Object(_) => vec![v.clone()],
+        _ => return Err(bad("sort", "expected [\"field:desc\", {\"field\": \"asc\"}, ...]")),
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let path = format!("sort[{i}]");
+            let (field, order) = match item {
+                Json::String(s) => match s.rsplit_once(':') {
+                    Some((f, o)) => (f.to_owned(), o.to_owned()),
+                    None => (s.clone(), "asc".to_owned()),
+                },
+                Json::Object(o) if o.len() == 1 => {
+                    let (f, ord) = o.iter().next().ok_or_else(|| bad(&path, "empty"))?;
+                    (f.clone(), ord.as_str().ok_or_else(|| bad(&path, "the order is \"asc\" or \"desc\""))?.to_owned())
+                }
+                _ => return Err(bad(&path, "expected \"field\", \"field:desc\" or {\"field\": \"desc\"}")),
+            };
+            let descending = match order.as_str() {
+                "asc" => false,
+                "desc" => true,
+                o => return Err(bad(&path, format!("{o:?}: the order is asc or desc"))),
+            };
+            Ok(SortKey { field, descending })
+        })
+        .collect()
+}
+
+/// What a query found: rows, in order.
+pub(crate) struct Found {
+    pub rows: Vec<(u32, Option<f32>)>,
+    pub total: Option<u64>,
+    pub facets: Vec<(String, Vec<(String, u64)>)>,
+    pub next: Option<(u32, Option<f32>)>,
+}
+
+/// A cursor: the version it belongs to, the query it was made by and the
+/// last hit it returned.
+pub(crate) struct Cursor {
+    pub version: u64,
+    fingerprint: u64,
+    row: u32,
+    score: Option<f32>,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        let score = self.score.map_or(u64::MAX, |s| u64::from(s.to_bits()));
+        format!("{:016x}{:016x}{:08x}{:016x}", self.version, self.fingerprint, self.row, score)
+    }
+
+    pub fn decode(s: &str) -> Result<Cursor, CollectionError> {
+        let bad = || bad("cursor", "not a cursor this server made");
+        if s.len() != 56 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        let n = |a: usize, b: usize| u64::from_str_radix(&s[a..b], 16).map_err(|_| bad());
+        let score = n(40, 56)?;
+        Ok(Cursor {
+            version: n(0, 16)?,
+            fingerprint: n(16, 32)?,
+            row: u32::try_from(n(32, 40)?).map_err(|_| bad())?,
+            score: if score == u64::MAX {
+                None
+            } else {
+                Some(f32::from_bits(u32::try_from(score).map_err(|_| bad())?))
+            },
+        })
+    }
+}
+
+/// One key of the sort, resolved to its column.
+enum Key<'a> {
+    Score(bool),
+    Keyword(&'a super::index::KeywordColumn, bool),
+    Int(&'a super::index::NumColumn<i64>, bool),
+    Float(&'a super::index::NumColumn<f64>, bool),
+    Bool(&'a [u8], bool),
+}
+
+/// Missing values sort last, in either direction.
+fn with_missing<T>(a: Option<T>, b: Option<T>, desc: bool, cmp: impl Fn(T, T) -> Ordering) -> Ordering {
+    match (a, b) {
+        (Some(x), Some(y)) => {
+            let o = cmp(x, y);
+            if desc {
+                o.reverse()
+            } else {
+                o
+            }
+        }
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+impl Key<'_> {
+    fn cmp(&self, a: (u32, Option<f32>), b: (u32, Option<f32>)) -> Ordering {
+        let (ra, rb) = (a.0 as usize, b.0 as usize);
+        match self {
+            Key::Score(desc) => with_missing(a.1, b.1, *desc, |x: f32, y: f32| x.total_cmp(&y)),
+            Key::Keyword(c, desc) => {
+                with_missing(c.of(a.0).first(), c.of(b.0).first(), *desc, |x: &u32, y: &u32| x.cmp(y))
+            }
+            Key::Int(c, desc) => with_missing(
+                c.present.get(a.0).then(|| c.values[ra]),
+                c.present.get(b.0).then(|| c.values[rb]),
+                *desc,
+                |x: i64, y: i64| x.cmp(&y),
+            ),
+            Key::Float(c, desc) => with_missing(
+                c.present.get(a.0).then(|| c.values[ra]),
+                c.present.get(b.0).then(|| c.values[rb]),
+                *desc,
+                |x: f64, y: f64| x.total_cmp(&y),
+            ),
+            Key::Bool(c, desc) => {
+                with_missing(Some(c[ra]).filter(|v| *v != 2), Some(c[rb]).filter(|v| *v != 2), *desc, |x: u8, y: u8| {
+                    x.cmp(&y)
+                })
+            }
+        }
+    }
+}
+
+struct Order<'a> {
+    keys: Vec<Key<'a>>,
+}
+
+impl Order<'_> {
+    fn cmp(&self, a: (u32, Option<f32>), b: (u32, Option<f32>)) -> Ordering {
+        for k in &self.keys {
+            let o = k.cmp(a, b);
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        a.0.cmp(&b.0)
+    }
+}
+
+/// Runs `q` on `index`; `version` is what its cursors are tied to.
+pub(crate) fn run(index: &Index, schema: &Schema, q: &Query, version: u64) -> Result<Found, CollectionError> {
+    let filter = q.filter.compile(index, schema);
+    let fingerprint = q.fingerprint();
+    let after = match &q.cursor {
+        Some(c) => {
+            let c = Cursor::decode(c)?;
+            if c.fingerprint != fingerprint {
+                return Err(bad("cursor", "made by another query (filter, q, sort and collapse must stay the same)"));
+            }
+            if c.version != version || c.row as usize >= index.rows() {
+                return Err(CollectionError::CursorExpired { version: c.version, now: version });
+            }
+            Some((c.row, c.score))
+        }
+        None => None,
+    };
+    let scores = match &q.text {
+        Some(t) => Some(text_scores(index, t)),
+        None => None,
+    };
+    let mut sort = q.sort.clone();
+    if sort.is_empty() && scores.is_some() {
+        sort.push(SortKey { field: SCORE.into(), descending: true });
+    }
+    let order = Order {
+        keys: sort
+            .iter()
+            .filter_map(|s| {
+                if s.field == SCORE {
+                    return Some(Key::Score(s.descending));
+                }
+                Some(match index.column(&s.field)?.1 {
+                    Column::Keyword(c) => Key::Keyword(c, s.descending),
+                    Column::Int(c) => Key::Int(c, s.descending),
+                    Column::Float(c) => Key::Float(c, s.descending),
+                    Column::Bool(c) => Key::Bool(c, s.descending),
+                    _ => return None,
+                })
+            })
+            .collect(),
+    };
+    let collapse = q.collapse.as_deref().and_then(|c| match index.column(c) {
+        Some((_, Column::Keyword(k))) => Some(k),
+        _ => None,
+    });
+    let score_of = |r: u32| scores.as_ref().and_then(|s| s.get(&r).copied());
+
+    // Every match, when the answer needs them all.
+    let needs_all = q.total || !q.facets.is_empty() || scores.is_some();
+    let all: Option<Vec<u32>> = needs_all.then(|| {
+        let rows: Box<dyn Iterator<Item = u32>> = match (&scores, filter.candidates()) {
+            (Some(s), _) => {
+                let mut r: Vec<u32> = s.keys().copied().collect();
+                r.sort_unstable();
+                Box::new(r.into_iter())
+            }
+            (None, Some(c)) => Box::new(c.into_iter()),
+            (None, None) => Box::new(0..index.rows() as u32),
+        };
+        rows.filter(|&r| filter.matches(r)).collect()
+    });
+    let facets =
+        q.facets.iter().map(|f| (f.clone(), facet(index, f, all.as_deref().unwrap_or(&[]), q.facet_limit))).collect();
+    let total = if q.total { all.as_ref().map(|a| a.len() as u64) } else { None };
+
+    let want = q.limit + 1;
+    let mut rows = match (&all, walkable(index, &order, &filter, q)) {
+        (None, Some(walk)) => walk.run(&filter, &order, after, collapse, want, index.rows()),
+        _ => {
+            let matches: Vec<u32> = match all {
+                Some(a) => a,
+                None => {
+                    let c = filter.candidates();
+                    let it: Box<dyn Iterator<Item = u32>> = match c {
+                        Some(c) => Box::new(c.into_iter()),
+                        None => Box::new(0..index.rows() as u32),
+                    };
+                    it.filter(|&r| filter.matches(r)).collect()
+                }
+            };
+            let hits: Vec<(u32, Option<f32>)> = matches.into_iter().map(|r| (r, score_of(r))).collect();
+            top(hits, &order, after, collapse, want)
+        }
+    };
+    let next = if rows.len() > q.limit {
+        rows.truncate(q.limit);
+        rows.last().copied()
+    } else {
+        None
+    };
+    Ok(Found { rows, total, facets, next })
+}
+
+impl Query {
+    pub(crate) fn cursor_after(&self, version: u64, last: (u32, Option<f32>)) -> String {
+        Cursor { version, fingerprint: self.fingerprint(), row: last.0, score: last.1 }.encode()
+    }
+}
+
+/// Sorts every match and keeps the page after `after`.
+fn top(
+    mut hits: Vec<(u32, Option<f32>)>,
+    order: &Order<'_>,
+    after: Option<(u32, Option<f32>)>,
+    collapse: Option<&super::index::KeywordColumn>,
+    want: usize,
+) -> Vec<(u32, Option<f32>)> {
+    if let Some(c) = collapse {
+        // The first of each value by the sort; rows without one share a group.
+        let mut best: HashMap<u32, (u32, Option<f32>)> = HashMap::new();
+        for h in hits {
+            let v = c.of(h.0).first().copied().unwrap_or(u32::MAX);
+            best.entry(v)
+                .and_modify(|b| {
+                    if order.cmp(h, *b) == Ordering::Less {
+                        *b = h
+                    }
+                })
+                .or_insert(h);
+        }
+        hits = best.into_values().collect();
+    }
+    if let Some(a) = after {
+        hits.retain(|h| order.cmp(*h, a) == Ordering::Greater);
+    }
+    if hits.len() > want {
+        hits.select_nth_unstable_by(want - 1, |a, b| order.cmp(*a, *b));
+        hits.truncate(want);
+    }
+    hits.sort_unstable_by(|a, b| order.cmp(*a, *b));
+    hits
+}
+
+/// The rows of one numeric column in sort order, between two bounds the
+/// filter sets: the query stops after the page instead of sorting every
+/// match.
+struct Walk<'a> {
+    sorted: &'a [u32],
+    same: Box<dyn Fn(u32, u32) -> bool + 'a>,
+    descending: bool,
+    /// Rows without a value come last; none can match when the filter
+    /// bounds the column.
+    missing: Option<&'a super::index::Bits>,
+}
+
+fn walkable<'a>(index: &'a Index, order: &Order<'a>, filter: &Compiled<'a>, q: &Query) -> Option<Walk<'a>> {
+    if q.text.is_some() {
+        return None;
+    }
+    let first = q.sort.first()?;
+    let conjuncts: Vec<&Compiled<'_>> = match filter {
+        Compiled::And(v) => v.iter().collect(),
+        f => vec![f],
+    };
+    let _ = order;
+    match index.column(&first.field)?.1 {
+        Column::Int(c) => {
+            let bounds = conjuncts.iter().find_map(|f| match f {
+                Compiled::Int { col, lo, hi } if std::ptr::eq(*col, c) => Some((*lo, *hi)),
+                _ => None,
+            });
+            let sorted = match bounds {
+                Some((lo, hi)) => {
+                    let a = c.sorted.partition_point(|&r| c.values[r as usize] < lo);
+                    let b = c.sorted.partition_point(|&r| c.values[r as usize] <= hi);
+                    &c.sorted[a..b.max(a)]
+                }
+                None => &c.sorted[..],
+            };
+            Some(Walk {
+                sorted,
+                same: Box::new(move |a, b| c.values[a as usize] == c.values[b as usize]),
+                descending: first.descending,
+                missing: bounds.is_none().then_some(&c.present),
+            })
+        }
+        Column::Float(c) => Some(Walk {
+            sorted: &c.sorted,
+            same: Box::new(move |a, b| c.values[a as usize].total_cmp(&c.values[b as usize]).is_eq()),
+            descending: first.descending,
+            missing: Some(&c.present),
+        }),
+        _ => None,
+    }
+}
+
+impl Walk<'_> {
+    fn run(
+        &self,
+        filter: &Compiled<'_>,
+        order: &Order<'_>,
+        after: Option<(u32, Option<f32>)>,
+        collapse: Option<&super::index::KeywordColumn>,
+        want: usize,
+        rows: usize,
+    ) -> Vec<(u32, Option<f32>)> {
+        let mut out = Vec::with_capacity(want.min(1024));
+        let mut seen = std::collections::HashSet::new();
+        let mut run: Vec<(u32, Option<f32>)> = Vec::new();
+        // Emits one run of rows equal on the first key, in full order.
+        let mut emit = |run: &mut Vec<(u32, Option<f32>)>, out: &mut Vec<(u32, Option<f32>)>| -> bool {
+            run.sort_unstable_by(|a, b| order.cmp(*a, *b));
+            for h in run.drain(..) {
+                if let Some(c) = collapse {
+                    let v = c.of(h.0).first().copied().unwrap_or(u32::MAX);
+                    if !seen.insert(v) {
+                        continue;
+                    }
+                }
+                if after.is_some_and(|a| order.cmp(h, a) != Ordering::Greater) {
+                    continue;
+                }
+                out.push(h);
+                if out.len() >= want {
+                    return true;
+                }
+            }
+            false
+        };
+        let n = self.sorted.len();
+        let at = |k: usize| if self.descending { self.sorted[n - 1 - k] } else { self.sorted[k] };
+        // A page after a cursor starts at the cursor's value: the walk
+        // order is the first key's order, so the rows before it are a
+        // prefix (unless collapsing, which must see them for their values).
+        let mut i = match (after, collapse) {
+            (Some(a), None) => {
+                let (mut lo, mut hi) = (0, n);
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    if order.keys[0].cmp((at(mid), None), a) == Ordering::Less {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                lo
+            }
+            _ => 0,
+        };
+        while i < n {
+            let first = at(i);
+            let mut j = i;
+            while j < n && (self.same)(first, at(j)) {
+                let r = at(j);
+                if filter.matches(r) {
+                    run.push((r, None));
+                }
+                j += 1;
+            }
+            i = j;
+            if emit(&mut run, &mut out) {
+                return out;
+            }
+        }
+        if let Some(present) = self.missing {
+            run.extend((0..rows as u32).filter(|&r| !present.get(r) && filter.matches(r)).map(|r| (r, None)));
+            emit(&mut run, &mut out);
+        }
+        out
+    }
+}
+
+fn facet(index: &Index, field: &str, rows: &[u32], limit: usize) -> Vec<(String, u64)> {
+    let Some((_, Column::Keyword(c))) = index.column(field) else { return Vec::new() };
+    let mut counts = vec![0u64; c.dict.len()];
+    if rows.len() == index.rows() {
+        for (t, p) in c.postings.iter().enumerate() {
+            counts[t] = p.len() as u64;
+        }
+    } else {
+        for &r in rows {
+            for &t in c.of(r) {
+                counts[t as usize] += 1;
+            }
+        }
+    }
+    let mut out: Vec<(u32, u64)> =
+        counts.into_iter().enumerate().filter(|(_, n)| *n > 0).map(|(t, n)| (t as u32, n)).collect();
+    out.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    out.truncate(limit);
+    out.into_iter().map(|(t, n)| (c.dict[t as usize].to_string(), n)).collect()
+}
+
+/// BM25 over the text fields; a row must match every word of the query
+/// (in any text field). The last word also matches as a prefix; words of
+/// 5 letters or more match with one typo, of 9 or more with two, for a
+/// lower score.
+fn text_scores(index: &Index, text: &str) -> HashMap<u32, f32> {
+    let cols: Vec<&TextColumn> = index
+        .columns
+        .iter()
+        .filter_map(|c| match c {
+            Column::Text(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    let n = index.rows() as f32;
+    let mut total: Option<HashMap<u32, f32>> = None;
+    // Every text field's analysis of the query: words by position.
+    let per_field: Vec<Vec<String>> = cols.iter().map(|c| super::index::words(c.analyzer, text)).collect();
+    let positions = per_field.iter().map(Vec::len).max().unwrap_or(0);
+    for p in 0..positions {
+        let mut best: HashMap<u32, f32> = HashMap::new();
+        for (c, words) in cols.iter().zip(&per_field) {
+            let Some(w) = words.get(p) else { continue };
+            let last = p + 1 == words.len();
+            for (term, weight) in expand(c, w, last) {
+                let Some(post) = c.postings.get(term) else { continue };
+                #[allow(clippy::cast_precision_loss)]
+                let df = post.len() as f32;
+                let idf = ((n - df + 0.5) / (df + 0.5) + 1.0).ln();
+                for &(r, tf) in post {
+                    #[allow(clippy::cast_precision_loss)]
+                    let (tf, len) = (tf as f32, c.lens[r as usize] as f32);
+                    let s = weight * idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len / c.average_len));
+                    let e = best.entry(r).or_insert(0.0);
+                    if s > *e {
+                        *e = s;
+                    }
+                }
+            }
+        }
+        total = Some(match total {
+            None => best,
+            Some(mut t) => {
+                t.retain(|r, s| match best.get(r) {
+                    Some(b) => {
+                        *s += b;
+                        true
+                    }
+                    None => false,
+                });
+                t
+            }
+        });
+    }
+    total.unwrap_or_default()
+}
+
+/// Terms of a column a query word stands for, with a weight.
+fn expand<'a>(c: &'a TextColumn, w: &str, last: bool) -> Vec<(&'a str, f32)> {
+    let mut out: Vec<(&str, f32)> = Vec::new();
+    if let Some((k, _)) = c.postings.get_key_value(w) {
+        out.push((k, 1.0));
+    }
+    if last && !w.is_empty() {
+        let start = c.words.partition_point(|t| **t < *w);
+        for t in c.words[start..].iter().take_while(|t| t.starts_with(w)).take(64) {
+            if **t != *w {
+                out.push((t, 0.8));
+            }
+        }
+    }
+    let len = w.chars().count();
+    let typos = if len >= 9 {
+        2
+    } else if len >= 5 {
+        1
+    } else {
+        0
+    };
+    if typos > 0 {
+        let dfa = levenshtein_automata::LevenshteinAutomatonBuilder::new(typos, true).build_dfa(w);
+        for t in &c.words {
+            if t.len().abs_diff(w.len()) > usize::from(typos) || **t == *w {
+                continue;
+            }
+            if let levenshtein_automata::Distance::Exact(d) = dfa.eval(t.as_bytes()) {
+                out.push((t, if d == 1 { 0.6 } else { 0.4 }));
+            }
+        }
+    }
+    out
+}
+
+/// Integer bounds of a range filter, for callers outside this module.
+#[allow(dead_code)]
+pub(crate) fn bounds(f: &Filter, kind: FieldType) -> Option<(i64, i64)> {
+    match f {
+        Filter::Range { lower, upper, .. } => int_bounds(lower, upper, kind),
+        _ => None,
+    }
+}
