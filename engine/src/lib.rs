@@ -99,11 +99,11 @@ impl Database {
 }
 
 /// Reports the bytes read from disk as the reader consumes its input.
-struct Progress<'a, R> {
-    inner: R,
-    read: Arc<AtomicU64>,
-    reported: u64,
-    progress: &'a mut (dyn FnMut(u64) + Send),
+pub(crate) struct Progress<'a, R> {
+    pub(crate) inner: R,
+    pub(crate) read: Arc<AtomicU64>,
+    pub(crate) reported: u64,
+    pub(crate) progress: &'a mut (dyn FnMut(u64) + Send),
 }
 
 impl<R> Progress<'_, R> {

@@ -42,11 +42,11 @@ fn full(body: Bytes) -> Body {
 
 const JSON: &str = "application/json; charset=utf-8";
 
-fn respond(status: StatusCode, body: &Value) -> Response<Body> {
+pub(crate) fn respond(status: StatusCode, body: &Value) -> Response<Body> {
     respond_bytes(status, Bytes::from(body.to_string()))
 }
 
-fn respond_bytes(status: StatusCode, body: Bytes) -> Response<Body> {
+pub(crate) fn respond_bytes(status: StatusCode, body: Bytes) -> Response<Body> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
     let h = r.headers_mut();
@@ -55,7 +55,7 @@ fn respond_bytes(status: StatusCode, body: Bytes) -> Response<Body> {
     r
 }
 
-fn error(e: BadRequest) -> Response<Body> {
+pub(crate) fn error(e: BadRequest) -> Response<Body> {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
     let mut body = json!({"title": e.title});
     if let Some(d) = e.description {
@@ -114,7 +114,7 @@ impl App {
     }
 
     /// A JSON body, compressed when the client accepts it and it is worth it.
-    fn json(&self, status: StatusCode, body: Bytes, enc: Encoding) -> Response<Body> {
+    pub(crate) fn json(&self, status: StatusCode, body: Bytes, enc: Encoding) -> Response<Body> {
         let (tag, body) = self.encode(body, enc);
         self.tagged(status, tag, body)
     }
@@ -201,6 +201,8 @@ impl App {
             Route::Other => respond(StatusCode::NOT_FOUND, &json!({"title": "404 Not Found"})),
             Route::Documents => self.documents(req).await,
             Route::Snapshot => self.snapshot(req).await,
+            Route::Collections if req.method() == Method::OPTIONS => preflight("GET, PUT, POST, DELETE, OPTIONS"),
+            Route::Collections => self.collections(req, enc).await,
             _ if req.method() == Method::OPTIONS => preflight("GET, OPTIONS"),
             _ if req.method() != Method::GET && req.method() != Method::HEAD => method_not_allowed("GET, OPTIONS"),
             // The index libraries assume their files are sound; should one
@@ -611,7 +613,7 @@ impl Key {
 /// Checks `Authorization: Bearer <token>`: 401 without it, 403 with a wrong
 /// one or when the server has no token for this.
 #[allow(clippy::result_large_err)]
-fn authorize(expected: Option<&str>, req: &Request<Incoming>, what: &str) -> Result<(), Response<Body>> {
+pub(crate) fn authorize(expected: Option<&str>, req: &Request<Incoming>, what: &str) -> Result<(), Response<Body>> {
     let Some(expected) = expected else {
         return Err(bad(403, format!("This server does not accept {what}")));
     };
@@ -671,13 +673,13 @@ fn preflight(allow: &'static str) -> Response<Body> {
     r
 }
 
-fn method_not_allowed(allow: &'static str) -> Response<Body> {
+pub(crate) fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut r = respond(StatusCode::METHOD_NOT_ALLOWED, &json!({"title": "405 Method Not Allowed"}));
     r.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
     r
 }
 
-fn bad(status: u16, title: impl Into<String>) -> Response<Body> {
+pub(crate) fn bad(status: u16, title: impl Into<String>) -> Response<Body> {
     error(BadRequest { status, title: title.into(), description: None })
 }
 
@@ -690,7 +692,7 @@ struct CsvForm {
 /// Reads a whole request body of at most `max` bytes, waiting at most
 /// `idle` for each piece of it.
 #[allow(clippy::result_large_err)]
-async fn read_body(mut body: Incoming, max: usize, idle: Duration) -> Result<Bytes, Response<Body>> {
+pub(crate) async fn read_body(mut body: Incoming, max: usize, idle: Duration) -> Result<Bytes, Response<Body>> {
     let mut out = bytes::BytesMut::new();
     loop {
         let frame = match tokio::time::timeout(idle, body.frame()).await {
@@ -904,13 +906,20 @@ fn read_as(data: &[u8]) -> &'static str {
 const CHUNK: usize = 64 * 1024;
 
 /// Sends what the batch writes to the response body, 64 KiB at a time.
-struct ChannelWriter<'a> {
+pub(crate) struct ChannelWriter<'a> {
     tx: &'a mut http_body_util::channel::Sender<Bytes, BodyError>,
     handle: &'a tokio::runtime::Handle,
     buf: Vec<u8>,
 }
 
-impl ChannelWriter<'_> {
+impl<'a> ChannelWriter<'a> {
+    pub(crate) fn new(
+        tx: &'a mut http_body_util::channel::Sender<Bytes, BodyError>,
+        handle: &'a tokio::runtime::Handle,
+    ) -> ChannelWriter<'a> {
+        ChannelWriter { tx, handle, buf: Vec::with_capacity(CHUNK) }
+    }
+
     fn send(&mut self) -> std::io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
@@ -948,7 +957,7 @@ impl std::io::Write for ChannelWriter<'_> {
 /// `&` is part of the id, not the end of it. A `%` without two hex digits
 /// after it, or escapes that do not make UTF-8, name no id: refused rather
 /// than guessed at, since a guess could name another document.
-fn path_segment(raw: &str) -> Result<String, BadRequest> {
+pub(crate) fn path_segment(raw: &str) -> Result<String, BadRequest> {
     let invalid = |why: String| BadRequest { status: 400, title: "Invalid id".into(), description: Some(why) };
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

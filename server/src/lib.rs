@@ -2,6 +2,7 @@
 //! that integration tests and fuzz targets can drive the routes without a
 //! socket. The binary (`main.rs`) is the CLI around it.
 
+pub mod collections;
 pub mod compress;
 pub mod config;
 pub mod geojson;

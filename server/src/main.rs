@@ -27,14 +27,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Import files (BAN NDJSON or BAN CSV, plain or gzip) as one commit.
+    /// Import files (BAN NDJSON or BAN CSV, plain or gzip) as one commit;
+    /// with --collection, records of a collection (NDJSON, JSON, CSV).
     Import {
         /// Database directory (created if missing).
         #[arg(long, env = "CAIRN_DATA")]
         data: PathBuf,
-        /// Input format; detected from each file when absent.
-        #[arg(long, value_parser = ["ban-ndjson", "ban-csv"])]
+        /// Input format; detected from each file when absent. Addresses:
+        /// ban-ndjson, ban-csv; a collection: ndjson, json, csv.
+        #[arg(long, value_parser = ["ban-ndjson", "ban-csv", "ndjson", "json", "csv"])]
         format: Option<String>,
+        /// Import into this collection instead of the address base.
+        #[arg(long)]
+        collection: Option<String>,
+        /// The collection's schema (TOML or JSON): creates the collection,
+        /// or adds the new fields to it.
+        #[arg(long, requires = "collection")]
+        schema: Option<PathBuf>,
         /// Skip malformed lines (reported with their numbers) instead of failing.
         #[arg(long)]
         skip_invalid: bool,
@@ -196,7 +205,11 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Import { data, format, skip_invalid, files } => {
+        Command::Import { data, format, collection: Some(name), schema, skip_invalid, files } => {
+            let on_error = if skip_invalid { OnError::Skip } else { OnError::Fail };
+            import_collection(&data, &name, schema.as_deref(), format.as_deref(), on_error, &files)
+        }
+        Command::Import { data, format, collection: None, schema: _, skip_invalid, files } => {
             let format = format.map(|f| f.parse::<Format>()).transpose()?;
             let options = ImportOptions { format, on_error: if skip_invalid { OnError::Skip } else { OnError::Fail } };
             import(&data, &files, &options, false)
@@ -496,6 +509,72 @@ fn import(data: &Path, files: &[PathBuf], options: &ImportOptions, summary_on_st
     } else {
         println!("{summary}");
     }
+    Ok(())
+}
+
+fn import_collection(
+    data: &Path,
+    name: &str,
+    schema: Option<&Path>,
+    format: Option<&str>,
+    on_error: OnError,
+    files: &[PathBuf],
+) -> Result<()> {
+    use cairn::collection::{ImportFormat, Schema};
+    for f in files {
+        if !f.is_file() {
+            bail!("{}: no such file", f.display());
+        }
+    }
+    let format = match format {
+        None => None,
+        Some(f) => Some(
+            ImportFormat::parse(f).with_context(|| format!("--format {f}: a collection takes ndjson, json or csv"))?,
+        ),
+    };
+    let schema = match schema {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Some(Schema::parse(&text).with_context(|| format!("{}", p.display()))?)
+        }
+        None => None,
+    };
+    let db = Database::open(data).with_context(|| format!("opening {}", data.display()))?;
+    if schema.is_none() && db.collection(name).is_err() {
+        bail!("no collection {name:?} in {}: give its schema with --schema FILE", data.display());
+    }
+    let total: u64 = files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum();
+    let bar = progress_bar(
+        Some(total),
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+    );
+    let started = Instant::now();
+    let progress_bar = bar.clone();
+    let done = db.import_collection(name, schema.as_ref(), files, format, on_error, &mut move |n| {
+        if let Some(b) = &progress_bar {
+            b.inc(n);
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let (report, commit) = done.with_context(|| format!("import into {name} failed; the collection is unchanged"))?;
+    let mut err = std::io::stderr().lock();
+    for p in &report.problems {
+        let field = p.path.as_deref().map(|f| format!(" field {f:?}:")).unwrap_or_default();
+        let _ = writeln!(err, "skipped {}:{field} {}", p.at, p.reason);
+    }
+    if report.skipped > report.problems.len() as u64 {
+        let _ = writeln!(err, "... {} records skipped in all", report.skipped);
+    }
+    println!(
+        "imported {} records into {name} in {:.2} s ({} skipped); generation {}, {} records in the collection",
+        commit.written,
+        started.elapsed().as_secs_f64(),
+        report.skipped,
+        commit.generation,
+        commit.total
+    );
     Ok(())
 }
 

@@ -23,11 +23,12 @@ pub enum Route {
     Metrics,
     Documents,
     Snapshot,
+    Collections,
     Other,
 }
 
 impl Route {
-    const ALL: [Route; 11] = [
+    const ALL: [Route; 12] = [
         Route::Search,
         Route::Reverse,
         Route::SearchCsv,
@@ -38,6 +39,7 @@ impl Route {
         Route::Metrics,
         Route::Documents,
         Route::Snapshot,
+        Route::Collections,
         Route::Other,
     ];
 
@@ -53,6 +55,7 @@ impl Route {
             Route::Metrics => "/metrics",
             Route::Documents => "/documents",
             Route::Snapshot => "/snapshot",
+            Route::Collections => "/collections",
             Route::Other => "other",
         }
     }
@@ -72,12 +75,14 @@ impl Route {
             _ if p.starts_with("/get/") => Route::Get,
             _ if p.starts_with("/documents/") => Route::Documents,
             _ if p.starts_with("/snapshot/") => Route::Snapshot,
+            "/collections" => Route::Collections,
+            _ if p.starts_with("/collections/") => Route::Collections,
             _ => Route::Other,
         }
     }
 }
 
-const STATUSES: [u16; 16] = [200, 204, 400, 401, 403, 404, 405, 408, 413, 414, 415, 429, 431, 500, 503, 0];
+const STATUSES: [u16; 18] = [200, 201, 204, 400, 401, 403, 404, 405, 408, 409, 413, 414, 415, 429, 431, 500, 503, 0];
 /// Upper bounds of the latency buckets, in microseconds.
 const BUCKETS_US: [u64; 14] =
     [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000];

@@ -505,3 +505,55 @@ impl Database {
         Ok((out, CollectionCommit { generation, written: stats.0, deleted: stats.1, total }))
     }
 }
+
+impl Database {
+    /// Imports files into a collection in one commit, creating it with
+    /// `schema` (or changing its schema, when safe) first. Each file is
+    /// plain or gzip; its format is `format` or detected from its first
+    /// bytes. `progress` is called with the bytes read from disk.
+    pub fn import_collection(
+        &self,
+        name: &str,
+        schema: Option<&Schema>,
+        files: &[std::path::PathBuf],
+        format: Option<ImportFormat>,
+        on_error: crate::OnError,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<(ImportReport, CollectionCommit), CollectionError> {
+        if let Some(s) = schema {
+            self.put_collection(name, s)?;
+        }
+        let mut report = ImportReport::default();
+        let ((), commit) = self.write_collection(name, |w| {
+            for path in files {
+                let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let counter = read.clone();
+                let mut input = crate::import::open_input(path, move |n| {
+                    counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                })?;
+                let format = match format {
+                    Some(f) => f,
+                    None => ImportFormat::detect(
+                        std::io::BufRead::fill_buf(&mut input).map_err(|e| Error::io(path.clone(), e))?,
+                    ),
+                };
+                let mut input = crate::Progress { inner: input, read, reported: 0, progress: &mut *progress };
+                let before = report.problems.len();
+                w.import(&mut input, format, on_error, &mut report).map_err(|e| match e {
+                    CollectionError::BadRecord { at, path: field, reason } => {
+                        CollectionError::BadRecord { at: format!("{}: {at}", path.display()), path: field, reason }
+                    }
+                    CollectionError::BadInput { at, reason } => {
+                        CollectionError::BadInput { at: format!("{}: {at}", path.display()), reason }
+                    }
+                    e => e,
+                })?;
+                for p in &mut report.problems[before..] {
+                    p.at = format!("{}: {}", path.display(), p.at);
+                }
+            }
+            Ok(())
+        })?;
+        Ok((report, commit))
+    }
+}

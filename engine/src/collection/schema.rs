@@ -162,11 +162,13 @@ impl Schema {
         for (name, old) in &self.fields {
             match new.fields.get(name) {
                 None => return refuse(format!("field {name:?} would be removed: drop and re-create the collection")),
-                Some(spec) if spec != old => return refuse(format!(
+                Some(spec) if spec != old => {
+                    return refuse(format!(
                     "field {name:?} would change from {} to {}: records stored under the old one would change meaning",
                     serde_json::to_string(old).unwrap_or_default(),
                     serde_json::to_string(spec).unwrap_or_default()
-                )),
+                ))
+                }
                 Some(_) => {}
             }
         }
