@@ -830,6 +830,85 @@ fn import_killed_at_random_moments() {
     t.finish();
 }
 
+/// `cairn import --collection` of 50,000 records into a collection of
+/// 1,000, in a database that also holds addresses: after a kill the
+/// collection has exactly the old records or all the new ones, and the
+/// addresses are untouched.
+#[test]
+fn collection_import_killed_at_random_moments() {
+    let mut t = Tally::new("collection_import");
+    let all = vec![Group::new("base", 0, 100, 4)];
+    let template = t.path("template");
+    import(&template, &all[0].write_file(&t.path("base.ndjson")));
+    let schema = t.path("schema.toml");
+    fs::write(&schema, "primary_key = \"id\"\n[fields]\nid = { type = \"keyword\" }\nn = { type = \"integer\" }\nat = { type = \"date\" }\n").unwrap();
+    let records = |path: &Path, from: usize, to: usize| {
+        let mut out = String::new();
+        for i in from..to {
+            writeln!(out, r#"{{"id": "r{i:06}", "n": {i}, "at": {}}}"#, 1_796_547_600 + i).unwrap();
+        }
+        fs::write(path, out).unwrap();
+        path.to_owned()
+    };
+    let first = records(&t.path("first.ndjson"), 0, 1000);
+    let more = records(&t.path("more.ndjson"), 1000, 51_000);
+    let import_cmd = |dir: &Path, file: &Path| {
+        let mut c = bin();
+        c.args(["import", "--data", &s(dir), "--collection", "events", "--schema", &s(&schema), &s(file)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    };
+    run_timed(&mut import_cmd(&template, &first));
+    let old = Database::open_read_only(&template).unwrap().generation();
+    let cands = [Cand::new("old", old, [0]), Cand::new("new", old + 1, [0])];
+    // The collection each outcome must show: its size and a record of it.
+    let check = |dir: &Path, outcome: &str| -> Result<(), String> {
+        let db = Database::open(dir).map_err(|e| format!("reopen: {e}"))?;
+        let c = db.collection("events").map_err(|e| e.to_string())?;
+        let want = if outcome == "new" { 51_000 } else { 1000 };
+        if c.len() != want {
+            return Err(format!("{outcome}: the collection has {} records, not {want}", c.len()));
+        }
+        let probe = if outcome == "new" { "r050999" } else { "r000999" };
+        match c.get(probe).map_err(|e| e.to_string())? {
+            Some(v) if v["n"].as_u64() == probe[1..].parse().ok() => Ok(()),
+            other => Err(format!("{outcome}: {probe} is {other:?}")),
+        }
+    };
+
+    let root = t.root.path().to_owned();
+    let time_import = || {
+        let dir = root.join("timed");
+        copy_dir(&template, &dir);
+        let took = run_timed(&mut import_cmd(&dir, &more));
+        assert_eq!(check(&dir, "new"), Ok(()));
+        fs::remove_dir_all(&dir).unwrap();
+        println!("crash collection_import: the import takes {:.0} ms", took.as_secs_f64() * 1e3);
+        took
+    };
+    let mut op = Timings::default();
+    op.push(time_import());
+    for k in 1..=kills() {
+        if k % RETIME_EVERY == 0 {
+            op.push(time_import());
+        }
+        let dir = t.path(&format!("db-{k}"));
+        copy_dir(&template, &dir);
+        let delay = t.rng.delay(op.median());
+        let mut child = import_cmd(&dir, &more).spawn().unwrap();
+        let killed = kill_after(&mut child, delay);
+        if let Some(outcome) = t.after_kill(k, &killed, &dir, old, &cands, &all, &[], &[]) {
+            if let Err(e) = check(&dir, outcome) {
+                t.fail(format!("kill {k} after {:?}: {e}", killed.delay));
+            }
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+    t.op = op.median();
+    t.finish();
+}
+
 /// A server taking `POST /documents`, one commit each, killed while a
 /// client sends them one after the other.
 #[test]
