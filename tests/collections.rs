@@ -511,3 +511,112 @@ fn collections_survive_a_snapshot_and_leave_the_geocoder_alone() {
     assert_eq!(db2.collection("events").unwrap().len(), records.len());
     assert_eq!(db2.len(), 0, "no address records came from nowhere");
 }
+
+/// Optimal string alignment distance (a transposition is one edit).
+fn osa(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+#[test]
+fn text_queries_match_every_word_with_prefix_and_typos() {
+    const VOCAB: [&str; 12] = [
+        "warehouse",
+        "warehous",
+        "wharehouse",
+        "ware",
+        "capital",
+        "capitol",
+        "cap",
+        "fox",
+        "foxes",
+        "office",
+        "offices",
+        "branch",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let schema = Schema::new("id")
+        .field("note", FieldSpec::new(FieldType::Text))
+        .field("tag", FieldSpec::new(FieldType::Keyword));
+    db.put_collection("notes", &schema).unwrap();
+    let mut rng = Rng(99);
+    let mut notes = Vec::new();
+    db.write_collection("notes", |w| {
+        for i in 0..600 {
+            let words: Vec<&str> = (0..rng.below(4) + 1).map(|_| VOCAB[rng.below(12) as usize]).collect();
+            let note = words.join(if rng.chance(50) { " " } else { ", " });
+            w.put_json(json!({"id": format!("n{i:04}"), "note": note, "tag": format!("t{}", i % 3)}))?;
+            notes.push((format!("n{i:04}"), words.iter().map(|w| w.to_owned().to_owned()).collect::<Vec<String>>()));
+        }
+        Ok(())
+    })
+    .unwrap();
+    let c = db.collection("notes").unwrap();
+    for query in [
+        "warehouse",
+        "warehouse capital",
+        "capital ware",
+        "fox offic",
+        "wharehouse",
+        "capitol branch",
+        "cap",
+        "foxes fox",
+    ] {
+        let q_words: Vec<&str> = query.split(' ').collect();
+        let matches = |words: &[String]| {
+            q_words.iter().enumerate().all(|(i, w)| {
+                let last = i + 1 == q_words.len();
+                let typos = if w.len() >= 9 {
+                    2
+                } else if w.len() >= 5 {
+                    1
+                } else {
+                    0
+                };
+                words.iter().any(|t| t == w || (last && t.starts_with(w)) || osa(t, w) <= typos)
+            })
+        };
+        let mut want: Vec<&str> = notes.iter().filter(|(_, words)| matches(words)).map(|(id, _)| id.as_str()).collect();
+        want.sort_unstable();
+        let r = c.query(&Query { text: Some(query.into()), limit: 10_000, total: true, ..Query::default() }).unwrap();
+        let mut got: Vec<&str> = r.hits.iter().map(|h| h.id.as_str()).collect();
+        assert!(r.hits.windows(2).all(|w| w[0].score >= w[1].score), "{query}: by score");
+        got.sort_unstable();
+        assert_eq!(got, want, "{query}");
+        assert_eq!(r.total, Some(want.len() as u64));
+        // With a filter and paged: the same hits, each once.
+        let filter = Filter::Terms { field: "tag".into(), values: vec![json!("t1")] };
+        let mut q = Query { text: Some(query.into()), filter: filter.clone(), limit: 7, ..Query::default() };
+        let mut paged = Vec::new();
+        loop {
+            let r = c.query(&q).unwrap();
+            paged.extend(r.hits.into_iter().map(|h| h.id));
+            match r.next_cursor {
+                Some(cur) => q.cursor = Some(cur),
+                None => break,
+            }
+        }
+        let mut filtered: Vec<String> =
+            want.iter().filter(|id| id[1..].parse::<usize>().unwrap() % 3 == 1).map(|s| (*s).to_owned()).collect();
+        paged.sort();
+        filtered.sort();
+        assert_eq!(paged, filtered, "{query} paged");
+    }
+}

@@ -378,29 +378,50 @@ pub(crate) fn run(index: &Index, schema: &Schema, q: &Query, version: u64) -> Re
         Some((_, Column::Keyword(k))) => Some(k),
         _ => None,
     });
-    let score_of = |r: u32| scores.as_ref().and_then(|s| s.get(&r).copied());
+    let score_of = |r: u32| scores.as_ref().and_then(|s| s.get(r));
 
+    // With no filter and no text, counts come from the indexes themselves.
+    let everything = matches!(filter, Compiled::All) && scores.is_none();
     // Every match, when the answer needs them all.
-    let needs_all = q.total || !q.facets.is_empty() || scores.is_some();
+    let needs_all = !everything && (q.total || !q.facets.is_empty() || scores.is_some());
     let all: Option<Vec<u32>> = needs_all.then(|| {
         let rows: Box<dyn Iterator<Item = u32>> = match (&scores, filter.candidates()) {
-            (Some(s), _) => {
-                let mut r: Vec<u32> = s.keys().copied().collect();
-                r.sort_unstable();
-                Box::new(r.into_iter())
-            }
+            (Some(s), _) => Box::new(s.rows.iter().copied()),
             (None, Some(c)) => Box::new(c.into_iter()),
             (None, None) => Box::new(0..index.rows() as u32),
         };
         rows.filter(|&r| filter.matches(r)).collect()
     });
-    let facets =
-        q.facets.iter().map(|f| (f.clone(), facet(index, f, all.as_deref().unwrap_or(&[]), q.facet_limit))).collect();
-    let total = if q.total { all.as_ref().map(|a| a.len() as u64) } else { None };
+    let facets = q
+        .facets
+        .iter()
+        .map(|f| {
+            (
+                f.clone(),
+                facet(index, f, if everything { None } else { Some(all.as_deref().unwrap_or(&[])) }, q.facet_limit),
+            )
+        })
+        .collect();
+    let total = match (q.total, everything) {
+        (false, _) => None,
+        (true, true) => Some(index.rows() as u64),
+        (true, false) => all.as_ref().map(|a| a.len() as u64),
+    };
 
     let want = q.limit + 1;
-    let mut rows = match (&all, walkable(index, &order, &filter, q)) {
-        (None, Some(walk)) => walk.run(&filter, &order, after, collapse, want, index.rows()),
+    let mut rows = match walkable(index, &order, &filter, q) {
+        Some(walk) if all.is_none() => walk.run(&filter, &order, after, collapse, want, index.rows()),
+        // In id order: the first matches after the cursor, without
+        // gathering the others.
+        _ if order.keys.is_empty() && collapse.is_none() => {
+            let start = after.map_or(0, |a| a.0 + 1);
+            let it: Box<dyn Iterator<Item = u32>> = match (&all, filter.candidates()) {
+                (Some(a), _) => Box::new(a.iter().copied()),
+                (None, Some(c)) => Box::new(c.into_iter()),
+                (None, None) => Box::new(0..index.rows() as u32),
+            };
+            it.skip_while(|&r| r < start).filter(|&r| filter.matches(r)).take(want).map(|r| (r, score_of(r))).collect()
+        }
         _ => {
             let matches: Vec<u32> = match all {
                 Some(a) => a,
@@ -595,17 +616,21 @@ impl Walk<'_> {
     }
 }
 
-fn facet(index: &Index, field: &str, rows: &[u32], limit: usize) -> Vec<(String, u64)> {
+/// Counts of a keyword field's values over `rows`, or over every row.
+fn facet(index: &Index, field: &str, rows: Option<&[u32]>, limit: usize) -> Vec<(String, u64)> {
     let Some((_, Column::Keyword(c))) = index.column(field) else { return Vec::new() };
     let mut counts = vec![0u64; c.dict.len()];
-    if rows.len() == index.rows() {
-        for (t, p) in c.postings.iter().enumerate() {
-            counts[t] = p.len() as u64;
+    match rows {
+        None => {
+            for (t, p) in c.postings.iter().enumerate() {
+                counts[t] = p.len() as u64;
+            }
         }
-    } else {
-        for &r in rows {
-            for &t in c.of(r) {
-                counts[t as usize] += 1;
+        Some(rows) => {
+            for &r in rows {
+                for &t in c.of(r) {
+                    counts[t as usize] += 1;
+                }
             }
         }
     }
@@ -620,7 +645,7 @@ fn facet(index: &Index, field: &str, rows: &[u32], limit: usize) -> Vec<(String,
 /// (in any text field). The last word also matches as a prefix; words of
 /// 5 letters or more match with one typo, of 9 or more with two, for a
 /// lower score.
-fn text_scores(index: &Index, text: &str) -> HashMap<u32, f32> {
+fn text_scores(index: &Index, text: &str) -> Scores {
     let cols: Vec<&TextColumn> = index
         .columns
         .iter()
@@ -629,47 +654,82 @@ fn text_scores(index: &Index, text: &str) -> HashMap<u32, f32> {
             _ => None,
         })
         .collect();
+    #[allow(clippy::cast_precision_loss)]
     let n = index.rows() as f32;
-    let mut total: Option<HashMap<u32, f32>> = None;
-    // Every text field's analysis of the query: words by position.
+    // Every text field's analysis of the query: words by position, each
+    // with the postings it stands for.
     let per_field: Vec<Vec<String>> = cols.iter().map(|c| super::index::words(c.analyzer, text)).collect();
     let positions = per_field.iter().map(Vec::len).max().unwrap_or(0);
-    for p in 0..positions {
-        let mut best: HashMap<u32, f32> = HashMap::new();
-        for (c, words) in cols.iter().zip(&per_field) {
-            let Some(w) = words.get(p) else { continue };
-            let last = p + 1 == words.len();
-            for (term, weight) in expand(c, w, last) {
-                let Some(post) = c.postings.get(term) else { continue };
-                #[allow(clippy::cast_precision_loss)]
-                let df = post.len() as f32;
-                let idf = ((n - df + 0.5) / (df + 0.5) + 1.0).ln();
-                for &(r, tf) in post {
-                    #[allow(clippy::cast_precision_loss)]
-                    let (tf, len) = (tf as f32, c.lens[r as usize] as f32);
-                    let s = weight * idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len / c.average_len));
-                    let e = best.entry(r).or_insert(0.0);
-                    if s > *e {
-                        *e = s;
+    let mut terms: Vec<Vec<(&TextColumn, &[(u32, u32)], f32)>> = (0..positions)
+        .map(|p| {
+            let mut v = Vec::new();
+            for (c, words) in cols.iter().zip(&per_field) {
+                let Some(w) = words.get(p) else { continue };
+                for (term, weight) in expand(c, w, p + 1 == words.len()) {
+                    if let Some(post) = c.postings.get(term) {
+                        v.push((*c, post.as_slice(), weight));
                     }
                 }
             }
-        }
-        total = Some(match total {
-            None => best,
-            Some(mut t) => {
-                t.retain(|r, s| match best.get(r) {
-                    Some(b) => {
-                        *s += b;
-                        true
-                    }
-                    None => false,
-                });
-                t
+            v
+        })
+        .collect();
+    // The rarest word first: it bounds the candidates the others update.
+    terms.sort_by_key(|t| t.iter().map(|(_, p, _)| p.len()).sum::<usize>());
+    let mut dense = vec![0f32; index.rows()];
+    let mut rows: Vec<u32> = Vec::new();
+    let mut cur = vec![0f32; if positions > 1 { index.rows() } else { 0 }];
+    for (i, position) in terms.iter().enumerate() {
+        let target = if i == 0 { &mut dense } else { &mut cur };
+        let mut touched = Vec::new();
+        for (c, post, weight) in position {
+            #[allow(clippy::cast_precision_loss)]
+            let df = post.len() as f32;
+            let idf = ((n - df + 0.5) / (df + 0.5) + 1.0).ln();
+            for &(r, tf) in *post {
+                #[allow(clippy::cast_precision_loss)]
+                let (tf, len) = (tf as f32, c.lens[r as usize] as f32);
+                let s = weight * idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len / c.average_len));
+                let e = &mut target[r as usize];
+                if *e == 0.0 {
+                    touched.push(r);
+                }
+                if s > *e {
+                    *e = s;
+                }
             }
-        });
+        }
+        if i == 0 {
+            touched.sort_unstable();
+            rows = touched;
+        } else {
+            rows.retain(|&r| {
+                let b = cur[r as usize];
+                dense[r as usize] += b;
+                if b == 0.0 {
+                    dense[r as usize] = 0.0;
+                }
+                b > 0.0
+            });
+            for r in touched {
+                cur[r as usize] = 0.0;
+            }
+        }
     }
-    total.unwrap_or_default()
+    Scores { rows, dense }
+}
+
+/// Text scores: the rows that match every word, ascending, and each row's
+/// score (0 for the others).
+pub(crate) struct Scores {
+    rows: Vec<u32>,
+    dense: Vec<f32>,
+}
+
+impl Scores {
+    fn get(&self, r: u32) -> Option<f32> {
+        self.dense.get(r as usize).copied().filter(|s| *s > 0.0)
+    }
 }
 
 /// Terms of a column a query word stands for, with a weight.
