@@ -475,7 +475,7 @@ fn a_cursor_pages_through_its_own_version_while_writes_go_on() {
     }
     let q3 = Query { cursor: Some(first), ..q };
     let e = db.collection_for("events", q3.cursor.as_deref()).unwrap().query(&q3).unwrap_err();
-    assert!(matches!(e, CollectionError::CursorExpired { .. }), "{e}");
+    assert!(matches!(e, CollectionError::CursorExpired), "{e}");
 }
 
 #[test]

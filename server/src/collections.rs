@@ -33,7 +33,7 @@ use crate::http::{
 pub fn error_response(e: &CollectionError) -> Response<Body> {
     let (status, title) = match e {
         CollectionError::NotFound(_) => (StatusCode::NOT_FOUND, "404 Not Found"),
-        CollectionError::SchemaChange(_) | CollectionError::CursorExpired { .. } => (StatusCode::CONFLICT, "Conflict"),
+        CollectionError::SchemaChange(_) | CollectionError::CursorExpired => (StatusCode::CONFLICT, "Conflict"),
         CollectionError::BadRecord { .. } => (StatusCode::BAD_REQUEST, "Invalid document"),
         CollectionError::BadQuery { .. } => (StatusCode::BAD_REQUEST, "Invalid query"),
         CollectionError::Engine(cairn::Error::ReadOnly) => (StatusCode::FORBIDDEN, "Read-only"),

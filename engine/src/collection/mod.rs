@@ -65,10 +65,10 @@ pub enum CollectionError {
     BadInput { at: String, reason: String },
     #[error("query: {path}: {reason}")]
     BadQuery { path: String, reason: String },
-    /// The collection changed since the cursor was made, and the version
-    /// it pages through is no longer kept.
-    #[error("cursor: made on version {version} of the collection, which is now at {now} and no longer keeps it: start again without a cursor")]
-    CursorExpired { version: u64, now: u64 },
+    /// The collection changed since the cursor was made (or the server
+    /// restarted), and the version it pages through is no longer kept.
+    #[error("cursor: the collection changed since it was made and the version it pages through is no longer kept: start again without a cursor")]
+    CursorExpired,
     #[error(transparent)]
     Engine(#[from] Error),
 }
@@ -90,6 +90,10 @@ pub(crate) struct State {
     schema: Schema,
     /// The generation that made this version.
     version: u64,
+    /// What cursors name this version by: random, so that no other version,
+    /// in this process or after a restart or a restore (which can bring a
+    /// generation number back with other records), is ever taken for it.
+    token: u64,
     /// Unique in this process: what answers are cached under.
     epoch: u64,
     index: index::Index,
@@ -120,7 +124,8 @@ fn build(name: &str, schema: Schema, version: u64, view: StoreView) -> Result<St
         b.add(id, &record);
         Ok(())
     })?;
-    Ok(State { name: name.to_owned(), schema, version, epoch: next_epoch(), index: b.finish(), view })
+    let token = crate::store::fresh_history();
+    Ok(State { name: name.to_owned(), schema, version, token, epoch: next_epoch(), index: b.finish(), view })
 }
 
 impl Registry {
@@ -166,8 +171,8 @@ impl Registry {
         }
     }
 
-    fn at_version(&self, name: &str, version: u64) -> Option<Arc<State>> {
-        self.recent.lock().iter().rev().find(|s| s.name == name && s.version == version).cloned()
+    fn at_token(&self, name: &str, token: u64) -> Option<Arc<State>> {
+        self.recent.lock().iter().rev().find(|s| s.name == name && s.token == token).cloned()
     }
 }
 
@@ -250,15 +255,15 @@ impl Collection {
         let mut state = &self.state;
         if let Some(c) = &q.cursor {
             let v = query::Cursor::decode(c)?.version;
-            if v != state.version {
+            if v != state.token {
                 match &self.older {
-                    Some(o) if o.version == v => state = o,
-                    _ => return Err(CollectionError::CursorExpired { version: v, now: state.version }),
+                    Some(o) if o.token == v => state = o,
+                    _ => return Err(CollectionError::CursorExpired),
                 }
             }
         }
         q.check(&state.schema)?;
-        let found = query::run(&state.index, &state.schema, q, state.version)?;
+        let found = query::run(&state.index, &state.schema, q, state.token)?;
         let mut hits = Vec::with_capacity(found.rows.len());
         for (row, score) in &found.rows {
             let id = &state.index.ids[*row as usize];
@@ -275,7 +280,7 @@ impl Collection {
             hits,
             total: found.total,
             facets: found.facets,
-            next_cursor: found.next.map(|last| q.cursor_after(state.version, last)),
+            next_cursor: found.next.map(|last| q.cursor_after(state.token, last)),
             version: state.version,
         })
     }
@@ -400,8 +405,8 @@ impl Database {
     pub fn collection_for(&self, name: &str, cursor: Option<&str>) -> Result<Collection, CollectionError> {
         let mut c = self.collection(name)?;
         if let Some(v) = cursor.and_then(|c| query::Cursor::decode(c).ok()).map(|c| c.version) {
-            if v != c.state.version {
-                c.older = self.collections.at_version(name, v);
+            if v != c.state.token {
+                c.older = self.collections.at_token(name, v);
             }
         }
         Ok(c)

@@ -226,7 +226,8 @@ pub(crate) struct Found {
     pub next: Option<(u32, Option<f32>)>,
 }
 
-/// A cursor: the version it belongs to, the query it was made by and the
+/// A cursor: the version it belongs to (its token, see `State::token`),
+/// the query it was made by and the
 /// last hit it returned.
 pub(crate) struct Cursor {
     pub version: u64,
@@ -332,7 +333,7 @@ impl Order<'_> {
     }
 }
 
-/// Runs `q` on `index`; `version` is what its cursors are tied to.
+/// Runs `q` on `index`; `version` is the token its cursors are tied to.
 pub(crate) fn run(index: &Index, schema: &Schema, q: &Query, version: u64) -> Result<Found, CollectionError> {
     let filter = q.filter.compile(index, schema);
     let fingerprint = q.fingerprint();
@@ -343,7 +344,7 @@ pub(crate) fn run(index: &Index, schema: &Schema, q: &Query, version: u64) -> Re
                 return Err(bad("cursor", "made by another query (filter, q, sort and collapse must stay the same)"));
             }
             if c.version != version || c.row as usize >= index.rows() {
-                return Err(CollectionError::CursorExpired { version: c.version, now: version });
+                return Err(CollectionError::CursorExpired);
             }
             Some((c.row, c.score))
         }
