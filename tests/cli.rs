@@ -429,3 +429,40 @@ fn csv_import_errors_say_what_is_wrong_and_leave_nothing_behind() {
         stderr_of(&out)
     );
 }
+
+/// Issue 24, item 6: `search` and `reverse` print a table for a person
+/// (`--table`, the default on a terminal) and the server's GeoJSON for
+/// programs (`--json`, the default when stdout is a pipe, as here).
+#[test]
+fn search_and_reverse_print_a_table_for_people_and_json_for_programs() {
+    let dir = tempfile::tempdir().unwrap();
+    import(dir.path(), &[&fixture("small.ndjson")]);
+    let data = dir.path().display().to_string();
+    let out = cairn(&["search", "--data", &data, "--table", "--limit", "2", "rue de la republique"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["#", "score", "type", "label", "id"]);
+    assert!(lines[1].starts_with("1  0.967  street  Rue de la République 13001 Marseille  13055_0003"), "{text}");
+    // Columns line up, counted in characters (the accents are two bytes).
+    let at = |l: &str, s: &str| l[..l.find(s).unwrap()].chars().count();
+    assert_eq!(at(lines[1], "13055_0003"), at(lines[0], "id"), "{text}");
+    assert_eq!(at(lines[2], "69123_0002"), at(lines[0], "id"), "{text}");
+
+    let out = cairn(&["reverse", "--data", &data, "--table", "--lat", "45.7631", "--lon", "4.8359", "--limit", "2"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().next().unwrap().ends_with("distance"), "{text}");
+    assert!(text.contains("3 Rue de la République 69002 Lyon  69123_0002_00003"), "{text}");
+    assert!(text.lines().nth(1).unwrap().ends_with(" 0 m"), "{text}");
+
+    for flags in [vec![], vec!["--json"]] {
+        let mut args = vec!["search", "--data", &data, "--limit", "1"];
+        args.extend(flags);
+        args.push("paris");
+        let v = stdout_json(&cairn(&args));
+        assert_eq!(v["type"], "FeatureCollection");
+    }
+    let out = cairn(&["search", "--data", &data, "--json", "--table", "paris"]);
+    assert_eq!(out.status.code(), Some(2), "the two exclude each other");
+}

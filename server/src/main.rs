@@ -62,6 +62,8 @@ enum Command {
         /// Do not complete the last word as a prefix.
         #[arg(long)]
         no_autocomplete: bool,
+        #[command(flatten)]
+        output: OutputArgs,
         #[arg(required = true, num_args = 1..)]
         query: Vec<String>,
     },
@@ -143,7 +145,28 @@ enum Command {
         limit: usize,
         #[arg(long = "type")]
         kind: Vec<String>,
+        #[command(flatten)]
+        output: OutputArgs,
     },
+}
+
+/// How `search` and `reverse` print their results.
+#[derive(clap::Args)]
+struct OutputArgs {
+    /// Print the GeoJSON of the HTTP API (the default when stdout is not a terminal).
+    #[arg(long, conflicts_with = "table")]
+    json: bool,
+    /// Print a table (the default on a terminal).
+    #[arg(long)]
+    table: bool,
+}
+
+impl OutputArgs {
+    /// A person at a terminal reads a table; a pipe, a file or a script
+    /// gets the JSON, byte for byte what the server answers.
+    fn table(&self) -> bool {
+        self.table || (!self.json && std::io::stdout().is_terminal())
+    }
 }
 
 #[derive(Subcommand)]
@@ -217,7 +240,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             serve(&data, settings)
         }
-        Command::Search { data, limit, lat, lon, kind, postcode, citycode, no_autocomplete, query } => {
+        Command::Search { data, limit, lat, lon, kind, postcode, citycode, no_autocomplete, output, query } => {
             let db = Database::open_read_only(&data).with_context(|| format!("opening {}", data.display()))?;
             let q = query.join(" ");
             params::check_query(&q).map_err(|e| anyhow::anyhow!(e.title))?;
@@ -231,6 +254,10 @@ fn run(cli: Cli) -> Result<()> {
             let filters = filters(kind, postcode, citycode);
             let sq = SearchQuery { q: q.clone(), limit, autocomplete: !no_autocomplete, near, filters };
             let features = db.search(&sq)?;
+            if output.table() {
+                print!("{}", geojson::table(&features));
+                return Ok(());
+            }
             let echo = geojson::Echo { query: Some(&q), filters: &sq.filters, center: near, limit };
             println!("{}", geojson::collection(&features, &echo));
             Ok(())
@@ -300,7 +327,7 @@ fn run(cli: Cli) -> Result<()> {
             eval::run(&target, &queries, limit.clamp(1, params::MAX_LIMIT), !no_autocomplete, misses)
         }
         Command::Snapshot(cmd) => snapshot(cmd),
-        Command::Reverse { data, lat, lon, limit, kind } => {
+        Command::Reverse { data, lat, lon, limit, kind, output } => {
             let db = Database::open_read_only(&data).with_context(|| format!("opening {}", data.display()))?;
             let rq = ReverseQuery {
                 at: checked_point(lat, lon)?,
@@ -308,6 +335,10 @@ fn run(cli: Cli) -> Result<()> {
                 filters: filters(kind, vec![], vec![]),
             };
             let features = db.reverse(&rq)?;
+            if output.table() {
+                print!("{}", geojson::table(&features));
+                return Ok(());
+            }
             let echo = geojson::Echo { query: None, filters: &rq.filters, center: None, limit: rq.limit };
             println!("{}", geojson::collection(&features, &echo));
             Ok(())
