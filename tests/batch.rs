@@ -372,3 +372,37 @@ fn encodings_are_read_row_by_row_and_a_bom_goes_in_every_encoding() {
     let r = rows(&String::from_utf8(body).unwrap(), b';');
     assert_eq!((r[1][1].as_str(), r[2][1].as_str()), ("3 rue de la république", "3 rue de la république"));
 }
+
+/// Issue 24, item 5: an encoding forced on a file it does not fit is said
+/// once, with the first line: Windows-1252 bytes under `--encoding utf-8`,
+/// UTF-8 text under `--encoding latin1` (which decodes, into mojibake).
+#[test]
+fn a_forced_encoding_that_does_not_fit_is_said_with_its_first_line() {
+    let dir = db();
+    let run = |input: &[u8], encoding: &str| {
+        let mut child = Command::new(bin())
+            .args(["batch", "--data", &dir.path().display().to_string(), "--input", "-", "--output", "-"])
+            .args(["--encoding", encoding, "--columns", "adresse"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let cp1252 = b"id;adresse\n1;3 rue de la republique marseille\n2;3 all\xe9e du march\xe9\n3;r\xe9publique\n";
+    let (_, err) = run(cp1252, "utf-8");
+    assert!(err.contains("warning: --encoding utf-8 does not decode line 3 (2 rows in all)"), "{err}");
+    let utf8 = "id;adresse\n1;3 rue de la republique marseille\n2;3 rue de la république marseille\n";
+    let (out, err) = run(utf8.as_bytes(), "latin1");
+    assert!(out.contains("rÃ©publique"), "read as asked: {out}");
+    assert!(err.contains("warning: line 3 is UTF-8 read as Windows-1252 as --encoding latin1 says"), "{err}");
+    // The right encoding says nothing.
+    let (_, err) = run(utf8.as_bytes(), "utf-8");
+    assert!(!err.contains("warning"), "{err}");
+    let (_, err) = run(cp1252, "latin1");
+    assert!(!err.contains("warning"), "{err}");
+}

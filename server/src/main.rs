@@ -441,6 +441,21 @@ fn batch(db: &Database, input: &Path, output: &Path, options: &cairn::BatchOptio
     for line in &summary.first_transcoded {
         let _ = writeln!(err, "warning: line {line} is not UTF-8; read as Windows-1252 (--encoding to choose)");
     }
+    if let Some(line) = summary.first_misread {
+        // One line for a forced encoding that does not fit the file: the
+        // per-row reasons (if any) do not say that the flag is the cause.
+        let n = summary.misread;
+        let _ = match options.encoding {
+            cairn::Encoding::Utf8 => writeln!(
+                err,
+                "warning: --encoding utf-8 does not decode line {line} ({n} rows in all): they are written back as they came, unmatched; --encoding auto or latin1 reads them"
+            ),
+            _ => writeln!(
+                err,
+                "warning: line {line} is UTF-8 read as Windows-1252 as --encoding latin1 says (é becomes Ã©; {n} rows in all): --encoding auto or utf-8 reads it"
+            ),
+        };
+    }
     if summary.transcoded > summary.first_transcoded.len() as u64 {
         let _ = writeln!(err, "warning: {} rows in all were read as Windows-1252", summary.transcoded);
     }
