@@ -406,3 +406,37 @@ fn a_forced_encoding_that_does_not_fit_is_said_with_its_first_line() {
     let (_, err) = run(cp1252, "latin1");
     assert!(!err.contains("warning"), "{err}");
 }
+
+/// Issue 24, item 7: `/search/csv` ends its lines with `\r\n` as addok-csv
+/// does (the command line keeps `\n`), and a result column named like an
+/// input column is no second column of that name: as in addok-csv, the
+/// result fills the input's column when the row has one.
+#[test]
+fn csv_answers_end_lines_as_addok_csv_and_never_repeat_a_column_name() {
+    let dir = db();
+    let input =
+        b"id,adresse,latitude,result_label\n1,12 rue de la paix paris,1.5,mine\n2,nulle part zzz,2.5,mine too\n";
+    let (out, _) = batch(dir.path(), input, &["--columns", "adresse"]);
+    assert!(!out.contains('\r'), "the command line writes \\n: {out:?}");
+    let r = rows(&out, b',');
+    let mut names = r[0].clone();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), r[0].len(), "a column name twice: {:?}", r[0]);
+    assert_eq!(&r[0][..4], ["id", "adresse", "latitude", "result_label"]);
+    assert_eq!(r[0][4], "longitude", "{:?}", r[0]);
+    assert_eq!(column(&r, "latitude"), ["48.86905", "2.5"], "found: the result's; not found: the input's");
+    assert_eq!(column(&r, "result_label"), ["12 Rue de la Paix 75002 Paris", "mine too"]);
+    assert_eq!(column(&r, "result_status"), ["ok", "not-found"]);
+
+    let server = Server::serve(dir);
+    let (status, head, body) =
+        post_multipart(&server.addr, "/search/csv", &[("data", Some("in.csv"), input), ("columns", None, b"adresse")]);
+    assert_eq!(status, 200, "{head}");
+    let body = String::from_utf8(body).unwrap();
+    assert_eq!(body.matches("\r\n").count(), 3, "{body:?}");
+    assert_eq!(body.matches('\n').count(), 3, "every line ends with \\r\\n: {body:?}");
+    let r = rows(&body, b',');
+    assert_eq!(r[0].len(), 4 + 14 - 2, "two result columns went into the input's: {:?}", r[0]);
+    assert_eq!(column(&r, "latitude"), ["48.86905", "2.5"]);
+}

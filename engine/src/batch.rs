@@ -63,6 +63,9 @@ pub struct BatchOptions {
     /// Result columns to add, in this order (Addok's `result_columns`); all when empty.
     pub result_columns: Vec<String>,
     pub threads: usize,
+    /// End CSV lines with `\r\n`, as addok-csv (Python's csv module) does:
+    /// what the HTTP endpoints answer. The command line writes `\n`.
+    pub crlf: bool,
 }
 
 impl Default for BatchOptions {
@@ -79,6 +82,7 @@ impl Default for BatchOptions {
             min_score: 0.5,
             result_columns: Vec::new(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            crlf: false,
         }
     }
 }
@@ -480,8 +484,18 @@ impl Database {
         rdr.byte_headers().map_err(|e| Error::BadInput { line: 1, reason: e.to_string() })?;
         let plan = Plan::new(&headers, o)?;
         let io = |e: csv::Error| Error::Store(format!("writing output: {e}"));
-        let mut w = csv::WriterBuilder::new().delimiter(delimiter).flexible(true).from_writer(output);
-        let extra = result_selection(o)?;
+        let terminator = if o.crlf { csv::Terminator::CRLF } else { csv::Terminator::Any(b'\n') };
+        let mut w =
+            csv::WriterBuilder::new().delimiter(delimiter).terminator(terminator).flexible(true).from_writer(output);
+        let selected = result_selection(o)?;
+        // A result column named like an input column is no second column
+        // of that name (a reader keyed by name would see one of the two):
+        // as addok-csv does, the result goes into the input's column when
+        // the row has one, and the input's value stays otherwise.
+        let (into_input, extra): (Vec<_>, Vec<_>) =
+            selected.into_iter().partition(|(name, _)| headers.iter().any(|h| h == name));
+        let into_input: Vec<(usize, usize)> =
+            into_input.iter().filter_map(|(name, i)| headers.iter().position(|h| h == name).map(|c| (c, *i))).collect();
         w.write_record(headers.iter().map(String::as_str).chain(extra.iter().map(|(name, _)| *name))).map_err(io)?;
         let mut summary = BatchSummary::default();
         let mut record = csv::ByteRecord::new();
@@ -517,8 +531,13 @@ impl Database {
                         w.write_record(padded(cells, headers.len()).into_iter().chain(extra_cells)).map_err(io)?;
                     }
                     None => {
-                        let cells: Vec<&[u8]> = row.cells.iter().map(String::as_bytes).collect();
-                        w.write_record(padded(cells, headers.len()).into_iter().chain(extra_cells)).map_err(io)?;
+                        let mut cells = padded(row.cells.iter().map(String::as_bytes).collect(), headers.len());
+                        for (c, i) in &into_input {
+                            if !result[*i].is_empty() {
+                                cells[*c] = result[*i].as_bytes();
+                            }
+                        }
+                        w.write_record(cells.into_iter().chain(extra_cells)).map_err(io)?;
                     }
                 }
             }
