@@ -359,7 +359,9 @@ fn bad_serve_settings_exit_2_before_anything_is_opened() {
     let d = data.display().to_string();
     let config = root.path().join("cairn.toml");
     std::fs::write(&config, "access_log = \"xml\"\n").unwrap();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    // (flags, environment, what the message says)
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec!["--access-log", "xml"], vec![], "--access-log must be off, text or json"),
         (vec![], vec![("CAIRN_ACCESS_LOG", "xml")], "--access-log must be off, text or json"),
         (vec!["--config", config.to_str().unwrap()], vec![], "--access-log must be off, text or json"),
