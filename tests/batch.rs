@@ -205,7 +205,10 @@ fn http_csv_matches_the_cli_byte_for_byte() {
     assert!(head.to_ascii_lowercase().contains("content-type: text/csv"));
     assert!(head.contains("in.geocoded.csv"));
     let (cli, _) = batch(server.dir.path(), input, &["--columns", "adresse,ville", "--postcode", "cp"]);
-    assert_eq!(String::from_utf8(body).unwrap(), cli);
+    // The same bytes but for the line ends: addok-csv's `\r\n` over HTTP.
+    let body = String::from_utf8(body).unwrap();
+    assert_eq!(body.matches("\r\n").count(), body.matches('\n').count(), "{body:?}");
+    assert_eq!(body.replace("\r\n", "\n"), cli);
     // Trailing slash and reverse.
     let (status, _, body) =
         post_multipart(&server.addr, "/reverse/csv/", &[("data", Some("p.csv"), b"lat,lon\n48.86906,2.33156\n")]);
@@ -269,7 +272,7 @@ fn result_columns_select_and_order_the_added_columns() {
         ],
     );
     assert_eq!(status, 200);
-    assert_eq!(String::from_utf8(body).unwrap(), out);
+    assert_eq!(String::from_utf8(body).unwrap(), out.replace('\n', "\r\n"));
     let (status, _, body) = post_multipart(
         &server.addr,
         "/search/csv",
@@ -371,4 +374,72 @@ fn encodings_are_read_row_by_row_and_a_bom_goes_in_every_encoding() {
     assert!(head.to_ascii_lowercase().contains("x-cairn-input-encoding: mixed"), "{head}");
     let r = rows(&String::from_utf8(body).unwrap(), b';');
     assert_eq!((r[1][1].as_str(), r[2][1].as_str()), ("3 rue de la république", "3 rue de la république"));
+}
+
+/// Issue 24, item 5: an encoding forced on a file it does not fit is said
+/// once, with the first line: Windows-1252 bytes under `--encoding utf-8`,
+/// UTF-8 text under `--encoding latin1` (which decodes, into mojibake).
+#[test]
+fn a_forced_encoding_that_does_not_fit_is_said_with_its_first_line() {
+    let dir = db();
+    let run = |input: &[u8], encoding: &str| {
+        let mut child = Command::new(bin())
+            .args(["batch", "--data", &dir.path().display().to_string(), "--input", "-", "--output", "-"])
+            .args(["--encoding", encoding, "--columns", "adresse"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let cp1252 = b"id;adresse\n1;3 rue de la republique marseille\n2;3 all\xe9e du march\xe9\n3;r\xe9publique\n";
+    let (_, err) = run(cp1252, "utf-8");
+    assert!(err.contains("warning: --encoding utf-8 does not decode line 3 (2 rows in all)"), "{err}");
+    let utf8 = "id;adresse\n1;3 rue de la republique marseille\n2;3 rue de la république marseille\n";
+    let (out, err) = run(utf8.as_bytes(), "latin1");
+    assert!(out.contains("rÃ©publique"), "read as asked: {out}");
+    assert!(err.contains("warning: line 3 is UTF-8 read as Windows-1252 as --encoding latin1 says"), "{err}");
+    // The right encoding says nothing.
+    let (_, err) = run(utf8.as_bytes(), "utf-8");
+    assert!(!err.contains("warning"), "{err}");
+    let (_, err) = run(cp1252, "latin1");
+    assert!(!err.contains("warning"), "{err}");
+}
+
+/// Issue 24, item 7: `/search/csv` ends its lines with `\r\n` as addok-csv
+/// does (the command line keeps `\n`), and a result column named like an
+/// input column is no second column of that name: as in addok-csv, the
+/// result fills the input's column when the row has one.
+#[test]
+fn csv_answers_end_lines_as_addok_csv_and_never_repeat_a_column_name() {
+    let dir = db();
+    let input =
+        b"id,adresse,latitude,result_label\n1,12 rue de la paix paris,1.5,mine\n2,nulle part zzz,2.5,mine too\n";
+    let (out, _) = batch(dir.path(), input, &["--columns", "adresse"]);
+    assert!(!out.contains('\r'), "the command line writes \\n: {out:?}");
+    let r = rows(&out, b',');
+    let mut names = r[0].clone();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), r[0].len(), "a column name twice: {:?}", r[0]);
+    assert_eq!(&r[0][..4], ["id", "adresse", "latitude", "result_label"]);
+    assert_eq!(r[0][4], "longitude", "{:?}", r[0]);
+    assert_eq!(column(&r, "latitude"), ["48.86905", "2.5"], "found: the result's; not found: the input's");
+    assert_eq!(column(&r, "result_label"), ["12 Rue de la Paix 75002 Paris", "mine too"]);
+    assert_eq!(column(&r, "result_status"), ["ok", "not-found"]);
+
+    let server = Server::serve(dir);
+    let (status, head, body) =
+        post_multipart(&server.addr, "/search/csv", &[("data", Some("in.csv"), input), ("columns", None, b"adresse")]);
+    assert_eq!(status, 200, "{head}");
+    let body = String::from_utf8(body).unwrap();
+    assert_eq!(body.matches("\r\n").count(), 3, "{body:?}");
+    assert_eq!(body.matches('\n').count(), 3, "every line ends with \\r\\n: {body:?}");
+    let r = rows(&body, b',');
+    assert_eq!(r[0].len(), 4 + 14 - 2, "two result columns went into the input's: {:?}", r[0]);
+    assert_eq!(column(&r, "latitude"), ["48.86905", "2.5"]);
 }

@@ -294,3 +294,177 @@ fn an_id_repeated_in_one_file_keeps_the_last_version() {
     let db = cairn::Database::open_read_only(&data).unwrap();
     assert_eq!(db.len(), 2);
 }
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+/// Issue 24, item 2: a command that creates a database says so on stderr,
+/// naming it (a mistyped `--data` must not serve an empty database without
+/// a word), and a read-only command refuses a directory without one,
+/// creating nothing.
+#[test]
+fn a_new_database_is_said_and_read_only_commands_refuse_none() {
+    let root = tempfile::tempdir().unwrap();
+    let empty = root.path().join("emptydir");
+    std::fs::create_dir(&empty).unwrap();
+    let e = empty.display().to_string();
+
+    for args in [
+        vec!["search", "--data", &e, "paris"],
+        vec!["reverse", "--data", &e, "--lat", "48.8", "--lon", "2.3"],
+        vec!["batch", "--data", &e, "--input", "-", "--output", "-"],
+        vec!["snapshot", "create", "--data", &e, "--out", "/dev/null"],
+    ] {
+        let out = cairn(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stderr_of(&out).contains(&e), "{args:?}: {}", stderr_of(&out));
+        assert!(entries(&empty).is_empty(), "{args:?} created {:?}", entries(&empty));
+    }
+
+    // serve: the note comes before the banner, so it is in the log once
+    // the banner is read.
+    let log = root.path().join("serve.log");
+    let served = tempfile::tempdir().unwrap();
+    let server = Server::serve_logged(served, &[], Stdio::from(std::fs::File::create(&log).unwrap()));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let store = server.dir.path().join("store.redb");
+    assert!(text.contains(&format!("created a new, empty one ({})", store.display())), "{text}");
+    drop(server);
+
+    let out = cairn(&["import", "--data", &e, &fixture("small.ndjson").display().to_string()]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let store = empty.join("store.redb");
+    assert!(stderr_of(&out).contains(&format!("created a new one ({})", store.display())), "{}", stderr_of(&out));
+    // Once it exists, nothing more is said.
+    let out = cairn(&["import", "--data", &e, &fixture("small.csv").display().to_string()]);
+    assert!(out.status.success());
+    assert!(!stderr_of(&out).contains("note:"), "{}", stderr_of(&out));
+}
+
+/// Issue 24, item 3: a setting that cannot be is a usage error (exit 2, as
+/// clap's own), whichever of flag, environment or file gives it, found
+/// before the directory is opened or created; the docs say so.
+#[test]
+fn bad_serve_settings_exit_2_before_anything_is_opened() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("db");
+    let d = data.display().to_string();
+    let config = root.path().join("cairn.toml");
+    std::fs::write(&config, "access_log = \"xml\"\n").unwrap();
+    // (flags, environment, what the message says)
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (vec!["--access-log", "xml"], vec![], "--access-log must be off, text or json"),
+        (vec![], vec![("CAIRN_ACCESS_LOG", "xml")], "--access-log must be off, text or json"),
+        (vec!["--config", config.to_str().unwrap()], vec![], "--access-log must be off, text or json"),
+        (vec!["--replica-of", "https://127.0.0.1:9"], vec![], "--replica-of must be an http:// URL"),
+        (vec!["--poll", "soon"], vec![], "--poll"),
+    ];
+    for (args, env, message) in cases {
+        let out = Command::new(common::bin())
+            .args(["serve", "--data", &d, "--listen", "127.0.0.1:0"])
+            .args(&args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {}", stderr_of(&out));
+        assert!(stderr_of(&out).contains(message), "{args:?}: {}", stderr_of(&out));
+        assert!(out.stdout.is_empty(), "{args:?}: it served");
+        assert!(!data.exists(), "{args:?}: the directory was created");
+    }
+    let out = Command::new(common::bin()).arg("serve").env_remove("CAIRN_DATA").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+}
+
+/// Issue 24, item 4: a CSV split by another character imports; a header
+/// that lacks columns names them all and the columns found; a failed
+/// import into a directory without a database leaves it as it was; an
+/// import of nothing says so.
+#[test]
+fn csv_import_errors_say_what_is_wrong_and_leave_nothing_behind() {
+    let root = tempfile::tempdir().unwrap();
+    let csv = std::fs::read_to_string(fixture("small.csv")).unwrap();
+    let comma = root.path().join("comma.csv");
+    std::fs::write(&comma, csv.replace(';', ",")).unwrap();
+    let db = root.path().join("db");
+    let out = cairn(&["import", "--data", &db.display().to_string(), &comma.display().to_string()]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported 6 documents"));
+
+    let bad = root.path().join("bad.csv");
+    std::fs::write(&bad, "id;numero;voie;code_postal;lat\n1;2;x;49300;47\n").unwrap();
+    // A directory that did not exist, and one that holds a file of the user's.
+    let fresh = root.path().join("fresh");
+    let kept = root.path().join("kept");
+    std::fs::create_dir(&kept).unwrap();
+    std::fs::write(kept.join("notes.txt"), "mine").unwrap();
+    for dir in [&fresh, &kept] {
+        let out = cairn(&["import", "--data", &dir.display().to_string(), &bad.display().to_string()]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr_of(&out);
+        assert!(
+            err.contains("missing columns nom_voie, code_insee, nom_commune, lon (the header, split by ';', has 5 columns: id, numero, voie, code_postal, lat)"),
+            "{err}"
+        );
+        assert!(err.contains("nothing was created"), "{err}");
+    }
+    assert!(!fresh.exists(), "{:?}", entries(&fresh));
+    assert_eq!(entries(&kept), ["notes.txt"]);
+
+    // A header and no rows: imported, and said.
+    let header_only = root.path().join("header.csv");
+    std::fs::write(&header_only, csv.lines().next().unwrap()).unwrap();
+    let out = cairn(&["import", "--data", &db.display().to_string(), &header_only.display().to_string()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stderr_of(&out).contains("warning: no documents imported: the input holds no records"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+/// Issue 24, item 6: `search` and `reverse` print a table for a person
+/// (`--table`, the default on a terminal) and the server's GeoJSON for
+/// programs (`--json`, the default when stdout is a pipe, as here).
+#[test]
+fn search_and_reverse_print_a_table_for_people_and_json_for_programs() {
+    let dir = tempfile::tempdir().unwrap();
+    import(dir.path(), &[&fixture("small.ndjson")]);
+    let data = dir.path().display().to_string();
+    let out = cairn(&["search", "--data", &data, "--table", "--limit", "2", "rue de la republique"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["#", "score", "type", "label", "id"]);
+    assert!(lines[1].starts_with("1  0.967  street  Rue de la République 13001 Marseille  13055_0003"), "{text}");
+    // Columns line up, counted in characters (the accents are two bytes).
+    let at = |l: &str, s: &str| l[..l.find(s).unwrap()].chars().count();
+    assert_eq!(at(lines[1], "13055_0003"), at(lines[0], "id"), "{text}");
+    assert_eq!(at(lines[2], "69123_0002"), at(lines[0], "id"), "{text}");
+
+    let out = cairn(&["reverse", "--data", &data, "--table", "--lat", "45.7631", "--lon", "4.8359", "--limit", "2"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().next().unwrap().ends_with("distance"), "{text}");
+    assert!(text.contains("3 Rue de la République 69002 Lyon  69123_0002_00003"), "{text}");
+    assert!(text.lines().nth(1).unwrap().ends_with(" 0 m"), "{text}");
+
+    for flags in [vec![], vec!["--json"]] {
+        let mut args = vec!["search", "--data", &data, "--limit", "1"];
+        args.extend(flags);
+        args.push("paris");
+        let v = stdout_json(&cairn(&args));
+        assert_eq!(v["type"], "FeatureCollection");
+    }
+    let out = cairn(&["search", "--data", &data, "--json", "--table", "paris"]);
+    assert_eq!(out.status.code(), Some(2), "the two exclude each other");
+}

@@ -198,6 +198,7 @@ fn the_cli_imports_a_collection_that_a_server_then_serves() {
         &data.display().to_string(),
     ]);
     assert!(!out.status.success());
+    assert_eq!(std::fs::read_dir(db.path()).unwrap().count(), 0, "a failed import leaves no database behind");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("line 2: field \"score\""),
         "{}",

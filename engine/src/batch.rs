@@ -63,6 +63,9 @@ pub struct BatchOptions {
     /// Result columns to add, in this order (Addok's `result_columns`); all when empty.
     pub result_columns: Vec<String>,
     pub threads: usize,
+    /// End CSV lines with `\r\n`, as addok-csv (Python's csv module) does:
+    /// what the HTTP endpoints answer. The command line writes `\n`.
+    pub crlf: bool,
 }
 
 impl Default for BatchOptions {
@@ -79,6 +82,7 @@ impl Default for BatchOptions {
             min_score: 0.5,
             result_columns: Vec::new(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            crlf: false,
         }
     }
 }
@@ -96,6 +100,13 @@ pub struct BatchSummary {
     /// [`Encoding::Auto`]): count and the first lines.
     pub transcoded: u64,
     pub first_transcoded: Vec<u64>,
+    /// Rows the encoding asked for does not fit: not valid UTF-8 under
+    /// [`Encoding::Utf8`] (those are also malformed), valid UTF-8 with
+    /// non-ASCII characters under [`Encoding::Latin1`] (read so, `é`
+    /// becomes `Ã©`). Count and the first line, for one warning that says
+    /// the encoding forced is likely wrong.
+    pub misread: u64,
+    pub first_misread: Option<u64>,
 }
 
 /// How many lines of each kind a summary names.
@@ -107,6 +118,11 @@ impl BatchSummary {
         if self.first_malformed.len() < FIRST_LINES {
             self.first_malformed.push((line, reason));
         }
+    }
+
+    fn note_misread(&mut self, line: u64) {
+        self.misread += 1;
+        self.first_misread.get_or_insert(line);
     }
 
     fn note_transcoded(&mut self, line: u64) {
@@ -157,6 +173,9 @@ enum Decoded {
     Transcoded(Vec<String>),
     /// Not UTF-8 where only UTF-8 was asked for.
     Undecodable,
+    /// Read as Windows-1252 as asked, though it is UTF-8 with non-ASCII
+    /// characters: most likely the wrong encoding was forced.
+    Misread(Vec<String>),
 }
 
 /// The fields of one row as text, all in one encoding: a row that is not
@@ -164,7 +183,16 @@ enum Decoded {
 fn decode_row<'a>(fields: impl Iterator<Item = &'a [u8]> + Clone, encoding: Encoding) -> Decoded {
     let utf8 = || fields.clone().map(|f| std::str::from_utf8(f).map(str::to_owned)).collect::<Result<Vec<_>, _>>();
     match encoding {
-        Encoding::Latin1 => Decoded::Text(fields.map(cp1252).collect()),
+        Encoding::Latin1 => {
+            let utf8_text =
+                fields.clone().any(|f| !f.is_ascii()) && fields.clone().all(|f| std::str::from_utf8(f).is_ok());
+            let text = fields.map(cp1252).collect();
+            if utf8_text {
+                Decoded::Misread(text)
+            } else {
+                Decoded::Text(text)
+            }
+        }
         Encoding::Utf8 => utf8().map_or(Decoded::Undecodable, Decoded::Text),
         Encoding::Auto => match utf8() {
             Ok(text) => Decoded::Text(text),
@@ -202,7 +230,7 @@ pub fn read_header(head: &[u8], options: &BatchOptions) -> Result<(Vec<String>, 
     let mut record = csv::ByteRecord::new();
     rdr.read_byte_record(&mut record).map_err(|e| Error::BadInput { line: 1, reason: e.to_string() })?;
     let header = match decode_row(record.iter(), options.encoding) {
-        Decoded::Text(h) | Decoded::Transcoded(h) => h,
+        Decoded::Text(h) | Decoded::Transcoded(h) | Decoded::Misread(h) => h,
         Decoded::Undecodable => {
             return Err(Error::BadInput { line: 1, reason: "the header is not valid UTF-8: say its encoding".into() })
         }
@@ -456,8 +484,18 @@ impl Database {
         rdr.byte_headers().map_err(|e| Error::BadInput { line: 1, reason: e.to_string() })?;
         let plan = Plan::new(&headers, o)?;
         let io = |e: csv::Error| Error::Store(format!("writing output: {e}"));
-        let mut w = csv::WriterBuilder::new().delimiter(delimiter).flexible(true).from_writer(output);
-        let extra = result_selection(o)?;
+        let terminator = if o.crlf { csv::Terminator::CRLF } else { csv::Terminator::Any(b'\n') };
+        let mut w =
+            csv::WriterBuilder::new().delimiter(delimiter).terminator(terminator).flexible(true).from_writer(output);
+        let selected = result_selection(o)?;
+        // A result column named like an input column is no second column
+        // of that name (a reader keyed by name would see one of the two):
+        // as addok-csv does, the result goes into the input's column when
+        // the row has one, and the input's value stays otherwise.
+        let (into_input, extra): (Vec<_>, Vec<_>) =
+            selected.into_iter().partition(|(name, _)| headers.iter().any(|h| h == name));
+        let into_input: Vec<(usize, usize)> =
+            into_input.iter().filter_map(|(name, i)| headers.iter().position(|h| h == name).map(|c| (c, *i))).collect();
         w.write_record(headers.iter().map(String::as_str).chain(extra.iter().map(|(name, _)| *name))).map_err(io)?;
         let mut summary = BatchSummary::default();
         let mut record = csv::ByteRecord::new();
@@ -493,8 +531,13 @@ impl Database {
                         w.write_record(padded(cells, headers.len()).into_iter().chain(extra_cells)).map_err(io)?;
                     }
                     None => {
-                        let cells: Vec<&[u8]> = row.cells.iter().map(String::as_bytes).collect();
-                        w.write_record(padded(cells, headers.len()).into_iter().chain(extra_cells)).map_err(io)?;
+                        let mut cells = padded(row.cells.iter().map(String::as_bytes).collect(), headers.len());
+                        for (c, i) in &into_input {
+                            if !result[*i].is_empty() {
+                                cells[*c] = result[*i].as_bytes();
+                            }
+                        }
+                        w.write_record(cells.into_iter().chain(extra_cells)).map_err(io)?;
                     }
                 }
             }
@@ -541,11 +584,16 @@ impl Database {
                 line_no += 1;
                 let text = match decode_row(std::iter::once(&buf[..]), o.encoding) {
                     Decoded::Text(mut t) => t.pop().unwrap_or_default(),
+                    Decoded::Misread(mut t) => {
+                        summary.note_misread(line_no);
+                        t.pop().unwrap_or_default()
+                    }
                     Decoded::Transcoded(mut t) => {
                         summary.note_transcoded(line_no);
                         t.pop().unwrap_or_default()
                     }
                     Decoded::Undecodable => {
+                        summary.note_misread(line_no);
                         summary.note_malformed(line_no, "not valid UTF-8".into());
                         rows.push(Row { cells: Vec::new(), ok: false, raw: None });
                         objects.push(None);
@@ -621,11 +669,16 @@ fn csv_row(record: &csv::ByteRecord, width: usize, encoding: Encoding, summary: 
     let line = record.position().map_or(0, |p| p.line());
     let cells = match decode_row(record.iter(), encoding) {
         Decoded::Text(cells) => cells,
+        Decoded::Misread(cells) => {
+            summary.note_misread(line);
+            cells
+        }
         Decoded::Transcoded(cells) => {
             summary.note_transcoded(line);
             cells
         }
         Decoded::Undecodable => {
+            summary.note_misread(line);
             summary.note_malformed(line, "not valid UTF-8 (use the auto or latin1 encoding)".into());
             return Row { cells: Vec::new(), ok: false, raw: Some(record.clone()) };
         }
@@ -666,13 +719,17 @@ mod tests {
             Decoded::Text(t) => ("text", t),
             Decoded::Transcoded(t) => ("transcoded", t),
             Decoded::Undecodable => ("undecodable", Vec::new()),
+            Decoded::Misread(t) => ("misread", t),
         };
         let latin: &[&[u8]] = &[b"rue de l'\xe9glise \x80", "caf\u{e9}".as_bytes()];
         assert_eq!(row(latin, Encoding::Auto), ("transcoded", vec!["rue de l'église €".into(), "cafÃ©".into()]));
         assert_eq!(row(latin, Encoding::Utf8).0, "undecodable");
         let utf8: &[&[u8]] = &["église".as_bytes()];
         assert_eq!(row(utf8, Encoding::Auto), ("text", vec!["église".to_owned()]));
-        assert_eq!(row(utf8, Encoding::Latin1), ("text", vec!["Ã©glise".to_owned()]));
+        // Read as asked, and marked: UTF-8 read as Windows-1252 is mojibake.
+        assert_eq!(row(utf8, Encoding::Latin1), ("misread", vec!["Ã©glise".to_owned()]));
+        let ascii: &[&[u8]] = &[b"rue"];
+        assert_eq!(row(ascii, Encoding::Latin1).0, "text");
         let o = BatchOptions::default();
         assert_eq!(
             read_header(b"\xef\xbb\xbfid;adresse\r\nx", &o).unwrap(),

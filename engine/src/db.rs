@@ -172,6 +172,12 @@ pub struct Database {
 }
 
 impl Database {
+    /// The file whose presence makes `dir` a database: what [`Database::open`]
+    /// creates when it is missing, so that a command can say it did.
+    pub fn store_path(dir: impl AsRef<Path>) -> PathBuf {
+        dir.as_ref().join(STORE_FILE)
+    }
+
     /// Opens (creating if needed) a database for reading and writing. Only
     /// one process may hold it so; finishes any commit a crash interrupted.
     pub fn open(dir: impl AsRef<Path>) -> Result<Database> {

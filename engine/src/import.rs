@@ -413,34 +413,88 @@ fn department(citycode: &str) -> &str {
 /// The columns BAN CSV needs.
 const CSV_COLUMNS: [&str; 8] = ["id", "numero", "nom_voie", "code_postal", "code_insee", "nom_commune", "lon", "lat"];
 
+/// The delimiters a BAN CSV may come split by: `;` is BAN's own, the others
+/// are what a spreadsheet or a script writes when it saves the file again.
+const CSV_DELIMITERS: [u8; 4] = [b';', b',', b'\t', b'|'];
+
+/// A header cell as a column name (a UTF-8 BOM and spaces are no part of it).
+fn column_name(h: &str) -> &str {
+    h.trim_start_matches('\u{feff}').trim()
+}
+
+/// The delimiter of a BAN CSV, read from its header line before any column
+/// is looked for: the one whose split finds the most needed columns (`;`
+/// first on a tie, so a file with none is reported as BAN's own format).
+fn csv_delimiter(head: &[u8]) -> u8 {
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let found = |d: u8| {
+        let mut rdr = csv::ReaderBuilder::new().delimiter(d).has_headers(false).from_reader(line);
+        let mut record = csv::StringRecord::new();
+        match rdr.read_record(&mut record) {
+            Ok(true) => CSV_COLUMNS.iter().filter(|c| record.iter().any(|h| column_name(h) == **c)).count(),
+            _ => 0,
+        }
+    };
+    let mut best = (CSV_DELIMITERS[0], found(CSV_DELIMITERS[0]));
+    for d in &CSV_DELIMITERS[1..] {
+        let n = found(*d);
+        if n > best.1 {
+            best = (*d, n);
+        }
+    }
+    best.0
+}
+
+/// How a delimiter is named in a message.
+fn delimiter_name(d: u8) -> String {
+    match d {
+        b'\t' => "tab".into(),
+        d => format!("{:?}", d as char),
+    }
+}
+
 /// The positions of the needed columns, or an error naming every missing
-/// one (and the likely reason when the header is split by another
-/// character than `;`).
-fn csv_columns(headers: &csv::StringRecord) -> Result<[usize; 8]> {
-    let col = |name: &str| headers.iter().position(|h| h.trim_start_matches('\u{feff}').trim() == name);
+/// one and the columns the header has.
+fn csv_columns(headers: &csv::StringRecord, delimiter: u8) -> Result<[usize; 8]> {
+    let col = |name: &str| headers.iter().position(|h| column_name(h) == name);
     let missing: Vec<&str> = CSV_COLUMNS.iter().copied().filter(|c| col(c).is_none()).collect();
     if missing.is_empty() {
         return Ok(CSV_COLUMNS.map(|c| col(c).unwrap_or_default()));
     }
-    let mut reason = format!("missing column{} {}", if missing.len() > 1 { "s" } else { "" }, missing.join(", "));
-    let first = headers.get(0).unwrap_or("");
-    if headers.len() == 1 {
-        if let Some(d) = [',', '\t', '|'].into_iter().find(|d| first.contains(*d)) {
-            reason.push_str(&format!(" (the header is split by {d:?}: BAN CSV is separated by ';')"));
-        }
+    // A header that is no header (a data line) must not make a message of
+    // thousands of columns.
+    let mut found: Vec<&str> = headers.iter().map(column_name).take(40).collect();
+    if headers.len() > found.len() {
+        found.push("...");
     }
+    let reason = format!(
+        "missing column{} {} (the header, split by {}, has {} column{}: {})",
+        if missing.len() > 1 { "s" } else { "" },
+        missing.join(", "),
+        delimiter_name(delimiter),
+        headers.len(),
+        if headers.len() > 1 { "s" } else { "" },
+        found.join(", ")
+    );
     Err(Error::BadInput { line: 1, reason })
 }
 
-fn read_ban_csv(input: impl BufRead, on_error: OnError, skipped: &mut Skipped, sink: &mut Sink<'_>) -> Result<Derived> {
-    let mut rdr = csv::ReaderBuilder::new().delimiter(b';').flexible(true).from_reader(input);
+fn read_ban_csv(
+    mut input: impl BufRead,
+    on_error: OnError,
+    skipped: &mut Skipped,
+    sink: &mut Sink<'_>,
+) -> Result<Derived> {
+    let head = input.fill_buf().map_err(|e| unreadable(1, e))?;
+    let delimiter = csv_delimiter(head);
+    let mut rdr = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(input);
     let headers = match rdr.headers() {
         Ok(h) => h.clone(),
         Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => return Err(unreadable(1, e)),
         Err(e) => return Err(Error::BadInput { line: 1, reason: e.to_string() }),
     };
-    let [c_id, c_num, c_voie, c_cp, c_insee, c_commune, c_lon, c_lat] = csv_columns(&headers)?;
-    let col = |name: &str| headers.iter().position(|h| h.trim_start_matches('\u{feff}').trim() == name);
+    let [c_id, c_num, c_voie, c_cp, c_insee, c_commune, c_lon, c_lat] = csv_columns(&headers, delimiter)?;
+    let col = |name: &str| headers.iter().position(|h| column_name(h) == name);
     let (c_fantoir, c_rep, c_x, c_y) = (col("id_fantoir"), col("rep"), col("x"), col("y"));
     let mut derived = Derived::default();
     let mut record = csv::StringRecord::new();
@@ -575,6 +629,29 @@ bad;49099_0136;41;;Avenue des Bruyères;49300;49099;Cholet;;;;;abc;47.0837;entr�
         // Streets and communes are derived at commit, from every row.
         assert_eq!(derived.streets["49099_0136"].name, "Avenue des Bruyères");
         assert_eq!(derived.communes["49099"].city, "Cholet");
+    }
+
+    /// Issue 24, item 4: the delimiter is found before the columns are
+    /// looked for, so a BAN CSV saved again by a spreadsheet (`,`, tab)
+    /// imports; a header that lacks columns names them all, with the
+    /// columns it has.
+    #[test]
+    fn ban_csv_delimiter_is_detected_before_the_header_is_checked() {
+        let rows = "id;numero;nom_voie;code_postal;code_insee;nom_commune;lon;lat\n\
+49099_0136_00037;37;Avenue des Bruyères;49300;49099;Cholet;-0.879363;47.083655\n";
+        for d in [",", "\t", "|"] {
+            let (r, recs, _) = collect(&rows.replace(';', d), Format::BanCsv, OnError::Fail);
+            r.unwrap_or_else(|e| panic!("split by {d:?}: {e}"));
+            assert_eq!(recs.len(), 1, "split by {d:?}");
+            assert_eq!(recs[0].id, "49099_0136_00037");
+            assert_eq!(recs[0].get("housenumber"), Some(&Value::Str("37".into())));
+        }
+        let (r, _, _) = collect("id,numero,voie,code_postal,lat\n1,2,x,49300,47\n", Format::BanCsv, OnError::Fail);
+        let Err(Error::BadInput { line: 1, reason }) = r else { panic!("{r:?}") };
+        assert_eq!(
+            reason,
+            "missing columns nom_voie, code_insee, nom_commune, lon (the header, split by ',', has 5 columns: id, numero, voie, code_postal, lat)"
+        );
     }
 
     #[test]

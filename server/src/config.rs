@@ -8,8 +8,28 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Deserialize;
+
+/// A setting given a value it cannot take, wherever it came from (flag,
+/// environment, file): the command line's mistake, so `cairn` exits 2 as
+/// clap does for its own usage errors, before opening anything.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+macro_rules! usage {
+    ($($t:tt)*) => {
+        return Err(UsageError(format!($($t)*)).into())
+    };
+}
 
 /// Settings of `cairn serve`. Every field is optional here: what is not
 /// given by a flag or the environment is taken from `--config`, then from
@@ -153,13 +173,14 @@ fn duration(name: &str, v: &str) -> Result<Duration> {
     if v.trim() == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(v.trim()).with_context(|| format!("{name}: {v:?} is not a duration such as 500ms or 10s"))
+    humantime::parse_duration(v.trim())
+        .map_err(|e| UsageError(format!("{name}: {v:?} is not a duration such as 500ms or 10s: {e}")).into())
 }
 
 impl ServeArgs {
     fn read_file(path: &Path) -> Result<ServeArgs> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("in {}", path.display()))
+        toml::from_str(&text).map_err(|e| UsageError(format!("in {}: {e}", path.display())).into())
     }
 
     /// Applies the file under the flags and environment, then the defaults.
@@ -187,11 +208,11 @@ impl ServeArgs {
             None => Duration::from_secs(10),
         };
         let rate = match pick!(rate_limit) {
-            Some(r) if !(r.is_finite() && r >= 0.0) => bail!("--rate-limit must be a number of requests per second"),
+            Some(r) if !(r.is_finite() && r >= 0.0) => usage!("--rate-limit must be a number of requests per second"),
             Some(r) if r > 0.0 => {
                 let burst = pick!(rate_burst).unwrap_or((2.0 * r).ceil().max(1.0) as u32);
                 if burst == 0 {
-                    bail!("--rate-burst must be at least 1");
+                    usage!("--rate-burst must be at least 1");
                 }
                 Some((r, burst))
             }
@@ -201,21 +222,21 @@ impl ServeArgs {
             None | Some("off") => AccessLog::Off,
             Some("text") => AccessLog::Text,
             Some("json") => AccessLog::Json,
-            Some(other) => bail!("--access-log must be off, text or json, not {other:?}"),
+            Some(other) => usage!("--access-log must be off, text or json, not {other:?}"),
         };
         let replica_of = pick!(replica_of).map(|u| u.trim_end_matches('/').to_owned());
         if let Some(url) = &replica_of {
-            crate::replica::check_url(url)?;
+            crate::replica::check_url(url).map_err(|e| UsageError(format!("{e:#}")))?;
         }
         if pick!(write_token).is_some_and(|t| !t.is_empty()) && replica_of.is_some() {
-            bail!(
+            usage!(
                 "a replica follows its primary and takes no writes: --write-token and --replica-of exclude each other"
             );
         }
         let cache_bytes = pick!(cache_bytes).unwrap_or(64 << 20);
         let max_limit = pick!(max_limit).unwrap_or(d.max_limit);
         if max_limit == 0 {
-            bail!("--max-limit must be at least 1");
+            usage!("--max-limit must be at least 1");
         }
         Ok(Settings {
             data: pick!(data),

@@ -164,6 +164,61 @@ pub fn collection_bytes(features: &[Feature], echo: &Echo<'_>) -> Vec<u8> {
     serde_json::to_vec(&collection(features, echo)).unwrap_or_default()
 }
 
+/// Results as a short table for a person at a terminal: rank, score, type,
+/// label, id, and the distance when a point was given. Columns are padded
+/// to their widest cell, counted in characters (labels have accents).
+pub fn table(features: &[Feature]) -> String {
+    if features.is_empty() {
+        return "no results\n".to_owned();
+    }
+    let text = |p: Option<&Prop>| match p {
+        Some(Prop::Str(s)) => s.clone(),
+        Some(Prop::Int(i)) => i.to_string(),
+        Some(Prop::Num(n)) if n.is_finite() => n.to_string(),
+        Some(Prop::Bool(b)) => b.to_string(),
+        _ => String::new(),
+    };
+    let with_distance = features.iter().any(|f| f.prop("distance").is_some());
+    let mut rows = vec![["#", "score", "type", "label", "id", "distance"].map(str::to_owned).to_vec()];
+    for (i, f) in features.iter().enumerate() {
+        let distance = match f.prop("distance") {
+            Some(Prop::Int(m)) => format!("{m} m"),
+            other => text(other),
+        };
+        rows.push(vec![
+            (i + 1).to_string(),
+            format!("{:.3}", f.score),
+            text(f.prop("type")),
+            text(f.prop("label")),
+            text(f.prop("id")),
+            distance,
+        ]);
+    }
+    let columns = if with_distance { 6 } else { 5 };
+    let widths: Vec<usize> =
+        (0..columns).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for c in 0..columns {
+            let cell = &row[c];
+            let pad = widths[c] - cell.chars().count();
+            // Numbers to the right, words to the left.
+            if matches!(c, 0 | 1 | 5) {
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad));
+            }
+            line.push_str("  ");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -765,7 +765,8 @@ fn csv_options(form: &CsvForm, data: &[u8], reverse: bool) -> Result<cairn::Batc
     let all = |k: &str| -> Vec<String> {
         form.fields.iter().filter(|(n, _)| n == k).map(|(_, v)| v.trim().to_owned()).filter(|v| !v.is_empty()).collect()
     };
-    let mut options = cairn::BatchOptions::default();
+    // addok-csv's line ends: a client that splits on "\r\n" sees no change.
+    let mut options = cairn::BatchOptions { crlf: true, ..cairn::BatchOptions::default() };
     if let Some(d) = form.fields.iter().rev().find(|(n, _)| n == "delimiter").map(|(_, v)| v.as_str()) {
         match form_delimiter(d) {
             Some(b) => options.delimiter = Some(b),

@@ -71,6 +71,8 @@ enum Command {
         /// Do not complete the last word as a prefix.
         #[arg(long)]
         no_autocomplete: bool,
+        #[command(flatten)]
+        output: OutputArgs,
         #[arg(required = true, num_args = 1..)]
         query: Vec<String>,
     },
@@ -152,7 +154,28 @@ enum Command {
         limit: usize,
         #[arg(long = "type")]
         kind: Vec<String>,
+        #[command(flatten)]
+        output: OutputArgs,
     },
+}
+
+/// How `search` and `reverse` print their results.
+#[derive(clap::Args)]
+struct OutputArgs {
+    /// Print the GeoJSON of the HTTP API (the default when stdout is not a terminal).
+    #[arg(long, conflicts_with = "table")]
+    json: bool,
+    /// Print a table (the default on a terminal).
+    #[arg(long)]
+    table: bool,
+}
+
+impl OutputArgs {
+    /// A person at a terminal reads a table; a pipe, a file or a script
+    /// gets the JSON, byte for byte what the server answers.
+    fn table(&self) -> bool {
+        self.table || (!self.json && std::io::stdout().is_terminal())
+    }
 }
 
 #[derive(Subcommand)]
@@ -198,6 +221,13 @@ fn main() {
         }
     }
     if let Err(e) = run(cli) {
+        // A bad setting is a usage error, whichever of flag, environment or
+        // file gave it: exit 2 as clap does for its own, so that scripts
+        // and supervisors tell a wrong command from a failure at run time.
+        if e.downcast_ref::<config::UsageError>().is_some() {
+            eprintln!("error: {e:#}\n\nFor more information, try '--help'.");
+            std::process::exit(2);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -219,11 +249,11 @@ fn run(cli: Cli) -> Result<()> {
             let data = match (&settings.data, settings.demo) {
                 (Some(d), false) => d.clone(),
                 (d, true) => prepare_demo(d.clone())?,
-                (None, false) => bail!("--data DIR or --demo is required"),
+                (None, false) => return Err(config::UsageError("--data DIR or --demo is required".into()).into()),
             };
             serve(&data, settings)
         }
-        Command::Search { data, limit, lat, lon, kind, postcode, citycode, no_autocomplete, query } => {
+        Command::Search { data, limit, lat, lon, kind, postcode, citycode, no_autocomplete, output, query } => {
             let db = Database::open_read_only(&data).with_context(|| format!("opening {}", data.display()))?;
             let q = query.join(" ");
             params::check_query(&q).map_err(|e| anyhow::anyhow!(e.title))?;
@@ -237,6 +267,10 @@ fn run(cli: Cli) -> Result<()> {
             let filters = filters(kind, postcode, citycode);
             let sq = SearchQuery { q: q.clone(), limit, autocomplete: !no_autocomplete, near, filters };
             let features = db.search(&sq)?;
+            if output.table() {
+                print!("{}", geojson::table(&features));
+                return Ok(());
+            }
             let echo = geojson::Echo { query: Some(&q), filters: &sq.filters, center: near, limit };
             println!("{}", geojson::collection(&features, &echo));
             Ok(())
@@ -306,7 +340,7 @@ fn run(cli: Cli) -> Result<()> {
             eval::run(&target, &queries, limit.clamp(1, params::MAX_LIMIT), !no_autocomplete, misses)
         }
         Command::Snapshot(cmd) => snapshot(cmd),
-        Command::Reverse { data, lat, lon, limit, kind } => {
+        Command::Reverse { data, lat, lon, limit, kind, output } => {
             let db = Database::open_read_only(&data).with_context(|| format!("opening {}", data.display()))?;
             let rq = ReverseQuery {
                 at: checked_point(lat, lon)?,
@@ -314,6 +348,10 @@ fn run(cli: Cli) -> Result<()> {
                 filters: filters(kind, vec![], vec![]),
             };
             let features = db.reverse(&rq)?;
+            if output.table() {
+                print!("{}", geojson::table(&features));
+                return Ok(());
+            }
             let echo = geojson::Echo { query: None, filters: &rq.filters, center: None, limit: rq.limit };
             println!("{}", geojson::collection(&features, &echo));
             Ok(())
@@ -416,6 +454,21 @@ fn batch(db: &Database, input: &Path, output: &Path, options: &cairn::BatchOptio
     for line in &summary.first_transcoded {
         let _ = writeln!(err, "warning: line {line} is not UTF-8; read as Windows-1252 (--encoding to choose)");
     }
+    if let Some(line) = summary.first_misread {
+        // One line for a forced encoding that does not fit the file: the
+        // per-row reasons (if any) do not say that the flag is the cause.
+        let n = summary.misread;
+        let _ = match options.encoding {
+            cairn::Encoding::Utf8 => writeln!(
+                err,
+                "warning: --encoding utf-8 does not decode line {line} ({n} rows in all): they are written back as they came, unmatched; --encoding auto or latin1 reads them"
+            ),
+            _ => writeln!(
+                err,
+                "warning: line {line} is UTF-8 read as Windows-1252 as --encoding latin1 says (é becomes Ã©; {n} rows in all): --encoding auto or utf-8 reads it"
+            ),
+        };
+    }
     if summary.transcoded > summary.first_transcoded.len() as u64 {
         let _ = writeln!(err, "warning: {} rows in all were read as Windows-1252", summary.transcoded);
     }
@@ -469,12 +522,82 @@ fn filters(kind: Vec<String>, postcode: Vec<String>, citycode: Vec<String>) -> V
         .collect()
 }
 
-fn import(data: &Path, files: &[PathBuf], options: &ImportOptions, summary_on_stderr: bool) -> Result<()> {
+/// What a read-write open is about to create: the database (a mistyped
+/// `--data` must not pass unseen for an empty one) and, when the
+/// directory is new or holds no database, what was there before, so that a
+/// failed import can take away everything it made.
+struct NewDatabase {
+    dir: PathBuf,
+    /// Entries of the directory before, `None` when it did not exist.
+    before: Option<std::collections::HashSet<std::ffi::OsString>>,
+}
+
+impl NewDatabase {
+    /// `None` when `dir` already holds a database.
+    fn check(dir: &Path) -> Option<NewDatabase> {
+        if Database::store_path(dir).exists() {
+            return None;
+        }
+        let before = std::fs::read_dir(dir).ok().map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect());
+        Some(NewDatabase { dir: dir.to_owned(), before })
+    }
+
+    /// The line on stderr that says so, once the database is made.
+    fn announce(&self, what: &str) {
+        eprintln!(
+            "note: {} held no cairn database: created {what} ({})",
+            self.dir.display(),
+            Database::store_path(&self.dir).display()
+        );
+    }
+
+    /// Removes what the failed command created: the directory if it made
+    /// it, else the entries that were not there before.
+    fn remove(&self) {
+        let result = match &self.before {
+            None => std::fs::remove_dir_all(&self.dir),
+            Some(before) => std::fs::read_dir(&self.dir).and_then(|entries| {
+                for e in entries.filter_map(|e| e.ok()).filter(|e| !before.contains(&e.file_name())) {
+                    let p = e.path();
+                    if p.is_dir() {
+                        std::fs::remove_dir_all(&p)?;
+                    } else {
+                        std::fs::remove_file(&p)?;
+                    }
+                }
+                Ok(())
+            }),
+        };
+        if let Err(e) = result {
+            eprintln!("warning: could not remove the new database in {}: {e}", self.dir.display());
+        }
+    }
+}
+
+fn import(data: &Path, files: &[PathBuf], options: &ImportOptions, demo: bool) -> Result<()> {
     for f in files {
         if !f.is_file() {
             bail!("{}: no such file", f.display());
         }
     }
+    let new = NewDatabase::check(data);
+    let result = import_into(data, files, options, demo, new.as_ref());
+    if let (Err(_), Some(new)) = (&result, &new) {
+        // The import created the database and failed: leave the directory
+        // as it was, not an empty database that a later `serve` would
+        // answer from without a word.
+        new.remove();
+    }
+    result
+}
+
+fn import_into(
+    data: &Path,
+    files: &[PathBuf],
+    options: &ImportOptions,
+    demo: bool,
+    new: Option<&NewDatabase>,
+) -> Result<()> {
     let db = Database::open(data).with_context(|| format!("opening {}", data.display()))?;
     let total: u64 = files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum();
     let bar = progress_bar(
@@ -491,8 +614,14 @@ fn import(data: &Path, files: &[PathBuf], options: &ImportOptions, summary_on_st
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let report = report.with_context(|| "import failed; the database is unchanged")?;
+    let unchanged = if new.is_some() { "nothing was created" } else { "the database is unchanged" };
+    let report = report.with_context(|| format!("import failed; {unchanged}"))?;
     let secs = started.elapsed().as_secs_f64();
+    // Said once it stays (a failed import removes it); the demo says where
+    // it imports itself.
+    if let (Some(new), false) = (new, demo) {
+        new.announce("a new one");
+    }
     let mut err = std::io::stderr().lock();
     for (line, reason) in &report.skipped.first {
         let _ = writeln!(err, "skipped line {line}: {reason}");
@@ -500,11 +629,18 @@ fn import(data: &Path, files: &[PathBuf], options: &ImportOptions, summary_on_st
     if report.skipped.count > report.skipped.first.len() as u64 {
         let _ = writeln!(err, "... {} lines skipped in all", report.skipped.count);
     }
+    if report.commit.written == 0 {
+        // Not an error: an empty update file is a normal day for a script
+        // that imports diffs. But a file read as holding nothing is as
+        // often a wrong file, so it is said.
+        let why = if report.skipped.count > 0 { "every record line was skipped" } else { "the input holds no records" };
+        let _ = writeln!(err, "warning: no documents imported: {why}");
+    }
     let summary = format!(
         "imported {} documents in {:.2} s ({} skipped lines); generation {}, {} documents in total",
         report.commit.written, secs, report.skipped.count, report.commit.generation, report.commit.total
     );
-    if summary_on_stderr {
+    if demo {
         let _ = writeln!(err, "{summary}");
     } else {
         println!("{summary}");
@@ -520,12 +656,30 @@ fn import_collection(
     on_error: OnError,
     files: &[PathBuf],
 ) -> Result<()> {
-    use cairn::collection::{ImportFormat, Schema};
     for f in files {
         if !f.is_file() {
             bail!("{}: no such file", f.display());
         }
     }
+    let new = NewDatabase::check(data);
+    let result = import_collection_into(data, name, schema, format, on_error, files, new.as_ref());
+    if let (Err(_), Some(new)) = (&result, &new) {
+        // As for addresses: a failed import leaves the directory as it was.
+        new.remove();
+    }
+    result
+}
+
+fn import_collection_into(
+    data: &Path,
+    name: &str,
+    schema: Option<&Path>,
+    format: Option<&str>,
+    on_error: OnError,
+    files: &[PathBuf],
+    new: Option<&NewDatabase>,
+) -> Result<()> {
+    use cairn::collection::{ImportFormat, Schema};
     let format = match format {
         None => None,
         Some(f) => Some(
@@ -540,6 +694,9 @@ fn import_collection(
         None => None,
     };
     let db = Database::open(data).with_context(|| format!("opening {}", data.display()))?;
+    if let Some(n) = new {
+        n.announce("a new one");
+    }
     if schema.is_none() && db.collection(name).is_err() {
         bail!("no collection {name:?} in {}: give its schema with --schema FILE", data.display());
     }
@@ -608,7 +765,14 @@ fn prepare_demo(dir: Option<PathBuf>) -> Result<PathBuf> {
 
 fn serve(data: &Path, settings: config::Settings) -> Result<()> {
     let dir = if data.join("DEMO").exists() { data.join("db") } else { data.to_owned() };
+    let new = NewDatabase::check(&dir);
     let db = Arc::new(Database::open(&dir).with_context(|| format!("opening {}", dir.display()))?);
+    if let Some(new) = new {
+        // An empty directory is how a replica starts, and how a primary
+        // fed by POST /documents does; a mistyped --data is too, so it is
+        // said before the banner.
+        new.announce("a new, empty one");
+    }
     match settings.access_log {
         config::AccessLog::Off => {}
         config::AccessLog::Text => tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init(),
