@@ -350,10 +350,7 @@ pub(crate) fn run(index: &Index, schema: &Schema, q: &Query, version: u64) -> Re
         }
         None => None,
     };
-    let scores = match &q.text {
-        Some(t) => Some(text_scores(index, t)),
-        None => None,
-    };
+    let scores = q.text.as_ref().map(|t| text_scores(index, t));
     let mut sort = q.sort.clone();
     if sort.is_empty() && scores.is_some() {
         sort.push(SortKey { field: SCORE.into(), descending: true });
@@ -646,6 +643,9 @@ fn facet(index: &Index, field: &str, rows: Option<&[u32]>, limit: usize) -> Vec<
 /// (in any text field). The last word also matches as a prefix; words of
 /// 5 letters or more match with one typo, of 9 or more with two, for a
 /// lower score.
+/// A term a query word stands for: its column, its postings, its weight.
+type Expansion<'a> = (&'a TextColumn, &'a [(u32, u32)], f32);
+
 fn text_scores(index: &Index, text: &str) -> Scores {
     let cols: Vec<&TextColumn> = index
         .columns
@@ -661,7 +661,7 @@ fn text_scores(index: &Index, text: &str) -> Scores {
     // with the postings it stands for.
     let per_field: Vec<Vec<String>> = cols.iter().map(|c| super::index::words(c.analyzer, text)).collect();
     let positions = per_field.iter().map(Vec::len).max().unwrap_or(0);
-    let mut terms: Vec<Vec<(&TextColumn, &[(u32, u32)], f32)>> = (0..positions)
+    let mut terms: Vec<Vec<Expansion<'_>>> = (0..positions)
         .map(|p| {
             let mut v = Vec::new();
             for (c, words) in cols.iter().zip(&per_field) {
