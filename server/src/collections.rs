@@ -311,38 +311,44 @@ impl App {
             cache.missed();
         }
         let epoch = collection.epoch();
-        let result = match blocking(move || collection.query(&query)).await {
+        let (result, raw) = match blocking(move || collection.query_raw(&query)).await {
             Ok(r) => r,
             Err(r) => return r,
         };
-        let mut facets = Map::new();
-        for (field, counts) in &result.facets {
-            let list: Vec<Value> = counts.iter().map(|(v, n)| json!({"value": v, "count": n})).collect();
-            facets.insert(field.clone(), Value::Array(list));
+        // The stored records go into the answer as they are, unparsed.
+        let mut out = Vec::with_capacity(64 + raw.iter().map(|h| h.json.len() + h.id.len() + 40).sum::<usize>());
+        out.extend_from_slice(format!("{{\"version\":{},\"hits\":[", result.version).as_bytes());
+        for (i, h) in raw.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"id\":");
+            out.extend_from_slice(Value::String(h.id.clone()).to_string().as_bytes());
+            out.extend_from_slice(b",\"doc\":");
+            out.extend_from_slice(&h.json);
+            if let Some(s) = h.score {
+                out.extend_from_slice(format!(",\"score\":{}", json!(s)).as_bytes());
+            }
+            out.push(b'}');
         }
-        let hits: Vec<Value> = result
-            .hits
-            .iter()
-            .map(|h| {
-                let mut o = json!({"id": h.id, "doc": h.doc});
-                if let Some(s) = h.score {
-                    o["score"] = json!(s);
-                }
-                o
-            })
-            .collect();
-        let mut out = json!({"version": result.version, "hits": hits, "next_cursor": result.next_cursor});
+        out.extend_from_slice(format!("],\"next_cursor\":{}", json!(result.next_cursor)).as_bytes());
         if let Some(t) = result.total {
-            out["total"] = json!(t);
+            out.extend_from_slice(format!(",\"total\":{t}").as_bytes());
         }
-        if !facets.is_empty() {
-            out["facets"] = Value::Object(facets);
+        if !result.facets.is_empty() {
+            let mut facets = Map::new();
+            for (field, counts) in &result.facets {
+                let list: Vec<Value> = counts.iter().map(|(v, n)| json!({"value": v, "count": n})).collect();
+                facets.insert(field.clone(), Value::Array(list));
+            }
+            out.extend_from_slice(format!(",\"facets\":{}", Value::Object(facets)).as_bytes());
         }
-        let body = out.to_string();
+        out.push(b'}');
+        let found = !raw.is_empty();
         if let Some(cache) = &self.cache {
-            cache.insert(epoch, &key, body.as_bytes(), !result.hits.is_empty());
+            cache.insert(epoch, &key, &out, found);
         }
-        self.json_bytes(Bytes::from(body), enc)
+        self.json_bytes(Bytes::from(out), enc)
     }
 
     fn json_bytes(&self, body: Bytes, enc: Encoding) -> Response<Body> {

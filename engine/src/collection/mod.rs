@@ -194,6 +194,16 @@ pub struct Hit {
     pub doc: Json,
 }
 
+/// A hit as JSON text (see [`Collection::query_raw`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawHit {
+    pub id: String,
+    pub score: Option<f32>,
+    /// A JSON object: the record, or the fields asked for. Every stored
+    /// record was parsed when its version was indexed, so it is valid JSON.
+    pub json: Vec<u8>,
+}
+
 impl Hit {
     /// The record as a type of the caller's.
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
@@ -252,6 +262,23 @@ impl Collection {
     /// version while it is kept (the last few), then is refused with
     /// [`CollectionError::CursorExpired`].
     pub fn query(&self, q: &Query) -> Result<QueryResult, CollectionError> {
+        let (mut result, raw) = self.query_raw(q)?;
+        result.hits = raw
+            .into_iter()
+            .map(|h| {
+                let doc = serde_json::from_slice(&h.json).map_err(|e| {
+                    Error::Store(format!("collection {}: record {:?} is not JSON: {e}", self.name(), h.id))
+                })?;
+                Ok(Hit { id: h.id, score: h.score, doc })
+            })
+            .collect::<Result<_, CollectionError>>()?;
+        Ok(result)
+    }
+
+    /// [`Collection::query`] with each hit as its JSON text (the record as
+    /// stored, or the fields asked for), for callers that only pass it on:
+    /// the record is not parsed. The result's `hits` are empty.
+    pub fn query_raw(&self, q: &Query) -> Result<(QueryResult, Vec<RawHit>), CollectionError> {
         let mut state = &self.state;
         if let Some(c) = &q.cursor {
             let v = query::Cursor::decode(c)?.version;
@@ -267,22 +294,28 @@ impl Collection {
         let mut hits = Vec::with_capacity(found.rows.len());
         for (row, score) in &found.rows {
             let id = &state.index.ids[*row as usize];
-            let doc = read(state, id)?.unwrap_or(Json::Null);
-            let doc = match &q.fields {
+            let stored = state.view.record(&state.name, id)?.unwrap_or_else(|| b"null".to_vec());
+            let json = match &q.fields {
                 Some(fields) => {
-                    Json::Object(fields.iter().filter_map(|f| doc.get(f).map(|v| (f.clone(), v.clone()))).collect())
+                    let doc: Json = serde_json::from_slice(&stored).map_err(|e| {
+                        Error::Store(format!("collection {}: record {id:?} is not JSON: {e}", state.name))
+                    })?;
+                    let picked: Map<String, Json> =
+                        fields.iter().filter_map(|f| doc.get(f).map(|v| (f.clone(), v.clone()))).collect();
+                    serde_json::to_vec(&picked).map_err(|e| Error::Store(e.to_string()))?
                 }
-                None => doc,
+                None => stored,
             };
-            hits.push(Hit { id: id.to_string(), score: *score, doc });
+            hits.push(RawHit { id: id.to_string(), score: *score, json });
         }
-        Ok(QueryResult {
-            hits,
+        let result = QueryResult {
+            hits: Vec::new(),
             total: found.total,
             facets: found.facets,
             next_cursor: found.next.map(|last| q.cursor_after(state.token, last)),
             version: state.version,
-        })
+        };
+        Ok((result, hits))
     }
 
     /// The ids of every match of `filter`.
