@@ -75,9 +75,10 @@ fn a_snapshot_restores_the_same_database() {
     let m: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(m["generation"], 2);
     assert_eq!(m["format_version"], 2);
-    // Records only: the restore builds the index files itself.
+    // Records only (the addresses', then the collections'): the restore
+    // builds the index files itself.
     let paths: Vec<&str> = m["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
-    assert_eq!(paths, ["store/blocks", "store/ids", "store/meta"]);
+    assert_eq!(paths, ["store/blocks", "store/ids", "store/meta", "store/collections", "store/records"]);
 
     // Into a directory that does not exist yet.
     let fresh = root.path().join("fresh");
