@@ -419,7 +419,7 @@ impl Database {
         remove_path(tmp)?;
         fs::create_dir_all(tmp.join("text")).map_err(|e| Error::io(tmp, e))?;
         if previous > 0 {
-            link_dir(&gen_dir(&self.dir, previous).join("text"), &tmp.join("text"))?;
+            link_tree(&gen_dir(&self.dir, previous).join("text"), &tmp.join("text"))?;
         }
         let mut batch = Batch {
             txn: store.begin()?,
@@ -1112,25 +1112,10 @@ fn build_read_files(dir: &Path, txn: &mut StoreTxn) -> Result<()> {
     sync_dir(dir)
 }
 
-/// Hard-links the files of the previous tantivy index, which tantivy never
-/// modifies in place, so the next generation starts from it for free.
-fn link_dir(from: &Path, to: &Path) -> Result<()> {
-    for e in fs::read_dir(from).map_err(|e| Error::io(from, e))? {
-        let e = e.map_err(|e| Error::io(from, e))?;
-        let name = e.file_name();
-        if name.to_string_lossy().ends_with(".lock") {
-            continue;
-        }
-        let target = to.join(&name);
-        if fs::hard_link(e.path(), &target).is_err() {
-            fs::copy(e.path(), &target).map_err(|err| Error::io(&target, err))?;
-        }
-    }
-    Ok(())
-}
-
-/// Hard-links a directory tree (copies where links fail); lock files are
-/// left out.
+/// Hard-links a directory tree (copies where links fail), lock files left
+/// out, and syncs it: the previous generation's files, which are never
+/// modified in place (tantivy's segments; a collection commit's address
+/// files), so the next generation starts from them for free.
 fn link_tree(from: &Path, to: &Path) -> Result<()> {
     fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
     for e in fs::read_dir(from).map_err(|e| Error::io(from, e))? {
