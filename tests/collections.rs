@@ -69,7 +69,8 @@ fn record(rng: &mut Rng, i: usize) -> Json {
         o.insert("n".into(), json!(rng.below(20) as i64 - 10));
     }
     if rng.chance(80) {
-        o.insert("x".into(), json!((rng.below(1000) as f64) / 8.0));
+        // Negative and positive, with ties: the float sort key is exact.
+        o.insert("x".into(), json!((rng.below(1000) as f64 - 500.0) / 8.0));
     }
     if rng.chance(80) {
         o.insert("ok".into(), json!(rng.chance(50)));
@@ -273,7 +274,7 @@ fn random_filter(rng: &mut Rng, depth: u32) -> Filter {
             Filter::Range { field: "n".into(), lower: bound(rng, a), upper: bound(rng, b) }
         }
         4 => {
-            let (a, b) = (json!(rng.below(1000) as f64 / 8.0), json!(rng.below(1000) as f64 / 8.0));
+            let (a, b) = (json!((rng.below(1000) as f64 - 500.0) / 8.0), json!((rng.below(1000) as f64 - 500.0) / 8.0));
             Filter::Range { field: "x".into(), lower: bound(rng, a), upper: bound(rng, b) }
         }
         5 => Filter::Prefix { field: "sender".into(), prefix: format!("s{}", rng.below(5)) },

@@ -417,3 +417,61 @@ fn a_replica_seeded_as_a_replica_downloads_only_what_it_lacks() {
         assert_eq!(r.request("GET", QUERY), p.request("GET", QUERY));
     }
 }
+
+/// One request with a body to `addr`, with the write token.
+fn send(addr: &str, method: &str, target: &str, content_type: &str, body: &str) -> (u16, serde_json::Value) {
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {WRITE}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, _, bytes) = exchange(addr, req.as_bytes());
+    (
+        status,
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into())),
+    )
+}
+
+#[test]
+fn a_replica_serves_the_primarys_collections_and_follows_their_writes() {
+    let p = primary();
+    let schema = r#"{"primary_key": "id", "fields": {"id": {"type": "keyword"}, "sender": {"type": "keyword"}, "at": {"type": "integer"}}}"#;
+    let (status, v) = send(&p.addr, "PUT", "/collections/packets", "application/json", schema);
+    assert_eq!(status, 201, "{v}");
+    let lines: String =
+        (0..30).map(|i| format!("{{\"id\": \"p{i:02}\", \"sender\": \"s{}\", \"at\": {i}}}\n", i % 3)).collect();
+    let (status, v) = send(&p.addr, "POST", "/collections/packets/documents", "application/x-ndjson", &lines);
+    assert_eq!(status, 200, "{v}");
+    let first = v["generation"].as_u64().unwrap();
+
+    let r = replica_of(&p.addr, SNAP, tempfile::tempdir().unwrap());
+    wait_for_generation(&r, first);
+    let query = r#"{"filter": {"term": {"sender": "s1"}}, "sort": ["at:desc"], "limit": 3}"#;
+    let on = |s: &Server| send(&s.addr, "POST", "/collections/packets/query", "application/json", query);
+    let (status, from_replica) = on(&r);
+    assert_eq!(status, 200, "{from_replica}");
+    let ids: Vec<&str> = from_replica["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["p28", "p25", "p22"]);
+    assert_eq!(from_replica["hits"], on(&p).1["hits"], "the same hits as the primary");
+    let (status, doc) = r.get_json("/collections/packets/documents/p07");
+    assert_eq!((status, &doc["sender"]), (200, &serde_json::json!("s1")), "{doc}");
+
+    // A delete and a new record on the primary reach the replica.
+    let (status, v) = send(&p.addr, "DELETE", "/collections/packets/documents/p28", "application/json", "");
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = send(
+        &p.addr,
+        "POST",
+        "/collections/packets/documents",
+        "application/x-ndjson",
+        "{\"id\": \"p99\", \"sender\": \"s1\", \"at\": 99}\n",
+    );
+    assert_eq!(status, 200, "{v}");
+    wait_for_generation(&r, v["generation"].as_u64().unwrap());
+    let ids: Vec<String> =
+        on(&r).1["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids, ["p99", "p25", "p22"]);
+    // Writes to a replica are refused.
+    let (status, v) = send(&r.addr, "DELETE", "/collections/packets/documents/p25", "application/json", "");
+    assert!(status == 403 || status == 401, "{status} {v}");
+}

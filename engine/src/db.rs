@@ -209,12 +209,12 @@ impl Database {
 
     fn new(dir: PathBuf, current: Option<Arc<Generation>>) -> Database {
         Database {
+            collections: crate::collection::Registry::new(&dir),
             dir,
             store: None,
             current: RwLock::new(current),
             store_view: RwLock::new(None),
             restoring: Mutex::new(()),
-            collections: crate::collection::Registry::default(),
         }
     }
 

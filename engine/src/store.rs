@@ -558,17 +558,6 @@ impl StoreView {
         Ok(())
     }
 
-    /// One record of a collection (JSON).
-    pub fn record(&self, collection: &str, id: &str) -> Result<Option<Vec<u8>>> {
-        let t = match self.txn.open_table(RECORDS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let v = t.get(record_key(collection, id).as_slice())?.map(|v| v.value().to_vec());
-        Ok(v)
-    }
-
     /// Records in this state.
     pub fn count(&self) -> Result<u64> {
         Ok(self.txn.open_table(IDS)?.len()?)

@@ -249,6 +249,8 @@ pub(crate) enum Compiled<'a> {
     Keyword {
         col: &'a super::index::KeywordColumn,
         terms: Vec<u32>,
+        /// The terms' bit sets, when every one has one.
+        dense: Option<Vec<&'a super::index::Bits>>,
     },
     Int {
         col: &'a super::index::NumColumn<i64>,
@@ -330,7 +332,7 @@ impl Filter {
                             .collect();
                         terms.sort_unstable();
                         terms.dedup();
-                        Compiled::Keyword { col: c, terms }
+                        keyword(c, terms)
                     }
                     Some(Column::Int(c)) => Compiled::Or(
                         values
@@ -371,7 +373,7 @@ impl Filter {
                 Some(Column::Keyword(c)) => {
                     let s = spec(field);
                     let p = normalise_keyword(prefix, s.lowercase, s.fold);
-                    Compiled::Keyword { col: c, terms: c.prefix(&p).collect() }
+                    keyword(c, c.prefix(&p).collect())
                 }
                 _ => Compiled::Nothing,
             },
@@ -391,6 +393,11 @@ impl Filter {
             },
         }
     }
+}
+
+fn keyword(col: &super::index::KeywordColumn, terms: Vec<u32>) -> Compiled<'_> {
+    let dense = terms.iter().map(|&t| col.dense(t)).collect();
+    Compiled::Keyword { col, terms, dense }
 }
 
 fn in_bounds(v: f64, lo: Bound<f64>, hi: Bound<f64>) -> bool {
@@ -415,7 +422,8 @@ impl Compiled<'_> {
             Compiled::And(v) => v.iter().all(|f| f.matches(r)),
             Compiled::Or(v) => v.iter().any(|f| f.matches(r)),
             Compiled::Not(f) => !f.matches(r),
-            Compiled::Keyword { col, terms } => match terms.as_slice() {
+            Compiled::Keyword { dense: Some(sets), .. } => sets.iter().any(|b| b.get(r)),
+            Compiled::Keyword { col, terms, .. } => match terms.as_slice() {
                 [] => false,
                 [t] => col.of(r).contains(t),
                 many => col.of(r).iter().any(|t| many.binary_search(t).is_ok()),
@@ -453,7 +461,7 @@ impl Compiled<'_> {
     pub fn candidates(&self) -> Option<Vec<u32>> {
         match self {
             Compiled::Nothing => Some(Vec::new()),
-            Compiled::Keyword { col, terms } => {
+            Compiled::Keyword { col, terms, .. } => {
                 let mut rows: Vec<u32> = terms.iter().flat_map(|&t| col.postings[t as usize].iter().copied()).collect();
                 if terms.len() > 1 {
                     rows.sort_unstable();
@@ -462,10 +470,8 @@ impl Compiled<'_> {
                 Some(rows)
             }
             Compiled::Int { col, lo, hi } => {
-                let s = &col.sorted;
-                let a = s.partition_point(|&r| col.values[r as usize] < *lo);
-                let b = s.partition_point(|&r| col.values[r as usize] <= *hi);
-                let mut rows = s[a..b.max(a)].to_vec();
+                let (a, b) = col.between(*lo, *hi);
+                let mut rows = col.sorted[a..b].to_vec();
                 rows.sort_unstable();
                 Some(rows)
             }

@@ -37,13 +37,26 @@ pub(crate) struct KeywordColumn {
     pub values: Vec<u32>,
     /// Rows of each term, ascending.
     pub postings: Vec<Vec<u32>>,
+    /// The rows of each frequent term (in at least one row of
+    /// [`DENSE_SHARE`]) as a bit set, by term id: a row is tested with
+    /// one bit in a set that stays in cache, not two reads far apart.
+    pub dense: Vec<(u32, Bits)>,
 }
+
+/// A term in one row of this many or more gets a bit set of its rows; so
+/// a column has at most this many sets, of `rows / 8` bytes each.
+pub(crate) const DENSE_SHARE: usize = 32;
 
 impl KeywordColumn {
     #[inline]
     pub fn of(&self, row: u32) -> &[u32] {
         let r = row as usize;
         &self.values[self.offsets[r] as usize..self.offsets[r + 1] as usize]
+    }
+
+    /// The bit set of term `t`'s rows, when it is frequent.
+    pub fn dense(&self, t: u32) -> Option<&Bits> {
+        self.dense.iter().find(|(d, _)| *d == t).map(|(_, b)| b)
     }
 
     pub fn term(&self, value: &str) -> Option<u32> {
@@ -64,6 +77,18 @@ pub(crate) struct NumColumn<T> {
     pub present: Bits,
     /// Rows with a value, by (value, row).
     pub sorted: Vec<u32>,
+    /// Their values, in the same order: a bound is found, and a walk reads
+    /// its values, in one array without jumping about `values`.
+    pub sorted_values: Vec<T>,
+}
+
+impl NumColumn<i64> {
+    /// Where the values in `lo..=hi` are in `sorted`.
+    pub fn between(&self, lo: i64, hi: i64) -> (usize, usize) {
+        let a = self.sorted_values.partition_point(|&v| v < lo);
+        let b = self.sorted_values.partition_point(|&v| v <= hi);
+        (a, b.max(a))
+    }
 }
 
 pub(crate) struct GeoColumn {
@@ -220,19 +245,29 @@ impl Builder {
                     }
                 }
                 let dict = dict.into_iter().map(|(s, _)| s.into_boxed_str()).collect();
-                Column::Keyword(KeywordColumn { dict, offsets, values, postings })
+                let dense = (0..postings.len() as u32)
+                    .filter(|&t| postings[t as usize].len() * DENSE_SHARE >= rows)
+                    .map(|t| {
+                        let mut bits = Bits::new(rows);
+                        postings[t as usize].iter().for_each(|&r| bits.set(r));
+                        (t, bits)
+                    })
+                    .collect();
+                Column::Keyword(KeywordColumn { dict, offsets, values, postings, dense })
             }
             Builder::Int { values, mut present } => {
                 present.sort_by_key(|&r| (values[r as usize], r));
                 let mut bits = Bits::new(rows);
                 present.iter().for_each(|&r| bits.set(r));
-                Column::Int(NumColumn { values, present: bits, sorted: present })
+                let sorted_values = present.iter().map(|&r| values[r as usize]).collect();
+                Column::Int(NumColumn { values, present: bits, sorted: present, sorted_values })
             }
             Builder::Float { values, mut present } => {
                 present.sort_by(|&a, &b| values[a as usize].total_cmp(&values[b as usize]).then(a.cmp(&b)));
                 let mut bits = Bits::new(rows);
                 present.iter().for_each(|&r| bits.set(r));
-                Column::Float(NumColumn { values, present: bits, sorted: present })
+                let sorted_values = present.iter().map(|&r| values[r as usize]).collect();
+                Column::Float(NumColumn { values, present: bits, sorted: present, sorted_values })
             }
             Builder::Bool(v) => Column::Bool(v),
             Builder::Geo { lat, lon } => Column::Geo(GeoColumn { lat, lon }),
@@ -289,6 +324,11 @@ impl IndexBuilder {
 impl Index {
     pub fn rows(&self) -> usize {
         self.ids.len()
+    }
+
+    /// The row of a record id (rows are in id order).
+    pub fn row_of(&self, id: &str) -> Option<u32> {
+        self.ids.binary_search_by(|i| (**i).cmp(id)).ok().map(|r| r as u32)
     }
 
     pub fn column(&self, name: &str) -> Option<(usize, &Column)> {

@@ -28,10 +28,13 @@ mod filter;
 mod index;
 mod ingest;
 mod query;
+mod records;
 mod schema;
 mod value;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -97,8 +100,8 @@ pub(crate) struct State {
     /// Unique in this process: what answers are cached under.
     epoch: u64,
     index: index::Index,
-    /// The store as this version was built from it.
-    view: StoreView,
+    /// The stored records, by row.
+    records: records::Records,
 }
 
 /// How many superseded versions are kept for cursors started on them.
@@ -109,6 +112,9 @@ const KEPT_VERSIONS: usize = 4;
 pub(crate) struct Registry {
     current: RwLock<BTreeMap<String, Arc<State>>>,
     recent: Mutex<VecDeque<Arc<State>>>,
+    /// Where the versions' records are mapped from (the database's
+    /// directory); on the heap without one.
+    scratch: Option<PathBuf>,
 }
 
 fn next_epoch() -> u64 {
@@ -116,19 +122,28 @@ fn next_epoch() -> u64 {
     EPOCHS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-fn build(name: &str, schema: Schema, version: u64, view: StoreView) -> Result<State, CollectionError> {
-    let mut b = index::IndexBuilder::new(&schema);
-    view.for_each_record(name, &mut |id, bytes| {
-        let record: Map<String, Json> = serde_json::from_slice(bytes)
-            .map_err(|e| Error::Store(format!("collection {name}: record {id:?} is not JSON: {e}")))?;
-        b.add(id, &record);
-        Ok(())
-    })?;
-    let token = crate::store::fresh_history();
-    Ok(State { name: name.to_owned(), schema, version, token, epoch: next_epoch(), index: b.finish(), view })
-}
-
 impl Registry {
+    pub(crate) fn new(scratch: &Path) -> Registry {
+        Registry { scratch: Some(scratch.to_owned()), ..Registry::default() }
+    }
+
+    /// Indexes a collection as `view` holds it; the view is not kept.
+    fn build(&self, name: &str, schema: Schema, version: u64, view: &StoreView) -> Result<State, CollectionError> {
+        let mut b = index::IndexBuilder::new(&schema);
+        let scratch = self.scratch.as_deref();
+        let mut records = records::RecordsWriter::new(scratch);
+        let io = |e| Error::io(scratch.unwrap_or(Path::new("")), e);
+        view.for_each_record(name, &mut |id, bytes| {
+            let record: Map<String, Json> = serde_json::from_slice(bytes)
+                .map_err(|e| Error::Store(format!("collection {name}: record {id:?} is not JSON: {e}")))?;
+            b.add(id, &record);
+            records.push(id, bytes).map_err(io)
+        })?;
+        let records = records.finish().map_err(io)?;
+        let token = crate::store::fresh_history();
+        Ok(State { name: name.to_owned(), schema, version, token, epoch: next_epoch(), index: b.finish(), records })
+    }
+
     /// Builds every collection from a store view (at open, after a restore).
     pub(crate) fn load(&self, open: &dyn Fn() -> crate::Result<StoreView>) -> crate::Result<()> {
         let view = open()?;
@@ -137,7 +152,7 @@ impl Registry {
         for (name, bytes) in view.schemas()? {
             let schema: Schema = serde_json::from_slice(&bytes)
                 .map_err(|e| Error::Store(format!("collection {name}: stored schema unreadable: {e}")))?;
-            let state = build(&name, schema, generation, open()?).map_err(|e| match e {
+            let state = self.build(&name, schema, generation, &view).map_err(|e| match e {
                 CollectionError::Engine(e) => e,
                 other => Error::Store(other.to_string()),
             })?;
@@ -194,14 +209,15 @@ pub struct Hit {
     pub doc: Json,
 }
 
-/// A hit as JSON text (see [`Collection::query_raw`]).
+/// A hit as JSON text (see [`Collection::query_raw`]), borrowed from the
+/// collection's version.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RawHit {
-    pub id: String,
+pub struct RawHit<'a> {
+    pub id: &'a str,
     pub score: Option<f32>,
     /// A JSON object: the record, or the fields asked for. Every stored
     /// record was parsed when its version was indexed, so it is valid JSON.
-    pub json: Vec<u8>,
+    pub json: Cow<'a, [u8]>,
 }
 
 impl Hit {
@@ -269,7 +285,7 @@ impl Collection {
                 let doc = serde_json::from_slice(&h.json).map_err(|e| {
                     Error::Store(format!("collection {}: record {:?} is not JSON: {e}", self.name(), h.id))
                 })?;
-                Ok(Hit { id: h.id, score: h.score, doc })
+                Ok(Hit { id: h.id.to_owned(), score: h.score, doc })
             })
             .collect::<Result<_, CollectionError>>()?;
         Ok(result)
@@ -277,8 +293,9 @@ impl Collection {
 
     /// [`Collection::query`] with each hit as its JSON text (the record as
     /// stored, or the fields asked for), for callers that only pass it on:
-    /// the record is not parsed. The result's `hits` are empty.
-    pub fn query_raw(&self, q: &Query) -> Result<(QueryResult, Vec<RawHit>), CollectionError> {
+    /// the record is neither parsed nor copied. The result's `hits` are
+    /// empty.
+    pub fn query_raw(&self, q: &Query) -> Result<(QueryResult, Vec<RawHit<'_>>), CollectionError> {
         let mut state = &self.state;
         if let Some(c) = &q.cursor {
             let v = query::Cursor::decode(c)?.version;
@@ -291,22 +308,27 @@ impl Collection {
         }
         q.check(&state.schema)?;
         let found = query::run(&state.index, &state.schema, q, state.token)?;
+        // The hits are far apart in memory: their reads are started
+        // together, so that they wait for memory at once, not one by one.
+        let touched = found.rows.iter().fold(0, |x, (row, _)| x ^ state.records.touch(*row));
+        std::hint::black_box(touched);
         let mut hits = Vec::with_capacity(found.rows.len());
         for (row, score) in &found.rows {
-            let id = &state.index.ids[*row as usize];
-            let stored = state.view.record(&state.name, id)?.unwrap_or_else(|| b"null".to_vec());
+            let (id, stored) = state.records.get(*row);
+            let id = std::str::from_utf8(id)
+                .map_err(|_| Error::Store(format!("collection {}: a stored id is not UTF-8", state.name)))?;
             let json = match &q.fields {
                 Some(fields) => {
-                    let doc: Json = serde_json::from_slice(&stored).map_err(|e| {
+                    let doc: Json = serde_json::from_slice(stored).map_err(|e| {
                         Error::Store(format!("collection {}: record {id:?} is not JSON: {e}", state.name))
                     })?;
                     let picked: Map<String, Json> =
                         fields.iter().filter_map(|f| doc.get(f).map(|v| (f.clone(), v.clone()))).collect();
-                    serde_json::to_vec(&picked).map_err(|e| Error::Store(e.to_string()))?
+                    Cow::Owned(serde_json::to_vec(&picked).map_err(|e| Error::Store(e.to_string()))?)
                 }
-                None => stored,
+                None => Cow::Borrowed(stored),
             };
-            hits.push(RawHit { id: id.to_string(), score: *score, json });
+            hits.push(RawHit { id, score: *score, json });
         }
         let result = QueryResult {
             hits: Vec::new(),
@@ -316,6 +338,24 @@ impl Collection {
             version: state.version,
         };
         Ok((result, hits))
+    }
+
+    /// Whether `q` is answered by walking one index in order and stopping
+    /// after its page (no text, facets, total or collapse; sorted by id or
+    /// by a number or date; a page of at most 1,000): a server can run it
+    /// where it stands rather than hand it to a pool of threads. A hint,
+    /// not a bound: a filter that matches little can still walk far.
+    pub fn is_quick(&self, q: &Query) -> bool {
+        q.text.is_none()
+            && q.facets.is_empty()
+            && !q.total
+            && q.collapse.is_none()
+            && q.limit <= 1000
+            && q.sort.first().is_none_or(|k| {
+                self.schema()
+                    .spec(&k.field)
+                    .is_some_and(|s| matches!(s.kind, FieldType::Integer | FieldType::Float | FieldType::Date))
+            })
     }
 
     /// The ids of every match of `filter`.
@@ -329,9 +369,9 @@ impl Collection {
 }
 
 fn read(state: &State, id: &str) -> Result<Option<Json>, CollectionError> {
-    match state.view.record(&state.name, id)? {
-        Some(bytes) => Ok(Some(
-            serde_json::from_slice(&bytes)
+    match state.index.row_of(id) {
+        Some(row) => Ok(Some(
+            serde_json::from_slice(state.records.get(row).1)
                 .map_err(|e| Error::Store(format!("collection {}: record {id:?} is not JSON: {e}", state.name)))?,
         )),
         None => Ok(None),
@@ -475,7 +515,7 @@ impl Database {
                 Ok(true)
             },
             |number, view| {
-                let state = build(name, schema.clone(), number, view)?;
+                let state = self.collections.build(name, schema.clone(), number, &view)?;
                 self.collections.replace(name, Some(state));
                 Ok(())
             },
@@ -534,7 +574,7 @@ impl Database {
                     .find(|(n, _)| n == name)
                     .and_then(|(_, s)| serde_json::from_slice::<Schema>(&s).ok())
                     .ok_or_else(|| CollectionError::NotFound(name.to_owned()))?;
-                let state = build(name, schema, number, view)?;
+                let state = self.collections.build(name, schema, number, &view)?;
                 self.collections.replace(name, Some(state));
                 Ok(())
             },

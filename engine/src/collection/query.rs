@@ -407,7 +407,7 @@ pub(crate) fn run(index: &Index, schema: &Schema, q: &Query, version: u64) -> Re
     };
 
     let want = q.limit + 1;
-    let mut rows = match walkable(index, &order, &filter, q) {
+    let mut rows = match walkable(index, &filter, q) {
         Some(walk) if all.is_none() => walk.run(&filter, &order, after, collapse, want, index.rows()),
         // In id order: the first matches after the cursor, without
         // gathering the others.
@@ -490,55 +490,81 @@ fn top(
 /// match.
 struct Walk<'a> {
     sorted: &'a [u32],
-    same: Box<dyn Fn(u32, u32) -> bool + 'a>,
+    /// The sort values of `sorted`'s rows.
+    keys: Keys<'a>,
     descending: bool,
     /// Rows without a value come last; none can match when the filter
     /// bounds the column.
     missing: Option<&'a super::index::Bits>,
+    /// The conjunct of the filter that `sorted` already satisfies (its
+    /// place in the `and`, or `Some(0)` when it is the whole filter).
+    implied: Option<usize>,
 }
 
-fn walkable<'a>(index: &'a Index, order: &Order<'a>, filter: &Compiled<'a>, q: &Query) -> Option<Walk<'a>> {
+enum Keys<'a> {
+    Int(&'a [i64]),
+    Float(&'a [f64]),
+}
+
+impl Keys<'_> {
+    /// The `i`th value as an integer: equal integers, equal values (equal
+    /// bits are what `f64::total_cmp` calls equal).
+    fn get(&self, i: usize) -> i64 {
+        match self {
+            Keys::Int(v) => v[i],
+            Keys::Float(v) => v[i].to_bits().cast_signed(),
+        }
+    }
+}
+
+/// `f`'s conjuncts: the filter itself when it is not an `and`.
+fn conjuncts<'f, 'a>(f: &'f Compiled<'a>) -> &'f [Compiled<'a>] {
+    match f {
+        Compiled::And(v) => v,
+        f => std::slice::from_ref(f),
+    }
+}
+
+fn walkable<'a>(index: &'a Index, filter: &Compiled<'a>, q: &Query) -> Option<Walk<'a>> {
     if q.text.is_some() {
         return None;
     }
     let first = q.sort.first()?;
-    let conjuncts: Vec<&Compiled<'_>> = match filter {
-        Compiled::And(v) => v.iter().collect(),
-        f => vec![f],
-    };
-    let _ = order;
     match index.column(&first.field)?.1 {
         Column::Int(c) => {
-            let bounds = conjuncts.iter().find_map(|f| match f {
-                Compiled::Int { col, lo, hi } if std::ptr::eq(*col, c) => Some((*lo, *hi)),
+            let bounds = conjuncts(filter).iter().enumerate().find_map(|(i, f)| match f {
+                Compiled::Int { col, lo, hi } if std::ptr::eq(*col, c) => Some((i, *lo, *hi)),
                 _ => None,
             });
-            let sorted = match bounds {
-                Some((lo, hi)) => {
-                    let a = c.sorted.partition_point(|&r| c.values[r as usize] < lo);
-                    let b = c.sorted.partition_point(|&r| c.values[r as usize] <= hi);
-                    &c.sorted[a..b.max(a)]
-                }
-                None => &c.sorted[..],
-            };
+            let (a, b) = bounds.map_or((0, c.sorted.len()), |(_, lo, hi)| c.between(lo, hi));
             Some(Walk {
-                sorted,
-                same: Box::new(move |a, b| c.values[a as usize] == c.values[b as usize]),
+                sorted: &c.sorted[a..b],
+                keys: Keys::Int(&c.sorted_values[a..b]),
                 descending: first.descending,
                 missing: bounds.is_none().then_some(&c.present),
+                implied: bounds.map(|(i, _, _)| i),
             })
         }
         Column::Float(c) => Some(Walk {
             sorted: &c.sorted,
-            same: Box::new(move |a, b| c.values[a as usize].total_cmp(&c.values[b as usize]).is_eq()),
+            keys: Keys::Float(&c.sorted_values),
             descending: first.descending,
             missing: Some(&c.present),
+            implied: None,
         }),
         _ => None,
     }
 }
 
 impl Walk<'_> {
+    /// Whether row `r` of the walk passes the filter.
+    fn passes(&self, filter: &Compiled<'_>, r: u32) -> bool {
+        match self.implied {
+            Some(k) => conjuncts(filter).iter().enumerate().all(|(i, f)| i == k || f.matches(r)),
+            None => filter.matches(r),
+        }
+    }
+
     fn run(
         &self,
         filter: &Compiled<'_>,
@@ -572,11 +598,12 @@ impl Walk<'_> {
             false
         };
         let n = self.sorted.len();
-        let at = |k: usize| if self.descending { self.sorted[n - 1 - k] } else { self.sorted[k] };
+        let place = |k: usize| if self.descending { n - 1 - k } else { k };
+        let at = |k: usize| self.sorted[place(k)];
         // A page after a cursor starts at the cursor's value: the walk
         // order is the first key's order, so the rows before it are a
         // prefix (unless collapsing, which must see them for their values).
-        let mut i = match (after, collapse) {
+        let start = match (after, collapse) {
             (Some(a), None) => {
                 let (mut lo, mut hi) = (0, n);
                 while lo < hi {
@@ -591,20 +618,25 @@ impl Walk<'_> {
             }
             _ => 0,
         };
-        while i < n {
-            let first = at(i);
-            let mut j = i;
-            while j < n && (self.same)(first, at(j)) {
-                let r = at(j);
-                if filter.matches(r) {
-                    run.push((r, None));
+        // Only matches have their value read: runs of equal values are
+        // told apart among them, which is all the order needs.
+        let mut value = None;
+        for k in start..n {
+            let r = at(k);
+            if !self.passes(filter, r) {
+                continue;
+            }
+            let v = self.keys.get(place(k));
+            if value != Some(v) {
+                if emit(&mut run, &mut out) {
+                    return out;
                 }
-                j += 1;
+                value = Some(v);
             }
-            i = j;
-            if emit(&mut run, &mut out) {
-                return out;
-            }
+            run.push((r, None));
+        }
+        if emit(&mut run, &mut out) {
+            return out;
         }
         if let Some(present) = self.missing {
             run.extend((0..rows as u32).filter(|&r| !present.get(r) && filter.matches(r)).map(|r| (r, None)));
