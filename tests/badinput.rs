@@ -181,7 +181,7 @@ fn bad_settings_are_a_message_and_exit_1() {
         };
         let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(matches!(status.code(), Some(1) | Some(2)), "{args:?}: {status:?} {err}");
+        assert!(matches!(status.code(), Some(1 | 2)), "{args:?}: {status:?} {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
@@ -205,9 +205,9 @@ fn damaged_input_files_fail_the_import_and_change_nothing() {
     let gz = gz.finish().unwrap();
     let files: Vec<(&str, Vec<u8>)> = vec![
         ("truncated.ndjson.gz", gz[..gz.len() / 2].to_vec()),
-        ("garbage.ndjson", (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect()),
+        ("garbage.ndjson", (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect()),
         ("cut-line.ndjson", good[..good.len() - 10].to_vec()),
-        ("nested.ndjson", b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n".repeat(4).to_vec()),
+        ("nested.ndjson", b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n".repeat(4).clone()),
         ("utf16.csv", b"\xff\xfei\x00d\x00,\x00n\x00a\x00m\x00e\x00\n\x00".to_vec()),
     ];
     for (name, bytes) in files {

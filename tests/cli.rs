@@ -249,7 +249,7 @@ fn top1_by_kind(
     file: &str,
 ) -> (std::collections::BTreeMap<String, (usize, usize)>, Vec<f64>, Vec<f64>) {
     let queries = std::fs::read_to_string(repo_file(file)).unwrap();
-    let mut kinds: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    let mut kinds = std::collections::BTreeMap::<String, (usize, usize)>::default();
     let (mut right, mut wrong) = (Vec::new(), Vec::new());
     for line in queries.lines().skip(1) {
         let cols: Vec<&str> = line.split('\t').collect();
@@ -260,9 +260,9 @@ fn top1_by_kind(
         k.1 += usize::from(ok);
         if let Some(f) = found.first() {
             if ok {
-                right.push(f.score)
+                right.push(f.score);
             } else {
-                wrong.push(f.score)
+                wrong.push(f.score);
             }
         }
     }
@@ -433,7 +433,7 @@ fn csv_import_errors_say_what_is_wrong_and_leave_nothing_behind() {
 }
 
 /// Issue 24, item 6: `search` and `reverse` print a table for a person
-/// (`--table`, the default on a terminal) and the server's GeoJSON for
+/// (`--table`, the default on a terminal) and the server's `GeoJSON` for
 /// programs (`--json`, the default when stdout is a pipe, as here).
 #[test]
 fn search_and_reverse_print_a_table_for_people_and_json_for_programs() {

@@ -51,7 +51,7 @@ fn record(rng: &mut Rng, i: usize) -> Json {
         o.insert("status".into(), json!(STATUSES[rng.below(5) as usize]));
     }
     if rng.chance(70) {
-        let tags: Vec<String> = (0..rng.below(3) + 1).map(|_| format!("t{}", rng.below(6))).collect();
+        let tags: Vec<String> = (0..=rng.below(3)).map(|_| format!("t{}", rng.below(6))).collect();
         o.insert("tags".into(), json!(tags));
     }
     o.insert("sender".into(), json!(format!("s{}", rng.below(40))));
@@ -262,7 +262,7 @@ fn random_filter(rng: &mut Rng, depth: u32) -> Filter {
         0 => Filter::Terms { field: "status".into(), values: vec![json!(STATUSES[rng.below(5) as usize])] },
         1 => Filter::Terms {
             field: "tags".into(),
-            values: (0..rng.below(3) + 1).map(|_| json!(format!("t{}", rng.below(7)))).collect(),
+            values: (0..=rng.below(3)).map(|_| json!(format!("t{}", rng.below(7)))).collect(),
         },
         2 => {
             let a = date(rng);
@@ -561,7 +561,7 @@ fn text_queries_match_every_word_with_prefix_and_typos() {
     let mut notes = Vec::new();
     db.write_collection("notes", |w| {
         for i in 0..600 {
-            let words: Vec<&str> = (0..rng.below(4) + 1).map(|_| VOCAB[rng.below(12) as usize]).collect();
+            let words: Vec<&str> = (0..=rng.below(4)).map(|_| VOCAB[rng.below(12) as usize]).collect();
             let note = words.join(if rng.chance(50) { " " } else { ", " });
             w.put_json(json!({"id": format!("n{i:04}"), "note": note, "tag": format!("t{}", i % 3)}))?;
             notes.push((format!("n{i:04}"), words.iter().map(|w| w.to_owned().to_owned()).collect::<Vec<String>>()));
@@ -584,13 +584,7 @@ fn text_queries_match_every_word_with_prefix_and_typos() {
         let matches = |words: &[String]| {
             q_words.iter().enumerate().all(|(i, w)| {
                 let last = i + 1 == q_words.len();
-                let typos = if w.len() >= 9 {
-                    2
-                } else if w.len() >= 5 {
-                    1
-                } else {
-                    0
-                };
+                let typos = if w.len() >= 9 { 2 } else { usize::from(w.len() >= 5) };
                 words.iter().any(|t| t == w || (last && t.starts_with(w)) || osa(t, w) <= typos)
             })
         };

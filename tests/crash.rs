@@ -380,7 +380,7 @@ fn disk_state(dir: &Path, base: u64) -> String {
             parts.push(format!("gen-{n}{suffix}{complete}"));
         } else if name == "CURRENT" {
             let c = fs::read_to_string(dir.join(&name)).unwrap_or_default();
-            parts.push(format!("CURRENT={}", c.trim().parse().map(rel).unwrap_or_else(|_| format!("{c:?}"))));
+            parts.push(format!("CURRENT={}", c.trim().parse().map_or_else(|_| format!("{c:?}"), rel)));
         } else {
             parts.push(name);
         }
@@ -441,7 +441,7 @@ fn kill_after(child: &mut Child, delay: Duration) -> Killed {
     Killed { delay, finished }
 }
 
-/// A `cairn serve` child; SIGKILLed when dropped.
+/// A `cairn serve` child; `SIGKILLed` when dropped.
 struct Proc {
     child: Child,
     addr: String,
@@ -475,15 +475,14 @@ fn serve(dir: &Path, extra: &[&str], log: &Path) -> Result<Proc, String> {
         // Drained, so the server never writes to a closed pipe.
         let _ = std::io::copy(&mut r, &mut std::io::sink());
     });
-    let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
+    let line = rx.recv_timeout(Duration::from_mins(1)).unwrap_or_default();
     let addr = line.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).map(str::to_owned);
-    match addr {
-        Some(addr) => Ok(Proc { child, addr }),
-        None => {
-            let _ = child.kill();
-            let status = child.wait().ok();
-            Err(format!("cairn serve did not start ({status:?}); its log ends with: {}", log_tail(log)))
-        }
+    if let Some(addr) = addr {
+        Ok(Proc { child, addr })
+    } else {
+        let _ = child.kill();
+        let status = child.wait().ok();
+        Err(format!("cairn serve did not start ({status:?}); its log ends with: {}", log_tail(log)))
     }
 }
 
@@ -1103,7 +1102,7 @@ fn replica_swap_killed_at_random_moments() {
     let rdir = t.path("replica");
     fs::create_dir_all(&rdir).unwrap();
     let mut replica = serve(&rdir, &follow, &log).unwrap();
-    wait_for_generation(&replica.addr, 1, Duration::from_secs(60)).unwrap();
+    wait_for_generation(&replica.addr, 1, Duration::from_mins(1)).unwrap();
 
     // Update u adds the documents of group u on the primary and makes its
     // generation u+1 (base, updates 1..=u).
@@ -1123,8 +1122,8 @@ fn replica_swap_killed_at_random_moments() {
     let time_update = |all: &mut Vec<Group>, replica: &Proc| {
         let (u, g) = next_update(all);
         let started = Instant::now();
-        wait_for_generation(&replica.addr, g, Duration::from_secs(60)).unwrap();
-        wait_settled(&rdir, g, true, Duration::from_secs(60)).unwrap();
+        wait_for_generation(&replica.addr, g, Duration::from_mins(1)).unwrap();
+        wait_settled(&rdir, g, true, Duration::from_mins(1)).unwrap();
         let took = started.elapsed();
         assert_eq!(verify_http(&replica.addr, &[Cand::new("new", g, 0..=u)], all, &[u]), Ok("new"));
         println!("crash replica: an update reaches the replica and is installed in {:.0} ms", took.as_secs_f64() * 1e3);
@@ -1155,7 +1154,7 @@ fn replica_swap_killed_at_random_moments() {
             Ok(r) => r,
             Err(e) => panic!("kill {k}: the replica does not restart: {e}"),
         };
-        let caught_up = wait_for_generation(&replica.addr, new, Duration::from_secs(60))
+        let caught_up = wait_for_generation(&replica.addr, new, Duration::from_mins(1))
             // Landed old, it installed again since the restart: its
             // download file is gone too.
             .and_then(|_| wait_settled(&rdir, new, landed == Some("old"), Duration::from_secs(10)))

@@ -139,8 +139,8 @@ fn hostile_index_files_cannot_get_in(name: &str) {
 /// staged generation (`Generation::open` -> `TextIndex::open`, engine/src/
 /// text/mod.rs:106) and tantivy panicked reading the columnar footer:
 /// "attempt to subtract with overflow" at tantivy-common-0.27.0/src/
-/// file_slice.rs:278 (`split_from_end`) with overflow checks, "assertion
-/// failed: end <= orig_range.end" (file_slice.rs:176) without (`cairn
+/// `file_slice.rs:278` (`split_from_end`) with overflow checks, "assertion
+/// failed: end <= `orig_range.end`" (`file_slice.rs:176`) without (`cairn
 /// snapshot restore` died, leaving restore.tmp and store.redb.incoming).
 /// First fixed by caaccc0 (the staged generation was opened and probed
 /// under `catch_unwind`); since format version 2 the file cannot be sent.
@@ -169,7 +169,7 @@ fn damaged_term_dictionary_is_refused_not_installed() {
 /// reverse) passes, the snapshot is installed, and then `Database::search`
 /// panics for "rue de la paix" and "12 rue de la pa" (`cairn search`, not
 /// for "paris", "lyon", "13001"): "assertion failed: end >= start" at tantivy-common-
-/// 0.27.0/src/file_slice.rs:175, from tantivy's searcher
+/// `0.27.0/src/file_slice.rs:175`, from tantivy's searcher
 /// (`TextIndex::candidates`, engine/src/text/mod.rs:195 `searcher.search`,
 /// <- query.rs:115 <- db.rs:494 `Database::search`). In the server the
 /// panic ends the request's connection with no answer, on every such query.

@@ -115,7 +115,7 @@ fn a_made_up_id_never_replaces_an_unrelated_record() {
     );
     match import(&db, std::slice::from_ref(&f), OnError::Fail) {
         Err(Error::BadInput { line: 2, reason }) => {
-            assert!(reason.contains("\"s2_1\"") && reason.contains("of a street"), "{reason}")
+            assert!(reason.contains("\"s2_1\"") && reason.contains("of a street"), "{reason}");
         }
         other => panic!("{:?}", other.map(|r| r.commit.total)),
     }

@@ -411,7 +411,7 @@ fn a_replica_seeded_as_a_replica_downloads_only_what_it_lacks() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let r = replica_of(&p.addr, SNAP, data);
         // Polls every 100 ms: a second is ten chances to download.
-        std::thread::sleep(Duration::from_millis(1000));
+        std::thread::sleep(Duration::from_secs(1));
         assert_eq!(installs(&r), want, "--as-replica {flag}");
         assert_eq!(ready(&r).1["generation"], 1);
         assert_eq!(r.request("GET", QUERY), p.request("GET", QUERY));

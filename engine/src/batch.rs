@@ -81,7 +81,7 @@ impl Default for BatchOptions {
             format: BatchFormat::Csv,
             min_score: 0.5,
             result_columns: Vec::new(),
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             crlf: false,
         }
     }
@@ -222,7 +222,7 @@ pub fn read_header(head: &[u8], options: &BatchOptions) -> Result<(Vec<String>, 
     let head = head.strip_prefix(BOM).unwrap_or(head);
     let first = head.split(|b| *b == b'\n').next().unwrap_or_default();
     let first = first.strip_suffix(b"\r").unwrap_or(first);
-    if first.iter().all(|b| b.is_ascii_whitespace()) {
+    if first.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::BadInput { line: 1, reason: "empty file: a header line is required".into() });
     }
     let delimiter = options.delimiter.unwrap_or_else(|| detect_delimiter(&String::from_utf8_lossy(first)));
@@ -303,7 +303,7 @@ enum Outcome {
 }
 
 fn geocode_row(db: &Database, plan: &Plan, o: &BatchOptions, row: &[String]) -> Result<Outcome> {
-    let cell = |i: usize| row.get(i).map(|s| s.trim()).unwrap_or("");
+    let cell = |i: usize| row.get(i).map_or("", |s| s.trim());
     let mut filters = Vec::new();
     if let Some(k) = &o.kind {
         filters.push(("type".to_owned(), vec![k.clone()]));
@@ -409,7 +409,7 @@ fn result_cells(outcome: &Outcome, reverse: bool) -> Vec<String> {
         Outcome::Skipped => "skipped",
         Outcome::Malformed => "malformed",
     };
-    cells[13] = status.to_owned();
+    status.clone_into(&mut cells[13]);
     cells
 }
 
@@ -510,11 +510,11 @@ impl Database {
                     }
                     Ok(true) => rows.push(csv_row(&record, headers.len(), o.encoding, &mut summary)),
                     Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
-                        let line = e.position().map_or(0, |p| p.line());
+                        let line = e.position().map_or(0, csv::Position::line);
                         return Err(Error::BadInput { line, reason: format!("the input cannot be read: {e}") });
                     }
                     Err(e) => {
-                        let line = e.position().map_or(0, |p| p.line());
+                        let line = e.position().map_or(0, csv::Position::line);
                         summary.note_malformed(line, e.to_string());
                         rows.push(Row { cells: Vec::new(), ok: false, raw: None });
                     }
@@ -525,20 +525,17 @@ impl Database {
                 tally(&mut summary, outcome);
                 let result = result_cells(outcome, o.reverse.is_some());
                 let extra_cells = extra.iter().map(|(_, i)| result[*i].as_bytes());
-                match &row.raw {
-                    Some(raw) => {
-                        let cells: Vec<&[u8]> = raw.iter().collect();
-                        w.write_record(padded(cells, headers.len()).into_iter().chain(extra_cells)).map_err(io)?;
-                    }
-                    None => {
-                        let mut cells = padded(row.cells.iter().map(String::as_bytes).collect(), headers.len());
-                        for (c, i) in &into_input {
-                            if !result[*i].is_empty() {
-                                cells[*c] = result[*i].as_bytes();
-                            }
+                if let Some(raw) = &row.raw {
+                    let cells: Vec<&[u8]> = raw.iter().collect();
+                    w.write_record(padded(cells, headers.len()).into_iter().chain(extra_cells)).map_err(io)?;
+                } else {
+                    let mut cells = padded(row.cells.iter().map(String::as_bytes).collect(), headers.len());
+                    for (c, i) in &into_input {
+                        if !result[*i].is_empty() {
+                            cells[*c] = result[*i].as_bytes();
                         }
-                        w.write_record(cells.into_iter().chain(extra_cells)).map_err(io)?;
                     }
+                    w.write_record(cells.into_iter().chain(extra_cells)).map_err(io)?;
                 }
             }
             progress(rows.len() as u64);
@@ -666,7 +663,7 @@ fn padded(mut cells: Vec<&[u8]>, width: usize) -> Vec<&[u8]> {
 /// One CSV record as a row: decoded as the options say, reported when it
 /// was transcoded or could not be, checked against the header's width.
 fn csv_row(record: &csv::ByteRecord, width: usize, encoding: Encoding, summary: &mut BatchSummary) -> Row {
-    let line = record.position().map_or(0, |p| p.line());
+    let line = record.position().map_or(0, csv::Position::line);
     let cells = match decode_row(record.iter(), encoding) {
         Decoded::Text(cells) => cells,
         Decoded::Misread(cells) => {

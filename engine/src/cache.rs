@@ -6,7 +6,7 @@
 //! and more likely to change when data is added.
 //!
 //! Bodies are kept lz4-compressed when that makes them notably smaller:
-//! GeoJSON answers shrink to about a third, so the same bytes hold three
+//! `GeoJSON` answers shrink to about a third, so the same bytes hold three
 //! times the answers, and a hit pays a microsecond to decompress where a
 //! miss pays a search.
 
@@ -44,7 +44,7 @@ struct CountEvictions(Arc<AtomicU64>);
 
 impl Lifecycle<String, Entry> for CountEvictions {
     type RequestState = ();
-    fn on_evict(&self, _: &mut (), _: String, _: Entry) {
+    fn on_evict(&self, (): &mut (), _: String, _: Entry) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -62,7 +62,7 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        CacheConfig { max_bytes: 64 << 20, found_ttl: Duration::from_secs(300), empty_ttl: Duration::from_secs(30) }
+        CacheConfig { max_bytes: 64 << 20, found_ttl: Duration::from_mins(5), empty_ttl: Duration::from_secs(30) }
     }
 }
 
@@ -206,7 +206,7 @@ mod tests {
     #[test]
     fn empty_results_expire_on_their_own_clock() {
         let c = ResponseCache::new(CacheConfig {
-            found_ttl: Duration::from_secs(60),
+            found_ttl: Duration::from_mins(1),
             empty_ttl: Duration::from_millis(1),
             ..CacheConfig::default()
         });

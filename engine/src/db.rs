@@ -281,7 +281,7 @@ impl Database {
     }
 
     fn remove_other_generations(&self, keep: u64) -> Result<()> {
-        let keep_name = gen_dir(&self.dir, keep).file_name().map(|n| n.to_owned());
+        let keep_name = gen_dir(&self.dir, keep).file_name().map(std::borrow::ToOwned::to_owned);
         let entries = fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         for e in entries.flatten() {
             let name = e.file_name();
@@ -509,7 +509,8 @@ impl Database {
         let incoming = self.dir.join(INCOMING_STORE);
         remove_path(&staging)?;
         remove_path(&incoming)?;
-        let result = self.stage(input, &staging, &incoming, new_history).and_then(|staged| self.install(store, staged));
+        let result =
+            Self::stage(input, &staging, &incoming, new_history).and_then(|staged| self.install(store, staged));
         if result.is_err() {
             // Both names are gone once the commit point is passed, so this
             // only ever removes staging.
@@ -519,7 +520,7 @@ impl Database {
         result
     }
 
-    fn stage(&self, input: &mut dyn Read, staging: &Path, incoming: &Path, new_history: bool) -> Result<Staged> {
+    fn stage(input: &mut dyn Read, staging: &Path, incoming: &Path, new_history: bool) -> Result<Staged> {
         let (manifest, store) = snapshot::stage(input, incoming)?;
         if new_history {
             store.new_history()?;
@@ -1178,7 +1179,7 @@ mod tests {
     fn two_generations(dir: &Path) {
         let db = Database::open(dir).unwrap();
         db.write(|b| b.put(street("a", "Rue Alpha"))).unwrap();
-        let (_, report) = db
+        let ((), report) = db
             .write(|b| {
                 b.put(street("b", "Rue Beta"))?;
                 b.put(street("a", "Rue Gamma"))

@@ -140,7 +140,7 @@ impl DocsBuilder {
                 let Some(h) = ph else { continue };
                 let from = self.index.ids.partition_point(|e| e.hash < *h);
                 let child = record(slot)?;
-                let want = child.parent.as_ref().map(|p| p.as_str()).unwrap_or_default();
+                let want = child.parent.as_ref().map(rkyv::string::ArchivedString::as_str).unwrap_or_default();
                 for e in self.index.ids[from..].iter().take_while(|e| e.hash == *h) {
                     if record(e.slot as usize)?.id.as_str() == want {
                         parents[slot] = e.slot;

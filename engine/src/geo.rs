@@ -83,7 +83,7 @@ fn floor(x: f64) -> i64 {
 /// Cell keys sort by row (latitude), then by column: the cells of a row
 /// are contiguous.
 fn cell_key(ci: i64, cj: i64) -> u64 {
-    ((row_of(ci) as u64) << 32) | col_of(cj) as u64
+    (u64::from(row_of(ci)) << 32) | u64::from(col_of(cj))
 }
 
 fn row_of(ci: i64) -> u32 {
@@ -273,7 +273,9 @@ impl GeoIndex {
             let (s, e) = (data.starts[c].to_native() as usize, data.starts[c + 1].to_native() as usize);
             let points = &data.points[s..e];
             if !self.lat_sorted {
-                points.iter().for_each(|p| kept.offer(&cap, p, &mut keep));
+                for p in points {
+                    kept.offer(&cap, p, &mut keep);
+                }
                 return;
             }
             // A cell's points are sorted by latitude: walk away from the
@@ -308,14 +310,13 @@ impl GeoIndex {
             let near_pole = radius + cap.phi.abs() >= std::f64::consts::FRAC_PI_2 - 2.0 * step;
             let widest = if near_pole { None } else { Some((radius.sin() / cap.cos_phi).min(1.0).asin()) };
             for row in rows {
-                let half = match widest {
-                    Some(w) => w,
-                    None => {
-                        let (lat_lo, lat_hi) = ((row as f64 * deg).max(-90.0), ((row + 1) as f64 * deg).min(90.0));
-                        match cap.half_width(radius, lat_lo, lat_hi) {
-                            Some(h) => h,
-                            None => continue,
-                        }
+                let half = if let Some(w) = widest {
+                    w
+                } else {
+                    let (lat_lo, lat_hi) = ((row as f64 * deg).max(-90.0), ((row + 1) as f64 * deg).min(90.0));
+                    match cap.half_width(radius, lat_lo, lat_hi) {
+                        Some(h) => h,
+                        None => continue,
                     }
                 };
                 let (mut lo, mut hi) = if half >= std::f64::consts::PI {

@@ -509,9 +509,9 @@ fn read_ban_csv(
                 continue;
             }
         }
-        let line = record.position().map_or(line, |p| p.line());
+        let line = record.position().map_or(line, csv::Position::line);
         let get = |c: usize| record.get(c).unwrap_or("").trim();
-        let opt = |c: Option<usize>| c.map(get).unwrap_or("");
+        let opt = |c: Option<usize>| c.map_or("", get);
         let (id, numero, voie, insee) = (get(c_id), get(c_num), get(c_voie), get(c_insee));
         if id.is_empty() || numero.is_empty() || voie.is_empty() || insee.is_empty() {
             skipped.note(on_error, line, "empty id, numero, nom_voie or code_insee".into())?;

@@ -81,13 +81,12 @@ impl Database {
                 let mut input = import::open_input(path, move |n| {
                     counter.fetch_add(n, Ordering::Relaxed);
                 })?;
-                let format = match options.format {
-                    Some(f) => f,
-                    None => {
-                        let head = std::io::BufRead::fill_buf(&mut input)
-                            .map_err(|e| Error::Io { path: path.clone(), err: e })?;
-                        import::detect_format(path, head)?
-                    }
+                let format = if let Some(f) = options.format {
+                    f
+                } else {
+                    let head =
+                        std::io::BufRead::fill_buf(&mut input).map_err(|e| Error::Io { path: path.clone(), err: e })?;
+                    import::detect_format(path, head)?
                 };
                 let input = Progress { inner: input, read, reported: 0, progress: &mut *progress };
                 batch.import(input, format, options.on_error, &mut skipped)?;

@@ -299,12 +299,11 @@ pub struct Forms<'d>(Vec<(&'d str, String)>);
 
 impl<'d> Forms<'d> {
     fn index(&mut self, s: &'d str) -> usize {
-        match self.0.iter().position(|(k, _)| *k == s) {
-            Some(i) => i,
-            None => {
-                self.0.push((s, compare_form(s)));
-                self.0.len() - 1
-            }
+        if let Some(i) = self.0.iter().position(|(k, _)| *k == s) {
+            i
+        } else {
+            self.0.push((s, compare_form(s)));
+            self.0.len() - 1
         }
     }
 
@@ -322,7 +321,7 @@ pub enum Prop {
     Bool(bool),
 }
 
-/// A result, ready to encode as a GeoJSON feature.
+/// A result, ready to encode as a `GeoJSON` feature.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Feature {
     /// Longitude and latitude of the result.

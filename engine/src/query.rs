@@ -129,6 +129,8 @@ fn normalised_filters(filters: &[(String, Vec<String>)]) -> Vec<(String, Vec<Str
 
 /// The candidates of a search sized for `pool` results, scored, in no
 /// particular order.
+// One plan, read top to bottom; split, it would hide which step feeds which.
+#[allow(clippy::too_many_lines)]
 fn search_pool(g: &Generation, q: &SearchQuery, pool: usize, deadline: Option<Instant>) -> Result<Vec<Scored>> {
     let docs = &g.docs;
     let parsed = parse_query(&q.q);

@@ -100,7 +100,7 @@ impl ArchivedValue {
     pub fn first_str(&self) -> Option<&str> {
         match self {
             ArchivedValue::Str(s) => Some(s.as_str()),
-            ArchivedValue::List(l) => l.first().map(|s| s.as_str()),
+            ArchivedValue::List(l) => l.first().map(rkyv::string::ArchivedString::as_str),
             _ => None,
         }
     }
@@ -108,7 +108,7 @@ impl ArchivedValue {
     pub fn strs(&self) -> Vec<&str> {
         match self {
             ArchivedValue::Str(s) => vec![s.as_str()],
-            ArchivedValue::List(l) => l.iter().map(|s| s.as_str()).collect(),
+            ArchivedValue::List(l) => l.iter().map(rkyv::string::ArchivedString::as_str).collect(),
             _ => Vec::new(),
         }
     }

@@ -192,7 +192,7 @@ impl Store {
 
 fn meta_get(txn: &WriteTransaction, name: &str) -> Result<u64> {
     let t = txn.open_table(META)?;
-    let v = t.get(name)?.map(|v| v.value()).unwrap_or(0);
+    let v = t.get(name)?.map_or(0, |v| v.value());
     Ok(v)
 }
 
@@ -218,14 +218,13 @@ impl StoreTxn {
     /// record had this id, that record and its key.
     pub fn put(&mut self, record: Record) -> Result<(u64, Option<(u64, Record)>)> {
         let old = self.delete(&record.id)?;
-        let block = match self.pending_block {
-            Some(b) => b,
-            None => {
-                let b = self.next_block;
-                self.next_block += 1;
-                self.pending_block = Some(b);
-                b
-            }
+        let block = if let Some(b) = self.pending_block {
+            b
+        } else {
+            let b = self.next_block;
+            self.next_block += 1;
+            self.pending_block = Some(b);
+            b
         };
         let key = (block << 16) | self.next_pos;
         self.next_pos += 1;
@@ -515,14 +514,14 @@ pub(crate) struct StoreView {
 impl StoreView {
     pub fn generation(&self) -> Result<u64> {
         let t = self.txn.open_table(META)?;
-        let v = t.get("generation")?.map(|v| v.value()).unwrap_or(0);
+        let v = t.get("generation")?.map_or(0, |v| v.value());
         Ok(v)
     }
 
     /// See [`HISTORY`]; 0 for a store made before histories existed.
     pub fn history(&self) -> Result<u64> {
         let t = self.txn.open_table(META)?;
-        let v = t.get(HISTORY)?.map(|v| v.value()).unwrap_or(0);
+        let v = t.get(HISTORY)?.map_or(0, |v| v.value());
         Ok(v)
     }
 

@@ -193,7 +193,7 @@ impl App {
         let n = name.clone();
         match blocking(move || db.put_collection(&n, &schema)).await {
             Ok(created) => {
-                let c = self.db.collection(&name).map(|c| schema_json(&c)).unwrap_or(Value::Null);
+                let c = self.db.collection(&name).map_or(Value::Null, |c| schema_json(&c));
                 respond(if created { StatusCode::CREATED } else { StatusCode::OK }, &c)
             }
             Err(r) => r,

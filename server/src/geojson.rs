@@ -1,4 +1,4 @@
-//! GeoJSON output, identical for the HTTP server and the CLI.
+//! `GeoJSON` output, identical for the HTTP server and the CLI.
 //!
 //! Written straight from the engine's features with `Serialize` rather than
 //! through a `serde_json::Value` tree: building the tree (a map per feature,
@@ -233,7 +233,7 @@ mod tests {
             score: 0.5,
             properties: vec![
                 ("label".into(), Prop::Str("8 Rue \"de\" la Paix\u{1}".into())),
-                ("score".into(), Prop::Num(0.123456789)),
+                ("score".into(), Prop::Num(0.123_456_789)),
                 ("housenumber".into(), Prop::Int(8)),
                 ("distance".into(), Prop::Num(f64::NAN)),
                 ("x".into(), Prop::Num(1e21)),

@@ -116,7 +116,7 @@ impl App {
     /// A JSON body, compressed when the client accepts it and it is worth it.
     pub(crate) fn json(&self, status: StatusCode, body: Bytes, enc: Encoding) -> Response<Body> {
         let (tag, body) = self.encode(body, enc);
-        self.tagged(status, tag, body)
+        Self::tagged(status, tag, body)
     }
 
     fn encode(&self, body: Bytes, enc: Encoding) -> (u8, Bytes) {
@@ -130,7 +130,7 @@ impl App {
         }
     }
 
-    fn tagged(&self, status: StatusCode, tag: u8, body: Bytes) -> Response<Body> {
+    fn tagged(status: StatusCode, tag: u8, body: Bytes) -> Response<Body> {
         let mut r = respond_bytes(status, body);
         let coding = match tag {
             TAG_GZIP => Some("gzip"),
@@ -227,7 +227,7 @@ impl App {
             Route::Search => self.search(query, enc),
             Route::Reverse => self.reverse(query, enc),
             Route::Health => {
-                let c = self.cache.as_ref().map(|c| c.stats()).unwrap_or_default();
+                let c = self.cache.as_ref().map(cairn::ResponseCache::stats).unwrap_or_default();
                 let cache = json!({"hits": c.hits, "misses": c.misses, "evictions": c.evictions, "entries": c.entries, "bytes": c.bytes});
                 respond(
                     StatusCode::OK,
@@ -239,7 +239,7 @@ impl App {
                 let gauges = Gauges {
                     documents: db.len(),
                     generation: db.generation(),
-                    cache: self.cache.as_ref().map(|c| c.stats()),
+                    cache: self.cache.as_ref().map(cairn::ResponseCache::stats),
                     extra: self.replica.as_ref().map(|r| r.gauges()).unwrap_or_default(),
                 };
                 let mut r = self.json(StatusCode::OK, Bytes::from(self.metrics.render(&gauges)), enc);
@@ -342,9 +342,8 @@ impl App {
             Ok(b) => b,
             Err(r) => return r,
         };
-        let format = match format.map(Ok).unwrap_or_else(|| cairn::import::detect_format("body".as_ref(), &body)) {
-            Ok(f) => f,
-            Err(_) => return bad(415, "Send documents as application/x-ndjson (BAN NDJSON) or text/csv (BAN CSV)"),
+        let Ok(format) = format.map_or_else(|| cairn::import::detect_format("body".as_ref(), &body), Ok) else {
+            return bad(415, "Send documents as application/x-ndjson (BAN NDJSON) or text/csv (BAN CSV)");
         };
         let done = tokio::task::spawn_blocking(move || {
             let mut skipped = cairn::Skipped::default();
@@ -408,10 +407,9 @@ impl App {
                 None => return bad(404, format!("Generation {generation} is not published; ask /snapshot/latest")),
             }
         };
-        let file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
-            // Replaced by a newer generation's file in between.
-            Err(_) => return bad(404, "This generation is no longer published; ask /snapshot/latest"),
+        // Gone when a newer generation's file replaced it in between.
+        let Ok(file) = tokio::fs::File::open(&path).await else {
+            return bad(404, "This generation is no longer published; ask /snapshot/latest");
         };
         let len = file.metadata().await.map(|m| m.len()).ok();
         let (mut tx, body) = http_body_util::channel::Channel::<Bytes, BodyError>::new(4);
@@ -452,7 +450,7 @@ impl App {
             return not_ready("no data has been imported yet".into());
         }
         match db.probe() {
-            Ok(_) => {
+            Ok(()) => {
                 let mut v = json!({"status": "READY", "generation": db.generation(), "documents": db.len()});
                 if let Some(r) = &self.replica {
                     v["role"] = json!("replica");
@@ -468,7 +466,7 @@ impl App {
     fn cache_hit(&self, key: &str) -> Option<Response<Body>> {
         let body = self.cache.as_ref()?.peek(self.db.epoch(), key)?;
         let tag = body.first().copied().unwrap_or(TAG_IDENTITY);
-        Some(self.tagged(StatusCode::OK, tag, Bytes::from(body).slice(1..)))
+        Some(Self::tagged(StatusCode::OK, tag, Bytes::from(body).slice(1..)))
     }
 
     /// Computes an answer, encodes it and keeps it under `key`.
@@ -494,7 +492,7 @@ impl App {
                     stored.extend_from_slice(&body);
                     c.insert(generation, k, &stored, found);
                 }
-                self.tagged(StatusCode::OK, tag, body)
+                Self::tagged(StatusCode::OK, tag, body)
             }
             Err(cairn::Error::Timeout) => {
                 let budget = self.limits.time_budget.unwrap_or_default();
@@ -775,9 +773,9 @@ fn csv_options(form: &CsvForm, data: &[u8], reverse: bool) -> Result<cairn::Batc
         }
     }
     match get("encoding").as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("utf-8") | Some("utf-8-sig") | Some("utf8") => {}
+        None | Some("utf-8" | "utf-8-sig" | "utf8") => {}
         Some("latin1" | "latin-1" | "iso-8859-1" | "cp1252" | "windows-1252") => {
-            options.encoding = cairn::Encoding::Latin1
+            options.encoding = cairn::Encoding::Latin1;
         }
         Some(other) => return Err(bad(400, format!("Unknown encoding {other:?}: use utf-8 or latin1"))),
     }
@@ -815,7 +813,7 @@ fn csv_options(form: &CsvForm, data: &[u8], reverse: bool) -> Result<cairn::Batc
             (Some(la), Some(lo)) => {
                 known(&la)?;
                 known(&lo)?;
-                options.reverse = Some((la, lo))
+                options.reverse = Some((la, lo));
             }
             _ => return Err(bad(400, format!("No latitude/longitude columns in {header:?}"))),
         }
@@ -841,7 +839,7 @@ async fn handle_csv(
     let Some((name, data)) = form.data.clone() else {
         return bad(400, "Missing file");
     };
-    if data.iter().all(|b| b.is_ascii_whitespace()) {
+    if data.iter().all(u8::is_ascii_whitespace) {
         return bad(400, "Empty file");
     }
     let options = match csv_options(&form, &data, reverse) {
@@ -1043,13 +1041,13 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown_timeout: Durat
                     }
                 });
             }
-            _ = &mut stop => break,
+            () = &mut stop => break,
         }
     }
     drop(listener);
     tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(shutdown_timeout) => {}
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(shutdown_timeout) => {}
     }
     Ok(())
 }

@@ -52,7 +52,7 @@ enum Command {
     },
     /// Serve the Addok HTTP API.
     Serve(config::ServeArgs),
-    /// Search and print the same GeoJSON as GET /search.
+    /// Search and print the same `GeoJSON` as GET /search.
     Search {
         #[arg(long, env = "CAIRN_DATA")]
         data: PathBuf,
@@ -162,7 +162,7 @@ enum Command {
 /// How `search` and `reverse` print their results.
 #[derive(clap::Args)]
 struct OutputArgs {
-    /// Print the GeoJSON of the HTTP API (the default when stdout is not a terminal).
+    /// Print the `GeoJSON` of the HTTP API (the default when stdout is not a terminal).
     #[arg(long, conflicts_with = "table")]
     json: bool,
     /// Print a table (the default on a terminal).
@@ -233,6 +233,8 @@ fn main() {
     }
 }
 
+// One arm per subcommand.
+#[allow(clippy::too_many_lines)]
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Import { data, format, collection: Some(name), schema, skip_invalid, files } => {
@@ -294,13 +296,13 @@ fn run(cli: Cli) -> Result<()> {
             threads,
         } => {
             let db = Database::open_read_only(&data).with_context(|| format!("opening {}", data.display()))?;
-            let is_ndjson =
-                |p: &Path| p.to_string_lossy().ends_with(".ndjson") || p.to_string_lossy().ends_with(".jsonl");
+            let is_ndjson = |p: &Path| {
+                matches!(p.extension().map(|e| e.to_string_lossy().to_lowercase()).as_deref(), Some("ndjson" | "jsonl"))
+            };
             let format = match format.as_deref() {
                 Some("ndjson") => cairn::BatchFormat::Ndjson,
-                Some(_) => cairn::BatchFormat::Csv,
                 None if is_ndjson(&input) => cairn::BatchFormat::Ndjson,
-                None => cairn::BatchFormat::Csv,
+                Some(_) | None => cairn::BatchFormat::Csv,
             };
             let delimiter = match delimiter {
                 Some(c) if c.is_ascii() => Some(c as u8),
@@ -368,7 +370,7 @@ fn snapshot(cmd: SnapshotCommand) -> Result<()> {
             let db = Database::open(&data).with_context(|| format!("opening {}", data.display()))?;
             let started = Instant::now();
             let m = db.create_snapshot_file(&out).with_context(|| format!("writing {}", out.display()))?;
-            let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+            let size = std::fs::metadata(&out).map_or(0, |m| m.len());
             println!(
                 "snapshot of generation {} ({} documents, {} files): {} bytes ({} uncompressed) in {:.2} s",
                 m.generation,
@@ -538,7 +540,8 @@ impl NewDatabase {
         if Database::store_path(dir).exists() {
             return None;
         }
-        let before = std::fs::read_dir(dir).ok().map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect());
+        let before =
+            std::fs::read_dir(dir).ok().map(|d| d.filter_map(std::result::Result::ok).map(|e| e.file_name()).collect());
         Some(NewDatabase { dir: dir.to_owned(), before })
     }
 
@@ -557,7 +560,7 @@ impl NewDatabase {
         let result = match &self.before {
             None => std::fs::remove_dir_all(&self.dir),
             Some(before) => std::fs::read_dir(&self.dir).and_then(|entries| {
-                for e in entries.filter_map(|e| e.ok()).filter(|e| !before.contains(&e.file_name())) {
+                for e in entries.filter_map(std::result::Result::ok).filter(|e| !before.contains(&e.file_name())) {
                     let p = e.path();
                     if p.is_dir() {
                         std::fs::remove_dir_all(&p)?;
@@ -746,7 +749,7 @@ fn prepare_demo(dir: Option<PathBuf>) -> Result<PathBuf> {
     }
     if dir.exists() {
         // Only ever clear a directory an older demo made, or an empty one.
-        let empty = std::fs::read_dir(&dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+        let empty = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_none());
         if !stamp_file.exists() && !empty {
             bail!("{} is not a cairn demo directory and not empty: choose another --data for --demo", dir.display());
         }
@@ -777,14 +780,14 @@ fn serve(data: &Path, settings: config::Settings) -> Result<()> {
         config::AccessLog::Off => {}
         config::AccessLog::Text => tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init(),
         config::AccessLog::Json => {
-            tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_target(false).init()
+            tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_target(false).init();
         }
     }
     let mut app = http::App::new(db.clone(), settings.cache.map(cairn::ResponseCache::new), settings.limits);
     app.limiter = settings.rate.map(|(rate, burst)| ratelimit::RateLimiter::new(rate, burst));
     app.access_log = settings.access_log;
-    app.write_token = settings.write_token.clone();
-    app.snapshot_token = settings.snapshot_token.clone();
+    app.write_token.clone_from(&settings.write_token);
+    app.snapshot_token.clone_from(&settings.snapshot_token);
     app.publisher = Some(replica::Publisher::new(&dir));
     let following = settings.replica_of.clone().map(|url| {
         let status = Arc::new(replica::ReplicaStatus::default());

@@ -178,7 +178,7 @@ pub fn check_url(url: &str) -> Result<()> {
 /// piece of a snapshot: a primary that stops answering must not stop the
 /// replica from trying again.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
-const READ_TIMEOUT: Duration = Duration::from_secs(60);
+const READ_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// A primary's address: `http://host:port` (plain HTTP; put TLS in front).
 struct Primary {
@@ -216,7 +216,7 @@ impl Primary {
         let resp = send.send_request(req.body(Empty::<Bytes>::new())?).await?;
         if resp.status() != StatusCode::OK {
             let status = resp.status();
-            let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = resp.into_body().collect().await.map(http_body_util::Collected::to_bytes).unwrap_or_default();
             bail!("GET {path}: {status} {}", String::from_utf8_lossy(&body));
         }
         Ok(resp)
@@ -246,7 +246,7 @@ pub async fn follow(db: Arc<Database>, url: String, token: Option<String>, poll:
                 eprintln!("replica: {e:#}; retrying in {backoff:?}");
                 let _ = tokio::fs::remove_file(&staging).await;
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(poll.max(Duration::from_secs(60)));
+                backoff = (backoff * 2).min(poll.max(Duration::from_mins(1)));
                 continue;
             }
         }

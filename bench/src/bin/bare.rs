@@ -6,7 +6,7 @@
 //! JSON body of exactly N bytes (default 300), with the headers cairn sends on
 //! a search answer. Runtime and connection setup are those of `cairn serve`
 //! (tokio multi-thread runtime, hyper-util auto builder: HTTP/1.1 keep-alive
-//! and h2c, TCP_NODELAY, mimalloc), minus the application. Prints
+//! and h2c, `TCP_NODELAY`, mimalloc), minus the application. Prints
 //! `bare listening on http://ADDR (N-byte body)` on stdout once it listens,
 //! and exits on SIGINT/SIGTERM.
 
@@ -111,7 +111,7 @@ fn main() {
                         let _ = conn.await;
                     });
                 }
-                _ = &mut stop => break,
+                () = &mut stop => break,
             }
         }
     });
@@ -119,12 +119,9 @@ fn main() {
 }
 
 async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(t) => t,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
     };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

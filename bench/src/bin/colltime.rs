@@ -3,7 +3,7 @@
 //! percentiles of their wall time, one line per kind.
 //!
 //!   colltime DIR verifications [QUERIES]   (collection "checks", 1M records of
-//!                                          datasets/generate_records.py --kind verifications)
+//!                                          `datasets/generate_records.py` --kind verifications)
 //!   colltime DIR packets [QUERIES]         (collection "packets")
 
 use std::time::{Duration, Instant};
@@ -87,7 +87,7 @@ const DAYS: u64 = 690;
 
 fn verifications(db: &cairn::Database, n: usize, rng: &mut Rng) {
     let c = db.collection("checks").expect("collection checks");
-    let run = |q: &Query| c.query(q).expect("query").hits.len();
+    let run = |q: &Query| c.query_raw(q).expect("query").1.len();
     let mut window = |days: i64| {
         let t1 = T0 + 86_400 * rng.below(DAYS) as i64;
         let status = STATUSES[rng.below(4) as usize];
@@ -161,7 +161,7 @@ fn verifications(db: &cairn::Database, n: usize, rng: &mut Rng) {
 
 fn packets(db: &cairn::Database, n: usize, rng: &mut Rng) {
     let c = db.collection("packets").expect("collection packets");
-    let run = |q: &Query| c.query(q).expect("query").hits.len();
+    let run = |q: &Query| c.query_raw(q).expect("query").1.len();
     // The generator's packets span 30 days up to 2026-12-01T00:00:00Z.
     let end = 1_796_083_200i64;
     let mut make = |collapse: bool| {

@@ -4,7 +4,7 @@
 //!     qtime [--app] DB REQUESTS [N]
 //!
 //! With `--app`, each line goes through the server's GET handler instead
-//! (parameters, response cache, engine, GeoJSON), still without a socket:
+//! (parameters, response cache, engine, `GeoJSON`), still without a socket:
 //! the difference to the plain run is the front end's own cost.
 //!
 //! REQUESTS is one of bench/load.sh's request files (`/search?q=...` or
@@ -13,7 +13,7 @@
 //! the first N timed, and prints the mean and the percentiles of one
 //! request, in microseconds. The two sets are disjoint, as in the load bench,
 //! so that the engine's own memo of costly word sets only helps a timed
-//! request that shares its words with another. QTIME_SLOW=K also prints the
+//! request that shares its words with another. `QTIME_SLOW=K` also prints the
 //! K slowest requests.
 
 use std::time::Instant;
@@ -55,8 +55,8 @@ enum Request {
 impl Request {
     fn run(&self, db: &Database) -> usize {
         match self {
-            Request::Search(q) => db.search(q).map(|r| r.len()).unwrap_or(0),
-            Request::Reverse(q) => db.reverse(q).map(|r| r.len()).unwrap_or(0),
+            Request::Search(q) => db.search(q).map_or(0, |r| r.len()),
+            Request::Reverse(q) => db.reverse(q).map_or(0, |r| r.len()),
         }
     }
 }
@@ -190,7 +190,11 @@ fn time_app(db: Database, lines: &[&str]) {
     use cairn_server::config::Limits;
     use cairn_server::http::App;
     use cairn_server::metrics::Route;
-    let app = App::new(std::sync::Arc::new(db), Some(cairn::ResponseCache::new(Default::default())), Limits::default());
+    let app = App::new(
+        std::sync::Arc::new(db),
+        Some(cairn::ResponseCache::new(cairn::CacheConfig::default())),
+        Limits::default(),
+    );
     let run = |label: &str| {
         let start = Instant::now();
         let mut ok = 0usize;

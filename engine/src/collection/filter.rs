@@ -96,6 +96,8 @@ impl Filter {
         Filter::parse_at(v, schema, path, 0)
     }
 
+    // One arm per operator of the filter language.
+    #[allow(clippy::too_many_lines)]
     fn parse_at(v: &Json, schema: &Schema, path: &str, depth: usize) -> Result<Filter, CollectionError> {
         if depth > MAX_DEPTH {
             return Err(bad(path, format!("nested deeper than {MAX_DEPTH}")));

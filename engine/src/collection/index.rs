@@ -258,14 +258,18 @@ impl Builder {
             Builder::Int { values, mut present } => {
                 present.sort_by_key(|&r| (values[r as usize], r));
                 let mut bits = Bits::new(rows);
-                present.iter().for_each(|&r| bits.set(r));
+                for &r in &present {
+                    bits.set(r);
+                }
                 let sorted_values = present.iter().map(|&r| values[r as usize]).collect();
                 Column::Int(NumColumn { values, present: bits, sorted: present, sorted_values })
             }
             Builder::Float { values, mut present } => {
                 present.sort_by(|&a, &b| values[a as usize].total_cmp(&values[b as usize]).then(a.cmp(&b)));
                 let mut bits = Bits::new(rows);
-                present.iter().for_each(|&r| bits.set(r));
+                for &r in &present {
+                    bits.set(r);
+                }
                 let sorted_values = present.iter().map(|&r| values[r as usize]).collect();
                 Column::Float(NumColumn { values, present: bits, sorted: present, sorted_values })
             }

@@ -113,7 +113,7 @@ impl Query {
                         .ok_or_else(|| bad("facet_limit", "expected an integer from 1 to 10000"))?;
                 }
                 "collapse" => {
-                    q.collapse = Some(v.as_str().ok_or_else(|| bad("collapse", "expected a field name"))?.to_owned())
+                    q.collapse = Some(v.as_str().ok_or_else(|| bad("collapse", "expected a field name"))?.to_owned());
                 }
                 "fields" => q.fields = Some(field_names(v, "fields")?),
                 "total" => q.total = v.as_bool().ok_or_else(|| bad("total", "expected true or false"))?,
@@ -321,7 +321,31 @@ struct Order<'a> {
     keys: Vec<Key<'a>>,
 }
 
-impl Order<'_> {
+impl<'a> Order<'a> {
+    /// The order of `sort` over `index`; by score when there is text and
+    /// no sort.
+    fn of(index: &'a Index, sort: &[SortKey], text: bool) -> Order<'a> {
+        if sort.is_empty() && text {
+            return Order { keys: vec![Key::Score(true)] };
+        }
+        let keys = sort
+            .iter()
+            .filter_map(|s| {
+                if s.field == SCORE {
+                    return Some(Key::Score(s.descending));
+                }
+                Some(match index.column(&s.field)?.1 {
+                    Column::Keyword(c) => Key::Keyword(c, s.descending),
+                    Column::Int(c) => Key::Int(c, s.descending),
+                    Column::Float(c) => Key::Float(c, s.descending),
+                    Column::Bool(c) => Key::Bool(c, s.descending),
+                    _ => return None,
+                })
+            })
+            .collect();
+        Order { keys }
+    }
+
     fn cmp(&self, a: (u32, Option<f32>), b: (u32, Option<f32>)) -> Ordering {
         for k in &self.keys {
             let o = k.cmp(a, b);
@@ -351,27 +375,7 @@ pub(crate) fn run(index: &Index, schema: &Schema, q: &Query, version: u64) -> Re
         None => None,
     };
     let scores = q.text.as_ref().map(|t| text_scores(index, t));
-    let mut sort = q.sort.clone();
-    if sort.is_empty() && scores.is_some() {
-        sort.push(SortKey { field: SCORE.into(), descending: true });
-    }
-    let order = Order {
-        keys: sort
-            .iter()
-            .filter_map(|s| {
-                if s.field == SCORE {
-                    return Some(Key::Score(s.descending));
-                }
-                Some(match index.column(&s.field)?.1 {
-                    Column::Keyword(c) => Key::Keyword(c, s.descending),
-                    Column::Int(c) => Key::Int(c, s.descending),
-                    Column::Float(c) => Key::Float(c, s.descending),
-                    Column::Bool(c) => Key::Bool(c, s.descending),
-                    _ => return None,
-                })
-            })
-            .collect(),
-    };
+    let order = Order::of(index, &q.sort, scores.is_some());
     let collapse = q.collapse.as_deref().and_then(|c| match index.column(c) {
         Some((_, Column::Keyword(k))) => Some(k),
         _ => None,
@@ -421,16 +425,15 @@ pub(crate) fn run(index: &Index, schema: &Schema, q: &Query, version: u64) -> Re
             it.skip_while(|&r| r < start).filter(|&r| filter.matches(r)).take(want).map(|r| (r, score_of(r))).collect()
         }
         _ => {
-            let matches: Vec<u32> = match all {
-                Some(a) => a,
-                None => {
-                    let c = filter.candidates();
-                    let it: Box<dyn Iterator<Item = u32>> = match c {
-                        Some(c) => Box::new(c.into_iter()),
-                        None => Box::new(0..index.rows() as u32),
-                    };
-                    it.filter(|&r| filter.matches(r)).collect()
-                }
+            let matches: Vec<u32> = if let Some(a) = all {
+                a
+            } else {
+                let c = filter.candidates();
+                let it: Box<dyn Iterator<Item = u32>> = match c {
+                    Some(c) => Box::new(c.into_iter()),
+                    None => Box::new(0..index.rows() as u32),
+                };
+                it.filter(|&r| filter.matches(r)).collect()
             };
             let hits: Vec<(u32, Option<f32>)> = matches.into_iter().map(|r| (r, score_of(r))).collect();
             top(hits, &order, after, collapse, want)
@@ -467,7 +470,7 @@ fn top(
             best.entry(v)
                 .and_modify(|b| {
                     if order.cmp(h, *b) == Ordering::Less {
-                        *b = h
+                        *b = h;
                     }
                 })
                 .or_insert(h);
@@ -780,13 +783,7 @@ fn expand<'a>(c: &'a TextColumn, w: &str, last: bool) -> Vec<(&'a str, f32)> {
         }
     }
     let len = w.chars().count();
-    let typos = if len >= 9 {
-        2
-    } else if len >= 5 {
-        1
-    } else {
-        0
-    };
+    let typos = if len >= 9 { 2 } else { u8::from(len >= 5) };
     if typos > 0 {
         let dfa = levenshtein_automata::LevenshteinAutomatonBuilder::new(typos, true).build_dfa(w);
         for t in &c.words {

@@ -171,7 +171,7 @@ mod tests {
                     format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i as usize % 97)).into_bytes(),
                 )
             })
-            .chain([("".to_owned(), Vec::new())])
+            .chain([(String::new(), Vec::new())])
             .collect()
     }
 

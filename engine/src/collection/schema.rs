@@ -22,7 +22,7 @@ pub enum FieldType {
     /// An instant: RFC 3339 text (`2026-12-06T10:00:00+01:00`) or epoch
     /// seconds; kept to the millisecond.
     Date,
-    /// `{"lat": .., "lon": ..}`, `"lat,lon"` or `[lon, lat]` (GeoJSON order).
+    /// `{"lat": .., "lon": ..}`, `"lat,lon"` or `[lon, lat]` (`GeoJSON` order).
     GeoPoint,
     /// Any JSON, stored and returned, never indexed.
     Json,

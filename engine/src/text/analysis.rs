@@ -456,7 +456,9 @@ fn compare_form_of(label: &str, name: bool) -> String {
     for (i, t) in folded.split_whitespace().enumerate() {
         match synonyms().map.get(t) {
             Some((words, class)) if *class == Class::Always || (*class == Class::StreetType && name && i == 0) => {
-                words.iter().for_each(|w| push(w))
+                for w in words {
+                    push(w);
+                }
             }
             _ => push(t),
         }
@@ -620,7 +622,7 @@ mod tests {
             "sss",
         ]
         .iter()
-        .map(|s| s.to_string())
+        .map(std::string::ToString::to_string)
         .collect();
         // Folding makes 400 "s" of 200 "ß": more than 255 of one bigram.
         strings.push("s".repeat(400));

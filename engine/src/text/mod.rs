@@ -264,16 +264,15 @@ impl TextIndex {
         let whole = self.word_freq(text);
         let freq = if prefix { self.prefix_freq(text) } else { whole };
         let typos = if freq > 0 {
-            Default::default()
+            std::sync::Arc::default()
         } else {
             let key = (text.to_owned(), prefix);
-            match self.typos.get(&key) {
-                Some(t) => t,
-                None => {
-                    let t = std::sync::Arc::new(self.typo_terms(text, prefix)?);
-                    self.typos.insert(key, t.clone());
-                    t
-                }
+            if let Some(t) = self.typos.get(&key) {
+                t
+            } else {
+                let t = std::sync::Arc::new(self.typo_terms(text, prefix)?);
+                self.typos.insert(key, t.clone());
+                t
             }
         };
         Ok(Word { text: text.to_owned(), freq, whole, typos, alternative: None })
@@ -292,7 +291,7 @@ impl TextIndex {
         let freq = self.prefix_freq(text) + other_freq;
         let alternative = Some(Term::from_field_text(self.fields.prefix, analysis::indexed_prefix(other)));
         // Never taken for a whole word: both are looked for as prefixes.
-        Ok(Word { text: text.to_owned(), freq, whole: 0, typos: Default::default(), alternative })
+        Ok(Word { text: text.to_owned(), freq, whole: 0, typos: std::sync::Arc::default(), alternative })
     }
 
     /// A whole query word that may also be read as `other` ("r" as "rue"):
@@ -305,7 +304,7 @@ impl TextIndex {
         let own = self.word_freq(text);
         let freq = own + other_freq;
         let alternative = Some(Term::from_field_text(self.fields.text, other));
-        Ok(Word { text: text.to_owned(), freq, whole: freq, typos: Default::default(), alternative })
+        Ok(Word { text: text.to_owned(), freq, whole: freq, typos: std::sync::Arc::default(), alternative })
     }
 
     /// Number of indexed documents containing this word.
@@ -436,7 +435,7 @@ impl TextIndex {
             Some(p) => (-1..=1)
                 .flat_map(|di| (-1..=1).map(move |dj| (di, dj)))
                 .map(|(di, dj)| {
-                    let cell = cell_term(p.lat + di as f64 * CELL_DEG, p.lon + dj as f64 * CELL_DEG);
+                    let cell = cell_term(p.lat + f64::from(di) * CELL_DEG, p.lon + f64::from(dj) * CELL_DEG);
                     Term::from_field_text(f.cell, &cell)
                 })
                 .collect(),
@@ -919,12 +918,12 @@ mod tests {
     }
 
     fn add(w: &mut TextWriter, key: u64, words: &[&str]) {
-        let words: Vec<String> = words.iter().map(|s| s.to_string()).collect();
+        let words: Vec<String> = words.iter().map(std::string::ToString::to_string).collect();
         w.add(TextDoc { key, words, filters: Vec::new(), point: None }).unwrap();
     }
 
     fn add_typed(w: &mut TextWriter, key: u64, words: &[&str], kind: &str) {
-        let words: Vec<String> = words.iter().map(|s| s.to_string()).collect();
+        let words: Vec<String> = words.iter().map(std::string::ToString::to_string).collect();
         w.add(TextDoc { key, words, filters: vec![("type", vec![kind.to_owned()])], point: None }).unwrap();
     }
 
