@@ -30,7 +30,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7919) % keys.len();
             cache.get(1, &keys[i]).expect("hit")
-        })
+        });
     });
     // A second thread reads the same keys all the time: no global lock means
     // the first thread's hits stay close to the uncontended figure.
@@ -49,7 +49,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7919) % keys.len();
             cache.get(1, &keys[i]).expect("hit")
-        })
+        });
     });
     stop.store(true, Ordering::Relaxed);
     let _ = other.join();

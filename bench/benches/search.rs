@@ -2,7 +2,7 @@
 //!
 //! By default it imports the bundled fr-sample into a temporary database.
 //! For the 1M figures (see `bench/spine.sh`):
-//!   CAIRN_BENCH_DATA=DIR CAIRN_BENCH_SOURCE=FILE.ndjson cargo bench -p cairn-bench
+//!   `CAIRN_BENCH_DATA=DIR` `CAIRN_BENCH_SOURCE=FILE.ndjson` cargo bench -p cairn-bench
 //! where DIR was imported from FILE.
 
 use std::io::BufRead;
@@ -81,17 +81,17 @@ fn sample(source: &std::path::Path, n: usize) -> Sample {
 
 fn bench(c: &mut Criterion) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let (_tmp, data, source) = match (std::env::var_os("CAIRN_BENCH_DATA"), std::env::var_os("CAIRN_BENCH_SOURCE")) {
-        (Some(d), Some(s)) => (None, PathBuf::from(d), PathBuf::from(s)),
-        _ => {
+    let (_tmp, data, source) =
+        if let (Some(d), Some(s)) = (std::env::var_os("CAIRN_BENCH_DATA"), std::env::var_os("CAIRN_BENCH_SOURCE")) {
+            (None, PathBuf::from(d), PathBuf::from(s))
+        } else {
             let source = root.join("datasets/fr-sample/addresses.ndjson.gz");
             let tmp = tempfile::tempdir().expect("tempdir");
             let db = Database::open(tmp.path()).expect("open");
             db.import(std::slice::from_ref(&source), &ImportOptions::default(), &mut |_| {}).expect("import");
             let data = tmp.path().to_owned();
             (Some(tmp), data, source)
-        }
-    };
+        };
     let db = Database::open_read_only(&data).expect("open database");
     let s = sample(&source, 500);
     eprintln!("database: {} documents; {} street queries, {} cities", db.len(), s.full.len(), s.city.len());
@@ -112,7 +112,7 @@ fn bench(c: &mut Criterion) {
                 let mut q = SearchQuery::new(queries[i].clone());
                 q.autocomplete = autocomplete;
                 db.search(&q).expect("search")
-            })
+            });
         });
     }
     let common = ["rue de la", "avenue de la", "chemin du"];
@@ -121,7 +121,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % common.len();
             db.search(&SearchQuery::new(common[i])).expect("search")
-        })
+        });
     });
     let mut i = 0;
     group.bench_function("street_city_with_lat_lon", |b| {
@@ -130,7 +130,7 @@ fn bench(c: &mut Criterion) {
             let mut q = SearchQuery::new(s.street_city[i].clone());
             q.near = s.points.get(i).copied();
             db.search(&q).expect("search")
-        })
+        });
     });
     group.finish();
     let mut i = 0;
@@ -138,7 +138,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % s.points.len();
             db.reverse(&ReverseQuery { at: s.points[i], limit: 1, filters: vec![] }).expect("reverse")
-        })
+        });
     });
 }
 
