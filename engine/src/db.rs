@@ -34,25 +34,29 @@ use parking_lot::{Mutex, RwLock};
 
 use std::collections::HashMap;
 
-use crate::docs::{Docs, DocsBuilder};
+use crate::docs::DocsBuilder;
 use crate::error::{Error, Result};
-use crate::geo::{GeoBuilder, GeoIndex};
-use crate::import::{self, Child, Entry, Format, OnError, Skipped};
-use crate::profile::{self, Feature, Target};
-use crate::query::{self, ReverseQuery, SearchQuery};
+use crate::generation::{current_format, FORMAT_FILE, GENERATION_FORMAT};
+use crate::geo::GeoBuilder;
+use crate::profiles::address::import::{Child, Entry, Format, OnError, Skipped};
+use crate::profiles::address::{self as profile, import, Feature, ReverseQuery, SearchQuery, Target};
+use crate::profiles::{Active, Profile};
+
+/// A generation of the active profile.
+pub(crate) type Generation = crate::generation::Generation<<Active as Profile>::Derived>;
+
+/// Opens generation `number` in `dir` for the active profile.
+fn open_generation(dir: &Path, number: u64) -> Result<Generation> {
+    Generation::open(dir, number, Active::FILTERS, Active::derive)
+}
 use crate::record::{Point, Record};
 use crate::snapshot::{self, Manifest};
 use crate::store::{Store, StoreReader, StoreTxn};
-use crate::text::{TextIndex, TextWriter};
+use crate::text::TextWriter;
 
 const STORE_FILE: &str = "store.redb";
 const CURRENT_FILE: &str = "CURRENT";
 const COMPLETE_FILE: &str = "COMPLETE";
-const FORMAT_FILE: &str = "FORMAT";
-/// Changes whenever the generation files would come out otherwise from the
-/// same store: text analysis, filter values, file layouts. Version 1 had no
-/// FORMAT file; version 2 had no rank field in the text index.
-const GENERATION_FORMAT: &str = "cairn-generation 3\n";
 // Staging of a restore. Not named gen-*: a commit running meanwhile
 // removes every gen-* entry but its own.
 const RESTORE_DIR: &str = "restore.tmp";
@@ -85,62 +89,6 @@ fn remove_path(path: &Path) -> Result<()> {
 
 fn rename(from: &Path, to: &Path) -> Result<()> {
     fs::rename(from, to).map_err(|e| Error::io(from, e))
-}
-
-/// One committed, immutable state of the database, open for reading.
-pub struct Generation {
-    pub(crate) number: u64,
-    /// Shared by the generations that only collections made (see
-    /// [`Database::write_store`]): their address files are the same.
-    parts: Arc<AddressParts>,
-}
-
-/// The geocoder's files of a generation.
-pub struct AddressParts {
-    /// See [`Database::epoch`].
-    epoch: u64,
-    pub(crate) docs: Docs,
-    pub(crate) geo: GeoIndex,
-    pub(crate) text: TextIndex,
-    pub(crate) numbers: profile::HouseNumbers,
-    pub(crate) towns: profile::TownWords,
-}
-
-impl std::ops::Deref for Generation {
-    type Target = AddressParts;
-
-    fn deref(&self) -> &AddressParts {
-        &self.parts
-    }
-}
-
-/// Whether the files in `dir` were made as this build makes them.
-fn current_format(dir: &Path) -> bool {
-    fs::read_to_string(dir.join(FORMAT_FILE)).is_ok_and(|f| f == GENERATION_FORMAT)
-}
-
-impl Generation {
-    fn open(dir: &Path, number: u64) -> Result<Generation> {
-        if !current_format(dir) {
-            return Err(Error::Outdated { path: dir.to_owned() });
-        }
-        let docs = Docs::open(&dir.join("docs"))?;
-        let geo = GeoIndex::open(&dir.join("geo"))?;
-        // Each file is checked on its own at open; this checks that they
-        // belong together, so a query can never index past the documents.
-        if geo.max_slot().is_some_and(|s| s as usize >= docs.len()) {
-            return Err(Error::Corrupt {
-                path: dir.join("geo"),
-                reason: "refers to documents that do not exist".into(),
-            });
-        }
-        let text = TextIndex::open(&dir.join("text"), &profile::FILTERS, &|key| docs.slot_of_key(key))?;
-        let numbers = profile::HouseNumbers::build(&docs);
-        let towns = profile::TownWords::build(&docs, &text.slots_where("type", "municipality")?);
-        static EPOCHS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let epoch = EPOCHS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(Generation { number, parts: Arc::new(AddressParts { epoch, docs, geo, text, numbers, towns }) })
-    }
 }
 
 /// What an import or an update did.
@@ -193,7 +141,7 @@ impl Database {
         let db = Database::new(dir, None);
         db.recover(&store, committed)?;
         let current = if committed > 0 {
-            Some(Arc::new(Generation::open(&gen_dir(&db.dir, committed), committed)?))
+            Some(Arc::new(open_generation(&gen_dir(&db.dir, committed), committed)?))
         } else {
             None
         };
@@ -232,7 +180,7 @@ impl Database {
                 }
                 None
             }
-            n => Some(Arc::new(Generation::open(&gen_dir(&dir, n), n)?)),
+            n => Some(Arc::new(open_generation(&gen_dir(&dir, n), n)?)),
         };
         Ok(Database::new(dir, current))
     }
@@ -361,7 +309,7 @@ impl Database {
         let dest = gen_dir(&self.dir, number);
         fs::rename(&tmp, &dest).map_err(|e| Error::io(&tmp, e))?;
         write_current(&self.dir, number)?;
-        let generation = Arc::new(Generation::open(&dest, number)?);
+        let generation = Arc::new(open_generation(&dest, number)?);
         *self.current.write() = Some(generation);
         self.remove_other_generations(number)?;
         Ok((out, CommitReport { generation: number, written, deleted, total }))
@@ -423,7 +371,7 @@ impl Database {
         }
         let mut batch = Batch {
             txn: store.begin()?,
-            text: TextWriter::open(&tmp.join("text"), &profile::FILTERS)?,
+            text: TextWriter::open(&tmp.join("text"), Active::FILTERS)?,
             prev: self.snapshot(),
             stale: HashMap::new(),
             stale_in_batch: false,
@@ -547,7 +495,7 @@ impl Database {
             Error::Store(why) => Error::snapshot(format!("its records are unusable: {why}")),
             e => e,
         })?;
-        let generation = Generation::open(staging, n)?;
+        let generation = open_generation(staging, n)?;
         if generation.docs.len() as u64 != manifest.documents {
             return Err(Error::snapshot(format!(
                 "its records make {} documents, its manifest says {}",
@@ -626,7 +574,17 @@ impl Database {
     /// Searches the visible generation.
     pub fn search(&self, q: &SearchQuery) -> Result<Vec<Feature>> {
         match self.snapshot() {
-            Some(g) => query::search(&g, q, None),
+            Some(g) => Active::search(&g, q, None),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Searches like [`Database::search`], but gives up with
+    /// [`Error::Timeout`] once `deadline` has passed, so that one costly
+    /// query cannot hold a server's worker for long.
+    pub fn search_until(&self, q: &SearchQuery, deadline: std::time::Instant) -> Result<Vec<Feature>> {
+        match self.snapshot() {
+            Some(g) => Active::search(&g, q, Some(deadline)),
             None => Ok(Vec::new()),
         }
     }
@@ -634,7 +592,7 @@ impl Database {
     /// The records nearest a point.
     pub fn reverse(&self, q: &ReverseQuery) -> Result<Vec<Feature>> {
         match self.snapshot() {
-            Some(g) => Ok(query::reverse(&g, q)),
+            Some(g) => Ok(profile::reverse(&g, q)),
             None => Ok(Vec::new()),
         }
     }
@@ -644,7 +602,7 @@ impl Database {
     pub fn probe(&self) -> Result<()> {
         let Some(g) = self.snapshot() else { return Ok(()) };
         let Some((at, _)) = g.geo.any_point() else { return Ok(()) };
-        let found = query::reverse(&g, &ReverseQuery { at, limit: 1, filters: Vec::new() });
+        let found = profile::reverse(&g, &ReverseQuery { at, limit: 1, filters: Vec::new() });
         if found.is_empty() {
             return Err(Error::Corrupt {
                 path: gen_dir(&self.dir, g.number),
@@ -742,7 +700,7 @@ impl Batch {
     fn put_keyed(&mut self, record: Record) -> Result<(u64, Option<(u64, Record)>)> {
         // The text is taken before the store owns the record, so the record
         // is never copied; the key is known only once it is stored.
-        let doc = profile::text_doc(0, &record);
+        let doc = Active::text_doc(0, &record);
         let parent = record.parent.clone();
         let (key, old) = self.txn.put(record)?;
         if let Some((old_key, old)) = &old {
@@ -1073,10 +1031,10 @@ impl Batch {
 /// are checked to agree (see [`StoreTxn::for_each_checked`]).
 fn build_generation(store: &Store, dir: &Path, checked: bool) -> Result<()> {
     fs::create_dir_all(dir.join("text")).map_err(|e| Error::io(dir, e))?;
-    let mut text = TextWriter::open(&dir.join("text"), &profile::FILTERS)?;
+    let mut text = TextWriter::open(&dir.join("text"), Active::FILTERS)?;
     let mut txn = store.begin()?;
     let mut add = |key, r: Record| {
-        if let Some(d) = profile::text_doc(key, &r) {
+        if let Some(d) = Active::text_doc(key, &r) {
             text.add(d)?;
         }
         Ok(())

@@ -13,25 +13,28 @@
 //!
 //! Layers: [`store`] (redb, the durable documents), [`docs`] and [`geo`]
 //! (memory-mapped rkyv files of each generation), [`text`] (tantivy and the
-//! address-aware analysis), [`rank`] (scores in [0, 1]), [`profile`] (what
-//! the geocoder makes of records), [`import`] (input formats), [`snapshot`]
-//! (one-file copies of a generation, for backups and replicas).
+//! address-aware analysis), [`rank`] (scores in [0, 1]), [`snapshot`]
+//! (one-file copies of a generation, for backups and replicas),
+//! [`collection`] (typed records, filters, sorts, cursors); [`profiles`]
+//! (what the core makes of one kind of record: [`profiles::address`], the
+//! geocoder, with its importers and search plan).
 
-pub mod batch;
 mod cache;
 pub mod collection;
 mod db;
 mod docs;
 mod error;
+mod generation;
 mod geo;
-pub mod import;
-mod profile;
-mod query;
+pub mod profiles;
 pub mod rank;
 mod record;
 pub mod snapshot;
 mod store;
 pub mod text;
+
+// The geocoder's modules, where programs written before profiles find them.
+pub use profiles::address::{batch, import};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,8 +46,7 @@ pub use db::{Batch, CommitReport, Database};
 pub use error::{Error, Result};
 pub use geo::{haversine_m, lambert93};
 pub use import::{Child, Entry, Format, OnError, Skipped};
-pub use profile::{Feature, Prop};
-pub use query::{ReverseQuery, SearchQuery};
+pub use profiles::address::{Feature, Prop, ReverseQuery, SearchQuery};
 pub use record::{Field, Point, Record, Value};
 pub use snapshot::{FileEntry, Manifest};
 

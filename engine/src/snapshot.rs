@@ -30,7 +30,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::profile;
+use crate::profiles::{Active, Profile};
 use crate::store::{RawTable, Store, StoreView};
 
 /// The format this build writes and the only one it reads.
@@ -54,7 +54,7 @@ const REQUIRED: [&str; 3] = ["store/blocks", "store/ids", "store/meta"];
 /// build that indexes them the same way (the tantivy schema depends on the
 /// filters).
 pub fn profile_id() -> String {
-    format!("address-1:{}", profile::FILTERS.join(","))
+    format!("address-1:{}", Active::FILTERS.join(","))
 }
 
 /// A history id as manifests and the HTTP API write it.

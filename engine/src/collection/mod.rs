@@ -1,6 +1,6 @@
 //! Collections: named sets of JSON records under a typed schema, with
 //! filters, ranges, sorts, cursors, facets, collapse and full text. The
-//! geocoder's records live apart (see [`crate::profile`]); collections share
+//! geocoder's records live apart (see [`crate::profiles::address`]); collections share
 //! the database's store, generations, snapshots and replicas.
 //!
 //! ```no_run
@@ -606,7 +606,7 @@ impl Database {
             for path in files {
                 let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
                 let counter = read.clone();
-                let mut input = crate::import::open_input(path, move |n| {
+                let mut input = crate::profiles::address::import::open_input(path, move |n| {
                     counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                 })?;
                 let format = match format {

@@ -371,7 +371,7 @@ pub fn feature(docs: &Docs, t: Target, score: f64, distance_m: Option<f64>) -> F
     let leaf = child.unwrap_or(r);
     props.push(("id".into(), Prop::Str(leaf.id.as_str().to_owned())));
     props.push(("type".into(), Prop::Str(leaf.kind.as_str().to_owned())));
-    for f in r.fields.iter().filter(|f| f.name.as_str() != crate::import::DERIVED_FIELD) {
+    for f in r.fields.iter().filter(|f| f.name.as_str() != super::import::DERIVED_FIELD) {
         let name = f.name.as_str();
         let value = match (name, child) {
             ("name", Some(_)) => Some(Prop::Str(format!("{} {}", number.as_deref().unwrap_or(""), first(r, "name")))),

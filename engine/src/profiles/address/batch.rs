@@ -7,9 +7,8 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 
+use super::{Feature, ReverseQuery, SearchQuery};
 use crate::error::{Error, Result};
-use crate::profile::Feature;
-use crate::query::{ReverseQuery, SearchQuery};
 use crate::record::Point;
 use crate::Database;
 

@@ -3,11 +3,15 @@
 
 use std::time::Instant;
 
-use crate::db::{Database, Generation};
+use super::feature::{self as profile, Feature, Target, CHILD_KIND};
 use crate::docs::Docs;
 use crate::error::{Error, Result};
+use super::Derived;
+use crate::generation::Generation as Files;
+
+/// A generation of addresses.
+type Generation = Files<Derived>;
 use crate::geo::haversine_m;
-use crate::profile::{self, Feature, Target, CHILD_KIND};
 use crate::rank;
 use crate::record::Point;
 use crate::text::analysis::{parse_query, BigramCounts};
@@ -73,18 +77,6 @@ struct Scored {
     importance: f64,
     target: Target,
     distance: Option<f64>,
-}
-
-impl Database {
-    /// Searches like [`Database::search`], but gives up with
-    /// [`Error::Timeout`] once `deadline` has passed, so that one costly
-    /// query cannot hold a server's worker for long.
-    pub fn search_until(&self, q: &SearchQuery, deadline: Instant) -> Result<Vec<Feature>> {
-        match self.snapshot() {
-            Some(g) => search(&g, q, Some(deadline)),
-            None => Ok(Vec::new()),
-        }
-    }
 }
 
 fn check(deadline: Option<Instant>) -> Result<()> {
@@ -206,7 +198,7 @@ fn search_pool(g: &Generation, q: &SearchQuery, pool: usize, deadline: Option<In
         kinds: kinds.as_deref(),
         deadline,
         query_bigrams: &query_bigrams,
-        numbers: &g.numbers,
+        numbers: &g.derived.numbers,
     };
     let mut scored: Vec<Scored> = Vec::with_capacity(wanted + 5);
     score_candidates(docs, &ctx, &candidates, &mut scored)?;
@@ -226,7 +218,7 @@ fn search_pool(g: &Generation, q: &SearchQuery, pool: usize, deadline: Option<In
     // like any costly one, whatever the number.
     if let (Some(h), true) = (housenumber.as_deref(), resolve_numbers) {
         if !scored.iter().any(|s| s.target.child.is_some()) {
-            let has = g.numbers.may_have(docs, h);
+            let has = g.derived.numbers.may_have(docs, h);
             let pool = g.text.candidates(&tq, NUMBER_POOL)?;
             check(deadline)?;
             let fresh: Vec<(f32, u32)> =
@@ -246,10 +238,10 @@ fn search_pool(g: &Generation, q: &SearchQuery, pool: usize, deadline: Option<In
         let rare = g.text.num_docs() / 50 + 100;
         let mut towns: Vec<u32> = Vec::new();
         for w in tq.words.iter().filter(|w| w.freq > rare) {
-            towns.extend_from_slice(g.towns.named(&w.text));
+            towns.extend_from_slice(g.derived.towns.named(&w.text));
         }
         if let Some(p) = tq.prefix.as_ref().filter(|p| p.freq > rare) {
-            towns.extend(g.towns.starting(&p.text));
+            towns.extend(g.derived.towns.starting(&p.text));
         }
         towns.sort_unstable();
         towns.dedup();
@@ -381,7 +373,7 @@ fn numbers_near(
         kinds: None,
         deadline,
         query_bigrams: &query_bigrams,
-        numbers: &g.numbers,
+        numbers: &g.derived.numbers,
     };
     let mut scored = Vec::with_capacity(streets.len());
     score_candidates(docs, &ctx, &streets, &mut scored)?;

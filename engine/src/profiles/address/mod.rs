@@ -1,0 +1,54 @@
+//! The address profile: the geocoder. Addok-compatible features, the BAN
+//! importers, the search plan and what a generation derives for it
+//! (housenumbers by street, town words). The text analysis it relies on is
+//! in [`crate::text::analysis`], shared with collections' `address`
+//! analyzer.
+
+pub mod batch;
+mod feature;
+pub mod import;
+mod search;
+
+use std::time::Instant;
+
+pub(crate) use feature::{feature, filter_value, text_doc, HouseNumbers, Target, TownWords, FILTERS};
+pub use feature::{Feature, Prop};
+pub(crate) use search::reverse;
+pub use search::{ReverseQuery, SearchQuery};
+
+use super::Profile;
+use crate::docs::Docs;
+use crate::error::Result;
+use crate::generation::Generation;
+use crate::record::Record;
+use crate::text::{TextDoc, TextIndex};
+
+/// The geocoder's profile.
+pub struct Address;
+
+/// What an address generation derives from its files when it opens.
+pub struct Derived {
+    pub(crate) numbers: HouseNumbers,
+    pub(crate) towns: TownWords,
+}
+
+impl Profile for Address {
+    const FILTERS: &'static [&'static str] = &FILTERS;
+    type Derived = Derived;
+    type Query = SearchQuery;
+    type Hit = Feature;
+
+    fn text_doc(key: u64, record: &Record) -> Option<TextDoc<'static>> {
+        text_doc(key, record)
+    }
+
+    fn derive(docs: &Docs, text: &TextIndex) -> Result<Derived> {
+        let numbers = HouseNumbers::build(docs);
+        let towns = TownWords::build(docs, &text.slots_where("type", "municipality")?);
+        Ok(Derived { numbers, towns })
+    }
+
+    fn search(g: &Generation<Derived>, q: &SearchQuery, deadline: Option<Instant>) -> Result<Vec<Feature>> {
+        search::search(g, q, deadline)
+    }
+}

@@ -1,0 +1,43 @@
+//! Profiles: what the engine core makes of one kind of record. The core
+//! (store, documents, geo grid, text index, cache, snapshots, collections)
+//! knows records, words, points and generations; a profile says which
+//! fields are searched and filtered, what a generation derives from its
+//! files, and how a query is planned and scored. The geocoder is the
+//! first: [`address`].
+
+pub mod address;
+
+use std::time::Instant;
+
+use crate::docs::Docs;
+use crate::error::Result;
+use crate::generation::Generation;
+use crate::record::Record;
+use crate::text::{TextDoc, TextIndex};
+
+/// What the core is given to serve one kind of record through its
+/// generations.
+pub trait Profile {
+    /// Keyword fields of the text index that queries filter on: with the
+    /// words of [`Profile::text_doc`], the text index's schema.
+    const FILTERS: &'static [&'static str];
+    /// What a generation derives from its files when it opens.
+    type Derived: Send + Sync;
+    /// A query of the profile's search plan, and what it answers.
+    type Query;
+    type Hit;
+
+    /// How a stored record becomes text (words, filter values, a point);
+    /// `None`: it is found through another record, not by its own words.
+    fn text_doc(key: u64, record: &Record) -> Option<TextDoc<'static>>;
+
+    /// The derived state of a generation whose files are `docs` and `text`.
+    fn derive(docs: &Docs, text: &TextIndex) -> Result<Self::Derived>;
+
+    /// The search plan over one generation; past `deadline`, gives up with
+    /// [`crate::Error::Timeout`].
+    fn search(g: &Generation<Self::Derived>, q: &Self::Query, deadline: Option<Instant>) -> Result<Vec<Self::Hit>>;
+}
+
+/// The profile of this build's generations.
+pub(crate) type Active = address::Address;
