@@ -441,17 +441,17 @@ impl Compiled<'_> {
                 Column::Int(c) => c.present.get(r),
                 Column::Float(c) => c.present.get(r),
                 Column::Bool(c) => c[i] != 2,
-                Column::Geo(c) => !c.lat[i].is_nan(),
+                Column::Geo(c) => !c.points[i][0].is_nan(),
                 Column::Text(c) => c.lens[i] > 0,
                 Column::Stored => false,
             },
             Compiled::BBox { col, west, south, east, north } => {
-                let (lat, lon) = (col.lat[i], col.lon[i]);
+                let [lat, lon] = col.points[i];
                 let lon_in = if west <= east { lon >= *west && lon <= *east } else { lon >= *west || lon <= *east };
                 lat >= *south && lat <= *north && lon_in
             }
             Compiled::Radius { col, lat, lon, meters } => {
-                let (a, o) = (col.lat[i], col.lon[i]);
+                let [a, o] = col.points[i];
                 !a.is_nan() && haversine_m(Point { lat: *lat, lon: *lon }, Point { lat: a, lon: o }) <= *meters
             }
         }

@@ -92,9 +92,9 @@ impl NumColumn<i64> {
 }
 
 pub(crate) struct GeoColumn {
+    /// Each row's (lat, lon), side by side so that a test reads one place;
     /// NaN where a row has no point.
-    pub lat: Vec<f64>,
-    pub lon: Vec<f64>,
+    pub points: Vec<[f64; 2]>,
 }
 
 pub(crate) struct TextColumn {
@@ -274,7 +274,9 @@ impl Builder {
                 Column::Float(NumColumn { values, present: bits, sorted: present, sorted_values })
             }
             Builder::Bool(v) => Column::Bool(v),
-            Builder::Geo { lat, lon } => Column::Geo(GeoColumn { lat, lon }),
+            Builder::Geo { lat, lon } => {
+                Column::Geo(GeoColumn { points: lat.into_iter().zip(lon).map(|(a, o)| [a, o]).collect() })
+            }
             Builder::Text { analyzer, postings, lens } => {
                 let total: u64 = lens.iter().map(|&l| u64::from(l)).sum();
                 let mut words: Vec<Box<str>> = postings.keys().cloned().collect();

@@ -4,9 +4,9 @@
 use std::time::Instant;
 
 use super::feature::{self as profile, Feature, Target, CHILD_KIND};
+use super::Derived;
 use crate::docs::Docs;
 use crate::error::{Error, Result};
-use super::Derived;
 use crate::generation::Generation as Files;
 
 /// A generation of addresses.
