@@ -23,21 +23,11 @@ n=${CAIRN_COLL_DOCS:-1000000}
 secs=${CAIRN_COLL_SECONDS:-15}
 conns=${CAIRN_COLL_CONNECTIONS:-16}
 work=$(realpath -m "${CAIRN_COLL_DIR:-target/collections}")
-log() { echo "[collections] $*" >&2; }
-die() { log "$*"; exit 1; }
-sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-
-need() { # need COMMAND PACKAGE
-  command -v "$1" >/dev/null 2>&1 && return
-  log "installing $2 (apt)"
-  $sudo apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$2" >/dev/null
-  command -v "$1" >/dev/null 2>&1 || die "could not install $2"
-}
+bench=collections
+# shellcheck source=bench/peers.sh
+. bench/peers.sh
 need wrk wrk
-need pgbench postgresql-15
-pgbin=/usr/lib/postgresql/15/bin
-[ -x "$pgbin/initdb" ] || { $sudo apt-get install -y -qq postgresql-15 >/dev/null; }
-[ -x "$pgbin/initdb" ] || die "no $pgbin/initdb"
+need_postgres
 
 if [ "${CAIRN_COLL_BUILD:-1}" != 0 ]; then
   cargo build --release -q -p cairn-server -p cairn-bench
