@@ -592,7 +592,7 @@ impl Database {
     /// The records nearest a point.
     pub fn reverse(&self, q: &ReverseQuery) -> Result<Vec<Feature>> {
         match self.snapshot() {
-            Some(g) => Ok(profile::reverse(&g, q)),
+            Some(g) => Ok(Active::reverse(&g, q)),
             None => Ok(Vec::new()),
         }
     }
@@ -602,7 +602,7 @@ impl Database {
     pub fn probe(&self) -> Result<()> {
         let Some(g) = self.snapshot() else { return Ok(()) };
         let Some((at, _)) = g.geo.any_point() else { return Ok(()) };
-        let found = profile::reverse(&g, &ReverseQuery { at, limit: 1, filters: Vec::new() });
+        let found = Active::reverse(&g, &ReverseQuery { at, limit: 1, filters: Vec::new() });
         if found.is_empty() {
             return Err(Error::Corrupt {
                 path: gen_dir(&self.dir, g.number),

@@ -23,8 +23,10 @@ pub trait Profile {
     const FILTERS: &'static [&'static str];
     /// What a generation derives from its files when it opens.
     type Derived: Send + Sync;
-    /// A query of the profile's search plan, and what it answers.
+    /// A query of the profile's search plan, a query by position, and what
+    /// both answer.
     type Query;
+    type Reverse;
     type Hit;
 
     /// How a stored record becomes text (words, filter values, a point);
@@ -37,6 +39,9 @@ pub trait Profile {
     /// The search plan over one generation; past `deadline`, gives up with
     /// [`crate::Error::Timeout`].
     fn search(g: &Generation<Self::Derived>, q: &Self::Query, deadline: Option<Instant>) -> Result<Vec<Self::Hit>>;
+
+    /// The records nearest a position, by the profile's plan.
+    fn reverse(g: &Generation<Self::Derived>, q: &Self::Reverse) -> Vec<Self::Hit>;
 }
 
 /// The profile of this build's generations.

@@ -13,7 +13,6 @@ use std::time::Instant;
 
 pub(crate) use feature::{feature, filter_value, text_doc, HouseNumbers, Target, TownWords, FILTERS};
 pub use feature::{Feature, Prop};
-pub(crate) use search::reverse;
 pub use search::{ReverseQuery, SearchQuery};
 
 use super::Profile;
@@ -36,6 +35,7 @@ impl Profile for Address {
     const FILTERS: &'static [&'static str] = &FILTERS;
     type Derived = Derived;
     type Query = SearchQuery;
+    type Reverse = ReverseQuery;
     type Hit = Feature;
 
     fn text_doc(key: u64, record: &Record) -> Option<TextDoc<'static>> {
@@ -50,5 +50,9 @@ impl Profile for Address {
 
     fn search(g: &Generation<Derived>, q: &SearchQuery, deadline: Option<Instant>) -> Result<Vec<Feature>> {
         search::search(g, q, deadline)
+    }
+
+    fn reverse(g: &Generation<Derived>, q: &ReverseQuery) -> Vec<Feature> {
+        search::reverse(g, q)
     }
 }
