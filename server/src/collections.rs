@@ -297,7 +297,7 @@ impl App {
             Err(e) => return error_response(&e),
         };
         if ndjson {
-            return stream(collection, query, enc);
+            return stream(collection, query, enc).await;
         }
         // Cached under the version's epoch and the parsed query: the answer
         // depends on nothing else.
@@ -374,23 +374,34 @@ fn answer(collection: &cairn::collection::Collection, query: &Query) -> Result<(
 }
 
 /// Every hit as NDJSON (the records, or the fields asked for), paged
-/// internally with the cursor so that memory stays one page.
-fn stream(collection: cairn::collection::Collection, mut query: Query, enc: Encoding) -> Response<Body> {
+/// internally with the cursor so that memory stays one page. The status is
+/// sent once the first page is found: a query refused there (a bad or
+/// expired cursor) gets its error answer, not an empty 200.
+async fn stream(collection: cairn::collection::Collection, mut query: Query, enc: Encoding) -> Response<Body> {
     let (mut tx, body) = http_body_util::channel::Channel::<Bytes, BodyError>::new(8);
+    let (started_tx, started) = tokio::sync::oneshot::channel::<Result<(), CollectionError>>();
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
+        let mut started_tx = Some(started_tx);
         let mut out = enc.writer(ChannelWriter::new(&mut tx, &handle));
         query.limit = MAX_LIMIT;
         loop {
             let page = match collection.query_raw(&query) {
                 Ok(p) => p,
                 Err(e) => {
+                    if let Some(s) = started_tx.take() {
+                        let _ = s.send(Err(e));
+                        return;
+                    }
                     tracing::warn!(error = %e, "a streamed query failed after its answer started; its body is cut short");
                     drop(out);
                     tx.abort(Box::new(e));
                     return;
                 }
             };
+            if let Some(s) = started_tx.take() {
+                let _ = s.send(Ok(()));
+            }
             let (page, hits) = page;
             for h in &hits {
                 if out.write_all(&h.json).is_err() || out.write_all(b"\n").is_err() {
@@ -404,6 +415,11 @@ fn stream(collection: cairn::collection::Collection, mut query: Query, enc: Enco
         }
         let _ = out.flush();
     });
+    match started.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return error_response(&e),
+        Err(_) => return bad(500, "The streamed query stopped before its first page"),
+    }
     let mut r = Response::new(body.boxed());
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
