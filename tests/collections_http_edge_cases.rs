@@ -1,4 +1,4 @@
-//! Review of the collections' HTTP answers after the change to raw hits
+//! The collections' HTTP answers at their edges, with raw hits
 //! and inline ("quick") queries: the JSON built by hand must be valid and
 //! hold the exact ids and records, on the quick path and the blocking one,
 //! in NDJSON streams, after writes (the answer cache), with the right
