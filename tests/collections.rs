@@ -8,25 +8,9 @@ use cairn::collection::{CollectionError, FieldSpec, FieldType, Filter, Query, Sc
 use cairn::Database;
 use serde_json::{json, Value as Json};
 
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 const STATUSES: [&str; 5] = ["new", "verified", "rejected", "pending", "Verified"];
 const BASE: i64 = 1_796_547_600; // 2026-12-06T09:00:00Z

@@ -15,14 +15,7 @@ use serde_json::{json, Value};
 const TOKEN: &str = "edge-token";
 
 fn send(s: &Server, method: &str, target: &str, headers: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let mut req = format!(
-        "{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n{headers}Content-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    req.extend_from_slice(body);
-    let (status, _, body) = exchange(&s.addr, &req);
-    (status, body)
+    common::send_authorized(&s.addr, TOKEN, method, target, headers, body)
 }
 
 /// A request whose answer must be JSON.

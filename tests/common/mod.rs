@@ -174,6 +174,25 @@ pub fn exchange(addr: &str, request: &[u8]) -> (u16, String, Vec<u8>) {
     parse_response(&raw)
 }
 
+/// One request with a bearer token and a body; the status and the body.
+pub fn send_authorized(
+    addr: &str,
+    token: &str,
+    method: &str,
+    target: &str,
+    headers: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let mut req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n{headers}Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    let (status, _, body) = exchange(addr, &req);
+    (status, body)
+}
+
 pub fn parse_response(raw: &[u8]) -> (u16, String, Vec<u8>) {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").map_or(raw.len(), |p| p + 4);
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
