@@ -703,6 +703,10 @@ fn float_sort_orders_negatives_zeros_and_missing_values() {
         range("x", Included(json!(-0.0)), Included(json!(0.0))),
         Filter::And(vec![range("x", Excluded(json!(-2.0)), Unbounded), range("x", Unbounded, Included(json!(1e-300)))]),
         terms("n", &[json!(1)]),
+        // A term on a float is numeric equality: 0 is also -0.0, as a range
+        // [0, 0] says.
+        terms("x", &[json!(0)]),
+        terms("x", &[json!(-0.0), json!(2.5)]),
         Filter::Not(Box::new(Filter::Exists { field: "x".into() })),
     ] {
         for desc in [false, true] {

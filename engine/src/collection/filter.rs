@@ -433,7 +433,8 @@ impl Compiled<'_> {
             Compiled::Int { col, lo, hi } => col.present.get(r) && (*lo..=*hi).contains(&col.values[i]),
             Compiled::Float { col, lo, hi } => col.present.get(r) && in_bounds(col.values[i], *lo, *hi),
             Compiled::FloatIn { col, values } => {
-                col.present.get(r) && values.iter().any(|v| v.total_cmp(&col.values[i]).is_eq())
+                // Numeric equality, as a range [v, v] tests it: 0 is also -0.0.
+                col.present.get(r) && values.iter().any(|v| *v == col.values[i])
             }
             Compiled::Bool { col, value } => col[i] == *value,
             Compiled::Present { col } => match col {
