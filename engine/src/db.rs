@@ -41,6 +41,10 @@ use crate::geo::GeoBuilder;
 use crate::profiles::address::import::{Child, Entry, Format, OnError, Skipped};
 use crate::profiles::address::{self as profile, import, Feature, ReverseQuery, SearchQuery, Target};
 use crate::profiles::{Active, Profile};
+use crate::record::{Point, Record};
+use crate::snapshot::{self, Manifest};
+use crate::store::{Store, StoreReader, StoreTxn};
+use crate::text::TextWriter;
 
 /// A generation of the active profile.
 pub(crate) type Generation = crate::generation::Generation<<Active as Profile>::Derived>;
@@ -49,10 +53,6 @@ pub(crate) type Generation = crate::generation::Generation<<Active as Profile>::
 fn open_generation(dir: &Path, number: u64) -> Result<Generation> {
     Generation::open(dir, number, Active::FILTERS, Active::derive)
 }
-use crate::record::{Point, Record};
-use crate::snapshot::{self, Manifest};
-use crate::store::{Store, StoreReader, StoreTxn};
-use crate::text::TextWriter;
 
 const STORE_FILE: &str = "store.redb";
 const CURRENT_FILE: &str = "CURRENT";

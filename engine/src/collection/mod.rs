@@ -108,13 +108,12 @@ pub(crate) struct State {
 const KEPT_VERSIONS: usize = 4;
 
 /// The collections of an open database.
-#[derive(Default)]
 pub(crate) struct Registry {
     current: RwLock<BTreeMap<String, Arc<State>>>,
     recent: Mutex<VecDeque<Arc<State>>>,
-    /// Where the versions' records are mapped from (the database's
-    /// directory); on the heap without one.
-    scratch: Option<PathBuf>,
+    /// Where the versions' records are mapped from: the database's
+    /// directory.
+    scratch: PathBuf,
 }
 
 fn next_epoch() -> u64 {
@@ -124,18 +123,16 @@ fn next_epoch() -> u64 {
 
 impl Registry {
     pub(crate) fn new(scratch: &Path) -> Registry {
-        Registry { scratch: Some(scratch.to_owned()), ..Registry::default() }
+        Registry { current: RwLock::default(), recent: Mutex::default(), scratch: scratch.to_owned() }
     }
 
     /// Indexes a collection as `view` holds it; the view is not kept.
     fn build(&self, name: &str, schema: Schema, version: u64, view: &StoreView) -> Result<State, CollectionError> {
         let mut b = index::IndexBuilder::new(&schema);
-        let scratch = self.scratch.as_deref();
-        let mut records = records::RecordsWriter::new(scratch);
-        let io = |e| Error::io(scratch.unwrap_or(Path::new("")), e);
+        let mut records = records::RecordsWriter::new(Some(&self.scratch));
+        let io = |e| Error::io(&self.scratch, e);
         view.for_each_record(name, &mut |id, bytes| {
-            let record: Map<String, Json> = serde_json::from_slice(bytes)
-                .map_err(|e| Error::Store(format!("collection {name}: record {id:?} is not JSON: {e}")))?;
+            let record: Map<String, Json> = serde_json::from_slice(bytes).map_err(|e| not_json(name, id, &e))?;
             b.add(id, &record);
             records.push(id, bytes).map_err(io)
         })?;
@@ -282,9 +279,7 @@ impl Collection {
         result.hits = raw
             .into_iter()
             .map(|h| {
-                let doc = serde_json::from_slice(&h.json).map_err(|e| {
-                    Error::Store(format!("collection {}: record {:?} is not JSON: {e}", self.name(), h.id))
-                })?;
+                let doc = serde_json::from_slice(&h.json).map_err(|e| not_json(self.name(), h.id, &e))?;
                 Ok(Hit { id: h.id.to_owned(), score: h.score, doc })
             })
             .collect::<Result<_, CollectionError>>()?;
@@ -319,9 +314,7 @@ impl Collection {
                 .map_err(|_| Error::Store(format!("collection {}: a stored id is not UTF-8", state.name)))?;
             let json = match &q.fields {
                 Some(fields) => {
-                    let doc: Json = serde_json::from_slice(stored).map_err(|e| {
-                        Error::Store(format!("collection {}: record {id:?} is not JSON: {e}", state.name))
-                    })?;
+                    let doc: Json = serde_json::from_slice(stored).map_err(|e| not_json(&state.name, id, &e))?;
                     let picked: Map<String, Json> =
                         fields.iter().filter_map(|f| doc.get(f).map(|v| (f.clone(), v.clone()))).collect();
                     Cow::Owned(serde_json::to_vec(&picked).map_err(|e| Error::Store(e.to_string()))?)
@@ -368,12 +361,16 @@ impl Collection {
     }
 }
 
+/// A stored record that does not parse: the store is damaged, not the query.
+fn not_json(collection: &str, id: &str, e: &serde_json::Error) -> Error {
+    Error::Store(format!("collection {collection}: record {id:?} is not JSON: {e}"))
+}
+
 fn read(state: &State, id: &str) -> Result<Option<Json>, CollectionError> {
     match state.index.row_of(id) {
-        Some(row) => Ok(Some(
-            serde_json::from_slice(state.records.get(row).1)
-                .map_err(|e| Error::Store(format!("collection {}: record {id:?} is not JSON: {e}", state.name)))?,
-        )),
+        Some(row) => {
+            Ok(Some(serde_json::from_slice(state.records.get(row).1).map_err(|e| not_json(&state.name, id, &e))?))
+        }
         None => Ok(None),
     }
 }
