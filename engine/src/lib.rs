@@ -42,10 +42,11 @@ use std::sync::Arc;
 
 pub use batch::{BatchFormat, BatchOptions, BatchSummary, Encoding};
 pub use cache::{CacheConfig, CacheStats, ResponseCache};
-pub use db::{Batch, CommitReport, Database};
+pub use db::{CommitReport, Database};
 pub use error::{Error, Result};
 pub use geo::{haversine_m, lambert93};
 pub use import::{Child, Entry, Format, OnError, Skipped};
+pub use profiles::address::Batch;
 pub use profiles::address::{Feature, Prop, ReverseQuery, SearchQuery};
 pub use record::{Field, Point, Record, Value};
 pub use snapshot::{FileEntry, Manifest};

@@ -8,12 +8,14 @@ pub mod batch;
 mod feature;
 pub mod import;
 mod search;
+mod write;
 
 use std::time::Instant;
 
 pub(crate) use feature::{feature, filter_value, text_doc, HouseNumbers, Target, TownWords, FILTERS};
 pub use feature::{Feature, Prop};
 pub use search::{ReverseQuery, SearchQuery};
+pub use write::Batch;
 
 use super::Profile;
 use crate::docs::Docs;
