@@ -220,7 +220,7 @@ log "cairn: $(head -n1 "$data/cairn.stdout")"
 
 declare -A size
 for s in $scenarios; do
-  [ -s "$req/$s.txt" ] || die "unknown scenario $s (have: search autocomplete mix reverse)"
+  [ -s "$req/$s.txt" ] || die "unknown scenario $s (have: search autocomplete mix reverse typed)"
   line=$(python3 bench/load/probe.py sizes "$url" "$req/$s.sample.txt")
   size[$s]=$line
   log "response sizes, $s: $line"
@@ -242,6 +242,7 @@ for s in $scenarios; do
   log "$s: $(field rps) req/s, p50 ${row_p50[$s]} ms, p99 ${row_p99[$s]} ms, hits ${row_hit[$s]}"
 done
 cache_final=$(python3 bench/load/probe.py health "$url")
+rss_after=$(awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$server_pid/status")
 stop_server
 
 # --- 4b. (a) again at fewer connections, for its latency ---------------------------------------
@@ -289,6 +290,7 @@ ceiling=${row_rps[bare]}
 target() {
   case $1 in
     search) echo ">= 10,000 req/s, p99 < 5 ms" ;;
+    typed) echo ">= 10,000 req/s, p99 < 5 ms" ;;
     search-latency) echo "p99 < 5 ms" ;;
     mix) echo ">= 70 % of bare" ;;
     reverse) echo ">= 50,000 req/s" ;;
@@ -300,6 +302,7 @@ label() {
     search) echo "(a) search, distinct" ;;
     search-latency) echo "(a) search, distinct, $lat_conns connections" ;;
     autocomplete) echo "(b) autocomplete, distinct" ;;
+    typed) echo "(e) autocomplete as typed, every prefix" ;;
     mix) echo "(c) mix with repeats" ;;
     reverse) echo "(d) reverse, distinct" ;;
     bare) echo "bare hyper (ceiling)" ;;
@@ -333,6 +336,8 @@ results=$work/results-$stamp.md
       "$(thousands "${row_rps[$s]}")" "${row_p50[$s]}" "${row_p99[$s]}" "${row_p999[$s]}" \
       "${row_err[$s]}" "${row_non2xx[$s]}" "${row_hit[$s]}" "${row_srv[$s]}" "${row_wrk[$s]}" "$ratio" "$(target "$s")"
   done
+  echo
+  echo "Server RSS after the scenarios: ${rss_after} MB."
   echo
   echo "Median response sizes (bytes, uncompressed; samples disjoint from the measured files):"
   for s in $scenarios; do echo "- $(label "$s"): ${size[$s]}"; done

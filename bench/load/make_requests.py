@@ -20,6 +20,11 @@ bench/load/paths.lua. Same source and arguments, same files.
                10 %, city 10 %, reverse 10 %), drawn with Zipf weights
                (rank^-zipf, ranks shuffled over the pool's kinds).
 - reverse.txt  (d) distinct /reverse points 0-30 m from random housenumbers.
+- typed.txt    autocomplete as typed: every prefix of 3 characters or more of
+               --typed full addresses, one request per keystroke, in typing
+               order (`autocomplete=1`); short prefixes repeat across
+               addresses, as they do for real users. Drawn with its own
+               random stream (seed + 1), so the other files do not change.
 - warmup.txt   a mix of all kinds, disjoint from the four files above.
 - *.sample.txt 300 lines of the same shape as each file, disjoint from it,
                used to measure response sizes without touching the measured set.
@@ -179,6 +184,7 @@ def main():
     ap.add_argument("--zipf", type=float, default=1.0, help="exponent of the mix's rank weights")
     ap.add_argument("--sample", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=100_000)
+    ap.add_argument("--typed", type=int, default=3_000, help="addresses typed key by key into typed.txt")
     a = ap.parse_args()
     rng = random.Random(a.seed)
     data = Data(a.source)
@@ -257,7 +263,21 @@ def main():
         return search_line() if k < 0.4 else prefix_line() if k < 0.8 else reverse_line()
 
     write("warmup.txt", distinct(a.warmup, warm_line))
-    print(f"wrote {a.out}/{{search,autocomplete,reverse,mix,warmup}}.txt and samples", file=sys.stderr)
+
+    typing = random.Random(a.seed + 1)
+
+    def typed_address():
+        n, name, pc, city, _, _ = data.address(typing)
+        full = f"{n} {name} {pc} {city}"
+        return unaccent(full).lower() if typing.random() < 0.3 else full
+
+    def keystrokes(full):
+        # A prefix ending in a space is the previous one to the engine.
+        return [search_path(full[:i], "&autocomplete=1") for i in range(3, len(full) + 1) if full[i - 1] != " "]
+
+    write("typed.txt", [p for _ in range(a.typed) for p in keystrokes(typed_address())])
+    write("typed.sample.txt", [p for _ in range(max(1, a.sample // 30)) for p in keystrokes(typed_address())])
+    print(f"wrote {a.out}/{{search,autocomplete,reverse,mix,warmup,typed}}.txt and samples", file=sys.stderr)
 
 
 if __name__ == "__main__":
