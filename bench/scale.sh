@@ -72,7 +72,7 @@ documents=$(sed -n 's/.*generation [0-9]*, \([0-9]*\) documents in total.*/\1/p'
 
 # --- 3. disk --------------------------------------------------------------------------------
 mb() { awk -v b="$1" 'BEGIN{printf "%.0f", b / 1048576}'; }
-bytes() { du -sb "$@" 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
+bytes() { du -sb "$@" 2>/dev/null | awk '{s += $1} END {printf "%d\n", s}'; }
 gen=$(find "$db" -maxdepth 1 -name 'gen-*' -type d | sort -V | tail -n1)
 [ -n "$gen" ] || die "no generation in $db"
 store_b=$(bytes "$db/store.redb")

@@ -184,7 +184,7 @@ fn killing_an_import_leaves_the_previous_generation_intact() {
             // Reopening read-write recovers and still holds the fixture.
             let db = cairn::Database::open(&data).expect("reopen after kill");
             assert!(db.generation() >= 1);
-            assert!(db.get("75102_0001_00012").is_some());
+            assert!(db.get("75102_0001_00012").unwrap().is_some());
             if db.generation() == 1 {
                 assert_eq!(db.len(), 16, "generation 1 holds exactly its documents");
                 assert!(!big_found);

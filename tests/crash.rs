@@ -252,7 +252,7 @@ fn verify_db(db: &Database, cands: &[Cand], all: &[Group]) -> Result<&'static st
     for (i, g) in all.iter().enumerate() {
         let (mut found, mut bad) = (0u64, Vec::new());
         for (id, name) in g.ids() {
-            if let Some(f) = db.get(&id) {
+            if let Some(f) = db.get(&id).unwrap() {
                 found += 1;
                 if f.prop_str("id") != Some(id.as_str()) || f.prop_str("name") != Some(name.as_str()) {
                     bad.push(format!("{id}: id {:?} name {:?}, want {name:?}", f.prop_str("id"), f.prop_str("name")));

@@ -17,7 +17,7 @@ fn import(db: &Database, files: &[PathBuf], on_error: OnError) -> cairn::Result<
 }
 
 fn label(db: &Database, id: &str) -> Option<String> {
-    db.get(id).and_then(|f| f.prop_str("label").map(str::to_owned))
+    db.get(id).unwrap().and_then(|f| f.prop_str("label").map(str::to_owned))
 }
 
 fn street(id: &str, name: &str, numbers: &[(&str, Option<&str>, f64)]) -> String {
@@ -70,8 +70,11 @@ fn the_last_statement_of_a_street_in_one_import_wins() {
             + "\n"),
     );
     import(&db, &[a, b], OnError::Fail).unwrap();
-    let mut ids: Vec<String> =
-        ["st_1", "st_2", "st_3", "st_9"].iter().filter(|id| db.get(id).is_some()).map(|id| (*id).to_owned()).collect();
+    let mut ids: Vec<String> = ["st_1", "st_2", "st_3", "st_9"]
+        .iter()
+        .filter(|id| db.get(id).unwrap().is_some())
+        .map(|id| (*id).to_owned())
+        .collect();
     ids.sort();
     assert_eq!(ids, ["st_3", "st_9"]);
     // A street without a housenumbers key says nothing of its numbers.
@@ -94,7 +97,7 @@ fn a_deleted_street_takes_its_numbers() {
     import(&db, &[f], OnError::Fail).unwrap();
     let ((), report) = db.write(|b| b.delete("st").map(|_| ())).unwrap();
     assert_eq!((report.deleted, report.total), (3, 0));
-    assert!(db.get("n2").is_none());
+    assert!(db.get("n2").unwrap().is_none());
     assert!(db
         .reverse(&ReverseQuery { at: Point { lat: 45.002, lon: 5.0 }, limit: 1, filters: vec![] })
         .unwrap()
@@ -138,11 +141,11 @@ fn csv_row(id: &str, street: &str, number: u32, lat: f64) -> String {
 }
 
 fn point_of(db: &Database, id: &str) -> Point {
-    db.get(id).unwrap().point
+    db.get(id).unwrap().unwrap().point
 }
 
 fn importance_of(db: &Database, id: &str) -> f64 {
-    match db.get(id).unwrap().prop("importance") {
+    match db.get(id).unwrap().unwrap().prop("importance") {
         Some(cairn::Prop::Num(n)) => *n,
         other => panic!("{other:?}"),
     }
@@ -238,7 +241,7 @@ fn field_values_keep_their_meaning() {
         r#"{"id": "m", "type": "municipality", "name": "Ham", "importance": "0.9", "capital": true, "lat": " 45.5", "lon": "2.5 "}"#,
     );
     import(&db, &[f], OnError::Fail).unwrap();
-    let m = db.get("m").unwrap();
+    let m = db.get("m").unwrap().unwrap();
     assert_eq!(m.prop("importance"), Some(&cairn::Prop::Num(0.9)));
     assert_eq!(m.prop("capital"), Some(&cairn::Prop::Bool(true)));
     assert_eq!((m.point.lat, m.point.lon), (45.5, 2.5));
@@ -285,8 +288,8 @@ fn derived_streets_and_communes_follow_their_numbers_away() {
             + &csv_row_at("h2", "S2", "Rue Beta", "02001", 46.4)),
     );
     import(&db, &[b], OnError::Fail).unwrap();
-    assert!(db.get("S1").is_none(), "a derived street with no number left is gone");
-    assert!(db.get("01001").is_none(), "and so is its commune");
+    assert!(db.get("S1").unwrap().is_none(), "a derived street with no number left is gone");
+    assert!(db.get("01001").unwrap().is_none(), "and so is its commune");
     assert!((point_of(&db, "S2").lat - 46.2).abs() < 1e-9);
     assert!((point_of(&db, "02001").lat - 46.2).abs() < 1e-9);
     assert!(db.search(&SearchQuery::new("rue alpha")).unwrap().iter().all(|f| f.prop_str("id") != Some("S1")));
@@ -295,7 +298,7 @@ fn derived_streets_and_communes_follow_their_numbers_away() {
     assert!((point_of(&db, "S2").lat - 46.3).abs() < 1e-9);
     assert!((point_of(&db, "02001").lat - 46.3).abs() < 1e-9);
     // Derived records do not show how they were made.
-    assert!(db.get("S2").unwrap().prop("_derived").is_none());
+    assert!(db.get("S2").unwrap().unwrap().prop("_derived").is_none());
 }
 
 /// A street or municipality given by a document of its own (NDJSON) is
@@ -312,7 +315,7 @@ fn csv_rows_never_replace_a_document() {
         let files: Vec<PathBuf> = order.iter().map(|o| if *o == "doc" { doc.clone() } else { csv.clone() }).collect();
         let db = Database::open(dir.path().join("db")).unwrap();
         import(&db, &files, OnError::Fail).unwrap();
-        let t = db.get("01001").unwrap();
+        let t = db.get("01001").unwrap().unwrap();
         assert_eq!(t.prop("population"), Some(&cairn::Prop::Int(5000)), "{order:?}");
         assert_eq!(t.prop_str("context"), Some("01, Ain"), "{order:?}");
         assert_eq!(label(&db, "S9").as_deref(), Some("Avenue Document"), "{order:?}");
@@ -360,7 +363,7 @@ fn id_collisions_are_refused_both_ways_and_alike_every_time() {
     let first = import(&db, std::slice::from_ref(&f), OnError::Fail).unwrap().commit.total;
     let second = import(&db, &[f], OnError::Fail).unwrap().commit.total;
     assert_eq!((first, second), (2, 2));
-    assert!(db.get("h9").is_none());
+    assert!(db.get("h9").unwrap().is_none());
 }
 
 /// A replica that becomes a primary and commits starts a history of its

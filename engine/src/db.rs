@@ -561,7 +561,7 @@ impl Database {
     /// Searches the visible generation.
     pub fn search(&self, q: &SearchQuery) -> Result<Vec<Feature>> {
         match self.snapshot() {
-            Some(g) => Active::search(&g, q, None),
+            Some(g) => Active::search(&g, q, None).and_then(|f| g.docs.check().map(|()| f)),
             None => Ok(Vec::new()),
         }
     }
@@ -571,7 +571,7 @@ impl Database {
     /// query cannot hold a server's worker for long.
     pub fn search_until(&self, q: &SearchQuery, deadline: std::time::Instant) -> Result<Vec<Feature>> {
         match self.snapshot() {
-            Some(g) => Active::search(&g, q, Some(deadline)),
+            Some(g) => Active::search(&g, q, Some(deadline)).and_then(|f| g.docs.check().map(|()| f)),
             None => Ok(Vec::new()),
         }
     }
@@ -579,7 +579,10 @@ impl Database {
     /// The records nearest a point.
     pub fn reverse(&self, q: &ReverseQuery) -> Result<Vec<Feature>> {
         match self.snapshot() {
-            Some(g) => Ok(Active::reverse(&g, q)),
+            Some(g) => {
+                let found = Active::reverse(&g, q);
+                g.docs.check().map(|()| found)
+            }
             None => Ok(Vec::new()),
         }
     }
@@ -600,10 +603,10 @@ impl Database {
     }
 
     /// One record by id, as a feature.
-    pub fn get(&self, id: &str) -> Option<Feature> {
-        let g = self.snapshot()?;
-        let slot = g.docs.slot_of_id(id)?;
-        Some(profile::feature(&g.docs, Target::of(&g.docs, slot), 1.0, None))
+    pub fn get(&self, id: &str) -> Result<Option<Feature>> {
+        let Some(g) = self.snapshot() else { return Ok(None) };
+        let found = g.docs.slot_of_id(id).map(|slot| profile::feature(&g.docs, Target::of(&g.docs, slot), 1.0, None));
+        g.docs.check().map(|()| found)
     }
 }
 
@@ -641,7 +644,7 @@ fn build_generation(store: &Store, dir: &Path, checked: bool) -> Result<()> {
 /// Writes the documents and geo files of a generation from the store, then
 /// the COMPLETE marker, and syncs the directory.
 fn build_read_files(dir: &Path, txn: &mut StoreTxn) -> Result<()> {
-    let mut docs = DocsBuilder::create(&dir.join("docs"))?;
+    let mut docs = DocsBuilder::create(&dir.join("docs"), Active::child_tag)?;
     let mut geo = GeoBuilder::default();
     txn.for_each(|key, r| {
         let slot = docs.add(key, &r)?;
@@ -744,7 +747,7 @@ mod tests {
         assert_eq!(top(&db, "rue gamma grenoble").as_deref(), Some("a"));
         assert!(db.search(&SearchQuery::new("alpha")).unwrap().is_empty(), "old text of a replaced record is gone");
         db.write(|b| b.delete("b").map(|_| ())).unwrap();
-        assert!(db.get("b").is_none());
+        assert!(db.get("b").unwrap().is_none());
         assert_eq!(db.len(), 1);
         assert!(db.search(&SearchQuery::new("beta")).unwrap().is_empty());
     }
@@ -784,11 +787,11 @@ mod tests {
         });
         assert!(matches!(r, Err(Error::BadInput { line: 7, .. })));
         assert_eq!(db.generation(), 2);
-        assert!(db.get("c").is_none());
+        assert!(db.get("c").unwrap().is_none());
         drop(db);
         let db = Database::open(dir.path()).unwrap();
         assert_eq!(db.generation(), 2);
-        assert!(db.get("c").is_none());
+        assert!(db.get("c").unwrap().is_none());
         assert!(fs::read_dir(dir.path())
             .unwrap()
             .flatten()

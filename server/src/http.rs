@@ -305,8 +305,9 @@ impl App {
             Err(e) => return error(e),
         };
         match self.db.get(&id) {
-            Some(f) => self.json(StatusCode::OK, Bytes::from(geojson::feature(&f).to_string()), enc),
-            None => respond(
+            Err(e) => internal(e),
+            Ok(Some(f)) => self.json(StatusCode::OK, Bytes::from(geojson::feature(&f).to_string()), enc),
+            Ok(None) => respond(
                 StatusCode::NOT_FOUND,
                 &json!({"title": "404 Not Found", "description": format!("no document with id {id:?}")}),
             ),
@@ -360,7 +361,11 @@ impl App {
             Err(e) => return error(e),
         };
         let db = self.db.clone();
-        if db.get(&id).is_none() {
+        let found = match db.get(&id) {
+            Ok(found) => found,
+            Err(e) => return internal(e),
+        };
+        if found.is_none() {
             return respond(
                 StatusCode::NOT_FOUND,
                 &json!({"title": "404 Not Found", "description": format!("no document with id {id:?}")}),

@@ -33,6 +33,11 @@ pub trait Profile {
     /// `None`: it is found through another record, not by its own words.
     fn text_doc(key: u64, record: &Record) -> Option<TextDoc<'static>>;
 
+    /// A 32-bit tag of a record, kept beside it in its parent's list of
+    /// children ([`Docs::child_tags`]) when the generation is built, so
+    /// that a search can pick a child without reading each child's record.
+    fn child_tag(record: &Record) -> u32;
+
     /// The derived state of a generation whose files are `docs` and `text`.
     fn derive(docs: &Docs, text: &TextIndex) -> Result<Self::Derived>;
 

@@ -613,8 +613,13 @@ impl TextIndex {
                         }
                         score += s.score();
                     }
-                    if let Some(d) = self.doc_ref(ord as u32, doc) {
-                        top.push(score, d);
+                    // The record behind a document is a cache miss in a
+                    // table of every document: looked up only for a score
+                    // that can enter the top k (a tie needs its rank).
+                    if top.admits(score) {
+                        if let Some(d) = self.doc_ref(ord as u32, doc) {
+                            top.push(score, d);
+                        }
                     }
                 }
                 doc = driver.advance();
@@ -730,6 +735,15 @@ impl TopK {
             if Ranked(score, d) > worst.0 {
                 *worst = std::cmp::Reverse(Ranked(score, d));
             }
+        }
+    }
+
+    /// Whether a document scoring `score` may enter: false only when it
+    /// quantizes below the k-th, whatever its rank.
+    fn admits(&self, score: f32) -> bool {
+        match self.heap.peek() {
+            Some(w) if self.heap.len() == self.k => quantized(score) >= w.0 .0,
+            _ => true,
         }
     }
 

@@ -83,40 +83,29 @@ impl Target {
     }
 }
 
-/// A hash of the housenumber key of every child, in the order of
-/// [`Docs::all_children`], made when a generation opens. Finding "12" among
-/// a street's children then reads one small array, not each child's record
-/// (a cache miss apiece in a file of hundreds of megabytes); the record is
-/// read only for the child whose hash matches, to confirm.
-pub struct HouseNumbers(Vec<u32>);
+/// The tag of a record in its parent's list of children
+/// ([`crate::docs::Docs::child_tags`]): a hash of its housenumber key.
+/// Finding "12" among a street's children then reads one small array, not
+/// each child's record (a cache miss apiece in a file of gigabytes); the
+/// record is read only for the child whose hash matches, to confirm.
+pub(crate) fn number_tag(record: &Record) -> u32 {
+    let n = record.get("housenumber").and_then(|v| v.first_str()).unwrap_or_default();
+    match digits_key(n) {
+        Some(k) => number_hash(k),
+        None => number_hash(&housenumber_key(n)),
+    }
+}
 
 fn number_hash(key: &str) -> u32 {
     crate::docs::id_hash(key) as u32
 }
 
-impl HouseNumbers {
-    pub fn build(docs: &Docs) -> HouseNumbers {
-        let hashes = docs
-            .all_children()
-            .iter()
-            .map(|c| {
-                let n = first(docs.record(c.to_native()), "housenumber");
-                match digits_key(n) {
-                    Some(k) => number_hash(k),
-                    None => number_hash(&housenumber_key(n)),
-                }
-            })
-            .collect();
-        HouseNumbers(hashes)
-    }
-
-    /// Whether a slot may have a child numbered `key`, by the hashes
-    /// alone: cheap enough to ask of every document a candidate search
-    /// walks; [`find_housenumber`] confirms.
-    pub fn may_have<'a>(&'a self, docs: &'a Docs, key: &str) -> impl Fn(u32) -> bool + 'a {
-        let h = number_hash(key);
-        move |slot| self.0.get(docs.children_at(slot)).is_some_and(|hashes| hashes.contains(&h))
-    }
+/// Whether a slot may have a child numbered `key`, by the tags alone:
+/// cheap enough to ask of every document a candidate search walks;
+/// [`find_housenumber`] confirms.
+pub fn may_have<'a>(docs: &'a Docs, key: &str) -> impl Fn(u32) -> bool + 'a {
+    let h = number_hash(key);
+    move |slot| docs.child_tags().get(docs.children_at(slot)).is_some_and(|tags| tags.iter().any(|t| *t == h))
 }
 
 /// The municipalities that have each word in their names, made when a
@@ -179,9 +168,9 @@ pub fn is_number(docs: &Docs, slot: u32, key: &str) -> bool {
 }
 
 /// The child of `slot` whose housenumber is `key` ("12b").
-pub fn find_housenumber(docs: &Docs, numbers: &HouseNumbers, slot: u32, key: &str) -> Option<u32> {
+pub fn find_housenumber(docs: &Docs, slot: u32, key: &str) -> Option<u32> {
     let at = docs.children_at(slot);
-    let hashes = numbers.0.get(at.clone())?;
+    let hashes = docs.child_tags().get(at.clone())?;
     let children = &docs.all_children()[at];
     let h = number_hash(key);
     hashes
@@ -444,7 +433,7 @@ mod tests {
     fn housenumbers_are_found_in_every_spelling_and_only_among_the_street_s_children() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("docs");
-        let mut b = DocsBuilder::create(&path).unwrap();
+        let mut b = DocsBuilder::create(&path, number_tag).unwrap();
         let records = [
             rec("a", "street", None, ""),
             rec("a_1", "housenumber", Some("a"), "1"),
@@ -463,10 +452,9 @@ mod tests {
         }
         b.finish().unwrap();
         let docs = Docs::open(&path).unwrap();
-        let numbers = HouseNumbers::build(&docs);
         let find = |street: &str, q: &str| {
             let slot = docs.slot_of_id(street).unwrap();
-            find_housenumber(&docs, &numbers, slot, &housenumber_key(q)).map(|c| docs.record(c).id.to_string())
+            find_housenumber(&docs, slot, &housenumber_key(q)).map(|c| docs.record(c).id.to_string())
         };
         assert_eq!(find("a", "12").as_deref(), Some("a_12"));
         assert_eq!(find("a", "12 bis").as_deref(), Some("a_12b"));
@@ -484,7 +472,7 @@ mod tests {
     fn labels_join_number_name_postcode_and_each_city() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("docs");
-        let mut b = DocsBuilder::create(&path).unwrap();
+        let mut b = DocsBuilder::create(&path, number_tag).unwrap();
         let mut street = rec("s", "street", None, "");
         street.fields = vec![
             Field { name: "name".into(), value: Value::Str("Rue de la Paix".into()) },

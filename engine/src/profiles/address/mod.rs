@@ -12,7 +12,7 @@ mod write;
 
 use std::time::Instant;
 
-pub(crate) use feature::{feature, filter_value, text_doc, HouseNumbers, Target, TownWords, FILTERS};
+pub(crate) use feature::{feature, filter_value, text_doc, Target, TownWords, FILTERS};
 pub use feature::{Feature, Prop};
 pub use search::{ReverseQuery, SearchQuery};
 pub use write::Batch;
@@ -29,7 +29,6 @@ pub struct Address;
 
 /// What an address generation derives from its files when it opens.
 pub struct Derived {
-    pub(crate) numbers: HouseNumbers,
     pub(crate) towns: TownWords,
 }
 
@@ -44,10 +43,13 @@ impl Profile for Address {
         text_doc(key, record)
     }
 
+    fn child_tag(record: &Record) -> u32 {
+        feature::number_tag(record)
+    }
+
     fn derive(docs: &Docs, text: &TextIndex) -> Result<Derived> {
-        let numbers = HouseNumbers::build(docs);
         let towns = TownWords::build(docs, &text.slots_where("type", "municipality")?);
-        Ok(Derived { numbers, towns })
+        Ok(Derived { towns })
     }
 
     fn search(g: &Generation<Derived>, q: &SearchQuery, deadline: Option<Instant>) -> Result<Vec<Feature>> {

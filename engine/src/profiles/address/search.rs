@@ -198,7 +198,6 @@ fn search_pool(g: &Generation, q: &SearchQuery, pool: usize, deadline: Option<In
         kinds: kinds.as_deref(),
         deadline,
         query_bigrams: &query_bigrams,
-        numbers: &g.derived.numbers,
     };
     let mut scored: Vec<Scored> = Vec::with_capacity(wanted + 5);
     score_candidates(docs, &ctx, &candidates, &mut scored)?;
@@ -218,7 +217,7 @@ fn search_pool(g: &Generation, q: &SearchQuery, pool: usize, deadline: Option<In
     // like any costly one, whatever the number.
     if let (Some(h), true) = (housenumber.as_deref(), resolve_numbers) {
         if !scored.iter().any(|s| s.target.child.is_some()) {
-            let has = g.derived.numbers.may_have(docs, h);
+            let has = profile::may_have(docs, h);
             let pool = g.text.candidates(&tq, NUMBER_POOL)?;
             check(deadline)?;
             let fresh: Vec<(f32, u32)> =
@@ -293,7 +292,6 @@ struct ScoreContext<'a> {
     deadline: Option<Instant>,
     /// Of each of `compares`.
     query_bigrams: &'a [BigramCounts],
-    numbers: &'a profile::HouseNumbers,
 }
 
 fn score_candidates(
@@ -311,7 +309,7 @@ fn score_candidates(
         }
         let mut target = Target { slot: *slot, child: None };
         if let (Some(h), true) = (c.housenumber, c.resolve_numbers) {
-            target.child = profile::find_housenumber(docs, c.numbers, *slot, h);
+            target.child = profile::find_housenumber(docs, *slot, h);
         }
         if let Some(kinds) = c.kinds {
             if !kinds.iter().any(|k| k == target.kind(docs)) {
@@ -373,7 +371,6 @@ fn numbers_near(
         kinds: None,
         deadline,
         query_bigrams: &query_bigrams,
-        numbers: &g.derived.numbers,
     };
     let mut scored = Vec::with_capacity(streets.len());
     score_candidates(docs, &ctx, &streets, &mut scored)?;
