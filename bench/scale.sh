@@ -13,7 +13,8 @@
 #   4. `cairn serve` started twice: with the page cache dropped first (when run as root; the
 #      row says which) and with it warm; each time, how long until the first answer and the
 #      server's RSS (anonymous and file pages) right after it;
-#   5. bench/load.sh on the same data, response cache off, 16 connections: (a) distinct
+#   5. with the files read once into the page cache (steady state, not a cold disk),
+#      bench/load.sh on the same data, response cache off, 16 connections: (a) distinct
 #      full-address searches, (e) autocomplete as typed (every prefix of 3 characters or more
 #      of 3,000 addresses, one request per keystroke), (d) reverse; the server's RSS after;
 #   6. one table, printed and written to $CAIRN_SCALE_DIR/results-DATE-nN.md.
@@ -72,7 +73,7 @@ documents=$(sed -n 's/.*generation [0-9]*, \([0-9]*\) documents in total.*/\1/p'
 
 # --- 3. disk --------------------------------------------------------------------------------
 mb() { awk -v b="$1" 'BEGIN{printf "%.0f", b / 1048576}'; }
-bytes() { du -sb "$@" 2>/dev/null | awk '{s += $1} END {printf "%d\n", s}'; }
+bytes() { du -sb "$@" 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 gen=$(find "$db" -maxdepth 1 -name 'gen-*' -type d | sort -V | tail -n1)
 [ -n "$gen" ] || die "no generation in $db"
 store_b=$(bytes "$db/store.redb")
@@ -124,6 +125,9 @@ start_once warm
 warm_took=$took warm_rss=$rss
 
 # --- 5. HTTP, cache off -------------------------------------------------------------------------
+# The files in the page cache first (not in the server: it maps them later), so that the figures
+# are those of a server running for a while, not of one reading its first pages from disk.
+cat "$db/store.redb" "$gen/docs" "$gen/geo" "$gen"/text/* >/dev/null 2>&1 || true
 log "bench/load.sh: search, typed, reverse; cache off; 16 connections; ${secs} s each"
 CAIRN_LOAD_DIR=$work CAIRN_LOAD_DOCS=$n CAIRN_LOAD_SEED=$seed CAIRN_LOAD_BUILD=0 CAIRN_LOAD_BIN_DIR=target/release \
   CAIRN_LOAD_SECONDS=$secs CAIRN_LOAD_WARMUP=$(((secs + 2) / 3)) CAIRN_LOAD_CONNECTIONS=16 \

@@ -593,6 +593,8 @@ impl Database {
         let Some(g) = self.snapshot() else { return Ok(()) };
         let Some((at, _)) = g.geo.any_point() else { return Ok(()) };
         let found = Active::reverse(&g, &ReverseQuery { at, limit: 1, filters: Vec::new() });
+        // A generation found damaged by any read is not ready.
+        g.docs.check()?;
         if found.is_empty() {
             return Err(Error::Corrupt {
                 path: gen_dir(&self.dir, g.number),
@@ -806,6 +808,36 @@ mod tests {
         geo.add(Point { lat: 45.0, lon: 5.0 }, 999);
         geo.write(&gen_dir(dir.path(), 2).join("geo")).unwrap();
         assert!(matches!(Database::open_read_only(dir.path()), Err(Error::Corrupt { .. })));
+    }
+
+    /// A byte flipped in a record of the documents file after it was
+    /// written: searches that read that record fail with `Corrupt` (the
+    /// server's 500), never answer without it; other records still answer.
+    #[test]
+    fn a_damaged_record_fails_the_queries_that_read_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path()).unwrap();
+        let names: Vec<String> = (0..2000).map(|i| format!("Rue Numero{i:04} Longue")).collect();
+        db.write(|b| names.iter().enumerate().try_for_each(|(i, n)| b.put(street(&format!("s{i}"), n)))).unwrap();
+        let path = gen_dir(dir.path(), 1).join("docs");
+        drop(db);
+        // The last record lies past the first 64 KiB block: flip a byte of
+        // its name.
+        let mut bytes = fs::read(&path).unwrap();
+        let at = bytes.windows(14).rposition(|w| w == b"Numero1999 Lon").unwrap();
+        bytes[at] ^= 0x20;
+        fs::write(&path, &bytes).unwrap();
+        let db = Database::open_read_only(dir.path()).unwrap();
+        assert_eq!(top(&db, "rue numero0001 longue").as_deref(), Some("s1"));
+        assert!(matches!(db.search(&SearchQuery::new("rue numero1999 longue")), Err(Error::Corrupt { .. })));
+        assert!(matches!(db.get("s1999"), Err(Error::Corrupt { .. })));
+        // From then on the generation is not ready.
+        assert!(matches!(db.probe(), Err(Error::Corrupt { .. })));
+        drop(db);
+        // A commit that reads the damaged record fails and writes nothing.
+        let db = Database::open(dir.path()).unwrap();
+        assert!(matches!(db.write(|b| b.delete("s1999").map(|_| ())), Err(Error::Corrupt { .. })));
+        assert_eq!(db.generation(), 1);
     }
 
     #[test]

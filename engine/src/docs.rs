@@ -259,7 +259,7 @@ fn empty_record() -> &'static ArchivedRecord {
     static EMPTY: OnceLock<rkyv::util::AlignedVec> = OnceLock::new();
     let bytes = EMPTY.get_or_init(|| {
         let empty = Record { id: String::new(), kind: String::new(), parent: None, point: None, fields: Vec::new() };
-        rkyv::to_bytes::<rkyv::rancor::Error>(&empty).unwrap_or_default()
+        rkyv::to_bytes::<rkyv::rancor::Error>(&empty).expect("an empty record archives")
     });
     // SAFETY: the bytes were archived from a `Record` just above, and are
     // never changed once made.
@@ -364,7 +364,7 @@ impl Docs {
         let idx = self.index();
         let s = idx.starts[slot as usize].to_native() as usize;
         let l = idx.lens[slot as usize].to_native() as usize;
-        if !s.is_multiple_of(ALIGN) || !self.intact(s, s + l) {
+        if l == 0 || !s.is_multiple_of(ALIGN) || !self.intact(s, s + l) {
             self.damaged.store(true, Ordering::Release);
             return empty_record();
         }

@@ -73,6 +73,9 @@ impl<D> Generation<D> {
         }
         let text = TextIndex::open(&dir.join("text"), filters, &|key| docs.slot_of_key(key))?;
         let derived = derive(&docs, &text)?;
+        // What the profile read to derive its state must have been intact:
+        // a generation that would fail every query is refused at open.
+        docs.check()?;
         static EPOCHS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let epoch = EPOCHS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Generation { number, parts: Arc::new(Parts { epoch, docs, geo, text, derived }) })

@@ -742,7 +742,8 @@ impl TopK {
     /// quantizes below the k-th, whatever its rank.
     fn admits(&self, score: f32) -> bool {
         match self.heap.peek() {
-            Some(w) if self.heap.len() == self.k => quantized(score) >= w.0 .0,
+            // As `Ranked` orders scores (NaN included).
+            Some(w) if self.heap.len() == self.k => quantized(score).total_cmp(&w.0 .0).is_ge(),
             _ => true,
         }
     }

@@ -223,6 +223,11 @@ impl Batch {
     pub(crate) fn settle(mut self) -> Result<(StoreTxn, TextWriter, u64, u64)> {
         self.remove_stale_children()?;
         self.derive_parents()?;
+        // Both read the last generation's records: one of them damaged
+        // would be written into the store as if it were missing.
+        if let Some(prev) = &self.prev {
+            prev.docs.check()?;
+        }
         Ok((self.txn, self.text, self.written, self.deleted))
     }
 
