@@ -75,7 +75,7 @@ if [ "${CAIRN_LOAD_BUILD:-1}" != 0 ]; then
 fi
 # Copies, so that a build running beside the bench cannot swap a binary in the middle of it.
 mkdir -p "$work/bin"
-bindir=${CAIRN_LOAD_BIN_DIR:-target/release}
+bindir=${CAIRN_LOAD_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
 for b in cairn bare; do
   [ -x "$bindir/$b" ] || die "no $bindir/$b: build it first"
   cp -f "$bindir/$b" "$work/bin/$b.tmp" && mv -f "$work/bin/$b.tmp" "$work/bin/$b"

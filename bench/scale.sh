@@ -20,7 +20,8 @@
 #   6. one table, printed and written to $CAIRN_SCALE_DIR/results-DATE-nN.md.
 #
 # Knobs: CAIRN_SCALE_SECONDS (15 per scenario), CAIRN_SCALE_DIR (target/scale),
-# CAIRN_SCALE_BUILD=0 (use target/release as is), CAIRN_SCALE_REIMPORT=1 (import again).
+# CAIRN_SCALE_BUILD=0 (use the binaries of target/release, or of $CARGO_TARGET_DIR/release, as
+# they are), CAIRN_SCALE_REIMPORT=1 (import again).
 # The data directory is laid out as bench/load.sh's (CAIRN_LOAD_DIR=$CAIRN_SCALE_DIR), so the
 # load bench reuses the addresses and the database this script made.
 set -euo pipefail
@@ -43,7 +44,8 @@ if [ "${CAIRN_SCALE_BUILD:-1}" != 0 ]; then
 fi
 mkdir -p "$work/bin"
 # A copy, so that a build beside the bench cannot swap the binary in the middle of it.
-cp -f target/release/cairn "$work/bin/cairn.tmp" && mv -f "$work/bin/cairn.tmp" "$work/bin/cairn"
+release=${CARGO_TARGET_DIR:-target}/release
+cp -f "$release/cairn" "$work/bin/cairn.tmp" && mv -f "$work/bin/cairn.tmp" "$work/bin/cairn"
 cairn=$work/bin/cairn
 
 data=$work/n$n
@@ -130,7 +132,7 @@ warm_took=$took warm_rss=$rss
 # are those of a server running for a while, not of one reading its first pages from disk.
 cat "$db/store.redb" "$gen/docs" "$gen/geo" "$gen"/text/* >/dev/null 2>&1 || true
 log "bench/load.sh: search, typed, reverse; cache off; 16 connections; ${secs} s each"
-CAIRN_LOAD_DIR=$work CAIRN_LOAD_DOCS=$n CAIRN_LOAD_SEED=$seed CAIRN_LOAD_BUILD=0 CAIRN_LOAD_BIN_DIR=target/release \
+CAIRN_LOAD_DIR=$work CAIRN_LOAD_DOCS=$n CAIRN_LOAD_SEED=$seed CAIRN_LOAD_BUILD=0 CAIRN_LOAD_BIN_DIR="$release" \
   CAIRN_LOAD_SECONDS=$secs CAIRN_LOAD_WARMUP=$(((secs + 2) / 3)) CAIRN_LOAD_CONNECTIONS=16 \
   CAIRN_LOAD_LATENCY_CONNECTIONS=0 CAIRN_LOAD_SCENARIOS="search typed reverse" \
   CAIRN_LOAD_SERVE_ARGS="--cache-bytes 0" bench/load.sh >"$data/load.out" 2>"$data/load.err" ||
