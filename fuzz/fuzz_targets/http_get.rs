@@ -147,7 +147,7 @@ fn check_get(path: &str, enc: Encoding) {
         assert_eq!(status, 400, "{path:?} does not decode");
         return;
     };
-    let found = small_db().get(&id).is_some();
+    let found = small_db().get(&id).expect("the fixture reads").is_some();
     assert_eq!(status, if found { 200 } else { 404 }, "{path:?} is the id {id:?}");
     if found {
         let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");

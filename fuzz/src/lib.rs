@@ -157,7 +157,7 @@ pub fn try_probe(db: &Database) -> cairn::Result<String> {
     for f in db.reverse(&rq)? {
         out.push_str(&format!("reverse: {:?}\n", f.prop_str("id")));
     }
-    out.push_str(&format!("get: {:?}\n", db.get("75102_0001_00012").map(|f| f.score)));
+    out.push_str(&format!("get: {:?}\n", db.get("75102_0001_00012").map(|f| f.map(|f| f.score))));
     out.push_str(&format!("generation {} documents {}\n", db.generation(), db.len()));
     Ok(out)
 }
