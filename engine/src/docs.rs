@@ -310,11 +310,6 @@ impl Docs {
         {
             return Err(corrupt("inconsistent index tables"));
         }
-        // Records are read one here, one there: a cold page needs no
-        // read-ahead around it. (The index is read from end to end above.)
-        if records_end > 0 {
-            let _ = map.advise_range(memmap2::Advice::Random, 0, records_end as usize);
-        }
         let checked = (0..blocks.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
         Ok(Docs { path: path.to_owned(), map, index_at, index_len, checked, damaged: AtomicBool::new(false) })
     }
