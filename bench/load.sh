@@ -68,6 +68,15 @@ if ! command -v wrk >/dev/null; then
   command -v wrk >/dev/null || die "could not install wrk"
 fi
 command -v python3 >/dev/null || die "python3 is needed"
+# /usr/bin/time (import and wrk CPU) and pgrep (wrk's own CPU) are not in every Debian image.
+for pkg in time:/usr/bin/time procps:pgrep; do
+  if ! command -v "${pkg#*:}" >/dev/null; then
+    log "installing ${pkg%%:*} (apt)"
+    if [ "$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi
+    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkg%%:*}"; } >/dev/null ||
+      die "could not install ${pkg%%:*}"
+  fi
+done
 command -v stdbuf >/dev/null || die "stdbuf (coreutils) is needed"
 if [ "${CAIRN_LOAD_BUILD:-1}" != 0 ]; then
   log "building (cargo build --release -p cairn-server -p cairn-bench)"
@@ -339,7 +348,8 @@ results=$work/results-$stamp.md
   echo
   echo "Server RSS after the scenarios: ${rss_after} MB."
   echo
-  echo "Median response sizes (bytes, uncompressed; samples disjoint from the measured files):"
+  echo "Median response sizes (bytes, uncompressed; samples disjoint from the measured files, but for"
+  echo "typed, whose short prefixes repeat across addresses):"
   for s in $scenarios; do echo "- $(label "$s"): ${size[$s]}"; done
   echo "- bare: $size_a (the median of (a))"
   echo

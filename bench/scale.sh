@@ -21,7 +21,7 @@
 #
 # Knobs: CAIRN_SCALE_SECONDS (15 per scenario), CAIRN_SCALE_DIR (target/scale),
 # CAIRN_SCALE_BUILD=0 (use the binaries of target/release, or of $CARGO_TARGET_DIR/release, as
-# they are), CAIRN_SCALE_REIMPORT=1 (import again).
+# they are), CAIRN_SCALE_REIMPORT=1 (import again; it does anyway when the binary changed).
 # The data directory is laid out as bench/load.sh's (CAIRN_LOAD_DIR=$CAIRN_SCALE_DIR), so the
 # load bench reuses the addresses and the database this script made.
 set -euo pipefail
@@ -37,6 +37,8 @@ bench=scale
 need wrk wrk
 need curl curl
 need python3 python3
+need /usr/bin/time time
+need pgrep procps
 
 if [ "${CAIRN_SCALE_BUILD:-1}" != 0 ]; then
   log "building (cargo build --release -p cairn-server -p cairn-bench)"
@@ -64,12 +66,17 @@ fi
 src_bytes=$(stat -c %s "$src")
 
 # --- 2. import ------------------------------------------------------------------------------
+# Again whenever the binary changed: another build may lay its files out otherwise, and its
+# import is part of what is measured. (db.stamp is bench/load.sh's, which reuses the database.)
+build=$(sha1sum <"$cairn" | cut -c1-16)
 if [ -n "${CAIRN_SCALE_REIMPORT:-}" ] || [ ! -s "$data/import.time" ] ||
-  [ "$(cat "$data/db.stamp" 2>/dev/null)" != "n=$n seed=$seed" ]; then
+  [ "$(cat "$data/db.stamp" 2>/dev/null)" != "n=$n seed=$seed" ] ||
+  [ "$(cat "$data/import.build" 2>/dev/null)" != "$build" ]; then
   log "importing into $db"
-  rm -rf "$db" "$data/db.stamp"
+  rm -rf "$db" "$data/db.stamp" "$data/import.build"
   /usr/bin/time -f "%e %M" -o "$data/import.time" "$cairn" import --data "$db" "$src" >"$data/import.out"
   echo "n=$n seed=$seed" >"$data/db.stamp"
+  echo "$build" >"$data/import.build"
 fi
 read -r import_s import_kb <"$data/import.time"
 documents=$(sed -n 's/.*generation [0-9]*, \([0-9]*\) documents in total.*/\1/p' "$data/import.out" | tail -n1)

@@ -26,7 +26,8 @@ bench/load/paths.lua. Same source and arguments, same files.
                addresses, as they do for real users. Drawn with its own
                random stream (seed + 1), so the other files do not change.
 - warmup.txt   a mix of all kinds, disjoint from the four files above.
-- *.sample.txt 300 lines of the same shape as each file, disjoint from it,
+- *.sample.txt 300 lines of the same shape as each file, disjoint from it
+               (but for typed.sample.txt, whose short prefixes may repeat),
                used to measure response sizes without touching the measured set.
 
 Queries of different files never coincide, so one scenario cannot warm the

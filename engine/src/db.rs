@@ -821,8 +821,8 @@ mod tests {
         db.write(|b| names.iter().enumerate().try_for_each(|(i, n)| b.put(street(&format!("s{i}"), n)))).unwrap();
         let path = gen_dir(dir.path(), 1).join("docs");
         drop(db);
-        // The last record lies past the first 64 KiB block: flip a byte of
-        // its name.
+        // The last record lies far past the first block: flip a byte of its
+        // name.
         let mut bytes = fs::read(&path).unwrap();
         let at = bytes.windows(14).rposition(|w| w == b"Numero1999 Lon").unwrap();
         bytes[at] ^= 0x20;
