@@ -560,18 +560,21 @@ impl Database {
 
     /// Searches the visible generation.
     pub fn search(&self, q: &SearchQuery) -> Result<Vec<Feature>> {
-        match self.snapshot() {
-            Some(g) => Active::search(&g, q, None).and_then(|f| g.docs.check().map(|()| f)),
-            None => Ok(Vec::new()),
-        }
+        self.search_by(q, None)
     }
 
     /// Searches like [`Database::search`], but gives up with
     /// [`Error::Timeout`] once `deadline` has passed, so that one costly
     /// query cannot hold a server's worker for long.
     pub fn search_until(&self, q: &SearchQuery, deadline: std::time::Instant) -> Result<Vec<Feature>> {
+        self.search_by(q, Some(deadline))
+    }
+
+    /// The profile's search on the visible generation; an error if it read
+    /// a damaged record.
+    fn search_by(&self, q: &SearchQuery, deadline: Option<std::time::Instant>) -> Result<Vec<Feature>> {
         match self.snapshot() {
-            Some(g) => Active::search(&g, q, Some(deadline)).and_then(|f| g.docs.check().map(|()| f)),
+            Some(g) => Active::search(&g, q, deadline).and_then(|f| g.docs.check().map(|()| f)),
             None => Ok(Vec::new()),
         }
     }

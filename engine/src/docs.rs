@@ -66,7 +66,10 @@ struct DocsIndexData {
     children: Vec<u32>,
     /// The profile's tag of each child, in the order of `children`.
     child_tags: Vec<u32>,
-    /// See `Docs::block_starts`; empty when there is none.
+    /// Slots of each store block, `[t[b], t[b + 1])`: a search by key
+    /// looks within one block instead of across a table of a million keys
+    /// (twenty cache misses, most of the cost of scoring a candidate).
+    /// Empty when block numbers are too sparse for a table.
     block_starts: Vec<u32>,
     /// Bytes of records, from the start of the file.
     records_end: u64,
@@ -74,7 +77,7 @@ struct DocsIndexData {
     sums: Vec<u32>,
 }
 
-/// See `Docs::block_starts`; `keys` increase.
+/// See `DocsIndexData::block_starts`; `keys` increase.
 fn block_starts(keys: impl ExactSizeIterator<Item = u64> + Clone) -> Option<Vec<u32>> {
     let n = keys.len();
     let last = keys.clone().map(block_of).max().unwrap_or(0);
@@ -132,12 +135,17 @@ impl DocsBuilder {
             self.crc.update(now);
             self.pos += now.len() as u64;
             if self.pos.is_multiple_of(BLOCK as u64) {
-                let crc = std::mem::replace(&mut self.crc, crc32fast::Hasher::new());
-                self.index.sums.push(crc.finalize());
+                self.close_block();
             }
             bytes = rest;
         }
         Ok(())
+    }
+
+    /// Keeps the CRC of the block being written and starts the next one.
+    fn close_block(&mut self) {
+        let crc = std::mem::replace(&mut self.crc, crc32fast::Hasher::new());
+        self.index.sums.push(crc.finalize());
     }
 
     fn pad(&mut self) -> Result<()> {
@@ -169,8 +177,7 @@ impl DocsBuilder {
     pub fn finish(mut self) -> Result<()> {
         self.pad()?;
         if !self.pos.is_multiple_of(BLOCK as u64) {
-            let crc = std::mem::replace(&mut self.crc, crc32fast::Hasher::new());
-            self.index.sums.push(crc.finalize());
+            self.close_block();
         }
         self.index.records_end = self.pos;
         self.out.flush().map_err(|e| Error::io(&self.path, e))?;
@@ -325,22 +332,21 @@ impl Docs {
         self.index().keys.len()
     }
 
-    /// Whether the records in `[from, to)` lie in blocks that match their
-    /// CRC, checking the blocks not checked before.
+    /// Whether the records in `[from, to)`, not empty, lie in blocks that
+    /// match their CRC, checking the blocks not checked before.
     fn intact(&self, from: usize, to: usize) -> bool {
         let idx = self.index();
         let end = idx.records_end.to_native() as usize;
-        if from > to || to > end {
+        if from >= to || to > end {
             return false;
         }
-        for b in from >> BLOCK_SHIFT..=(to.max(from + 1) - 1) >> BLOCK_SHIFT {
+        for b in from >> BLOCK_SHIFT..=(to - 1) >> BLOCK_SHIFT {
             let (word, bit) = (&self.checked[b / 64], 1u64 << (b % 64));
             if word.load(Ordering::Acquire) & bit != 0 {
                 continue;
             }
             let block = &self.map[b << BLOCK_SHIFT..((b + 1) << BLOCK_SHIFT).min(end)];
             if crc32fast::hash(block) != idx.sums[b].to_native() {
-                self.damaged.store(true, Ordering::Release);
                 return false;
             }
             word.fetch_or(bit, Ordering::AcqRel);
@@ -367,7 +373,7 @@ impl Docs {
         let idx = self.index();
         let s = idx.starts[slot as usize].to_native() as usize;
         let l = idx.lens[slot as usize].to_native() as usize;
-        if l == 0 || !s.is_multiple_of(ALIGN) || !self.intact(s, s + l) {
+        if !s.is_multiple_of(ALIGN) || !self.intact(s, s + l) {
             self.damaged.store(true, Ordering::Release);
             return empty_record();
         }
@@ -489,19 +495,25 @@ mod tests {
         assert!(matches!(Docs::open(&path), Err(Error::Corrupt { .. })));
     }
 
+    /// A documents file of `n` records `r0`, `r1`... with keys 0, 1...
+    fn file_of(n: u64) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docs");
+        let mut b = DocsBuilder::create(&path, |_| 0).unwrap();
+        for i in 0..n {
+            b.add(i, &rec(&format!("r{i}"), None)).unwrap();
+        }
+        b.finish().unwrap();
+        (dir, path)
+    }
+
     /// A flipped byte among the records does not stop the file opening,
     /// nor reads of other blocks; a read of the damaged block gets no
     /// record of it, and the file says it is damaged from then on.
     #[test]
     fn a_damaged_block_of_records_is_never_read_as_a_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("docs");
-        let mut b = DocsBuilder::create(&path, |_| 0).unwrap();
         // Enough records for many blocks.
-        for i in 0..3000u64 {
-            b.add(i, &rec(&format!("r{i}"), None)).unwrap();
-        }
-        b.finish().unwrap();
+        let (_dir, path) = file_of(3000);
         let d = Docs::open(&path).unwrap();
         let last = d.len() as u32 - 1;
         let at = d.index().starts[last as usize].to_native() as usize + 8;
@@ -523,13 +535,7 @@ mod tests {
     /// A flipped byte in the index is found at open.
     #[test]
     fn a_damaged_index_is_refused_at_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("docs");
-        let mut b = DocsBuilder::create(&path, |_| 0).unwrap();
-        for i in 0..10u64 {
-            b.add(i, &rec(&format!("r{i}"), None)).unwrap();
-        }
-        b.finish().unwrap();
+        let (_dir, path) = file_of(10);
         let index_at = Docs::open(&path).unwrap().index_at;
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[index_at + 3] ^= 1;
