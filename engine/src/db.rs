@@ -574,7 +574,7 @@ impl Database {
     /// a damaged record.
     fn search_by(&self, q: &SearchQuery, deadline: Option<std::time::Instant>) -> Result<Vec<Feature>> {
         match self.snapshot() {
-            Some(g) => Active::search(&g, q, deadline).and_then(|f| g.docs.check().map(|()| f)),
+            Some(g) => Active::search(&g, q, deadline).and_then(|f| g.check().map(|()| f)),
             None => Ok(Vec::new()),
         }
     }
@@ -584,7 +584,7 @@ impl Database {
         match self.snapshot() {
             Some(g) => {
                 let found = Active::reverse(&g, q);
-                g.docs.check().map(|()| found)
+                g.check().map(|()| found)
             }
             None => Ok(Vec::new()),
         }
@@ -597,7 +597,7 @@ impl Database {
         let Some((at, _)) = g.geo.any_point() else { return Ok(()) };
         let found = Active::reverse(&g, &ReverseQuery { at, limit: 1, filters: Vec::new() });
         // A generation found damaged by any read is not ready.
-        g.docs.check()?;
+        g.check()?;
         if found.is_empty() {
             return Err(Error::Corrupt {
                 path: gen_dir(&self.dir, g.number),
@@ -611,7 +611,7 @@ impl Database {
     pub fn get(&self, id: &str) -> Result<Option<Feature>> {
         let Some(g) = self.snapshot() else { return Ok(None) };
         let found = g.docs.slot_of_id(id).map(|slot| profile::feature(&g.docs, Target::of(&g.docs, slot), 1.0, None));
-        g.docs.check().map(|()| found)
+        g.check().map(|()| found)
     }
 }
 
@@ -856,8 +856,7 @@ mod tests {
 
     fn ids(db: &Database) -> Vec<String> {
         let g = db.snapshot().unwrap();
-        let mut v: Vec<String> =
-            (0..g.docs.len() as u32).map(|slot| g.docs.record(slot).id.as_str().to_owned()).collect();
+        let mut v: Vec<String> = (0..g.docs.len() as u32).map(|slot| g.docs.record(slot).id()).collect();
         v.sort();
         v
     }

@@ -17,7 +17,7 @@ pub(crate) const FORMAT_FILE: &str = "FORMAT";
 /// FORMAT file; version 2 had no rank field in the text index; version 3
 /// had no checksums in the documents file (every record was checked at open);
 /// version 4 (never released) checked its records in 64 KiB blocks.
-pub(crate) const GENERATION_FORMAT: &str = "cairn-generation 5\n";
+pub(crate) const GENERATION_FORMAT: &str = "cairn-generation 6\n";
 
 /// One committed, immutable state of the database, open for reading.
 pub struct Generation<D> {
@@ -35,6 +35,15 @@ pub struct Parts<D> {
     pub(crate) geo: GeoIndex,
     pub(crate) text: TextIndex,
     pub(crate) derived: D,
+}
+
+impl<D> Parts<D> {
+    /// An error if a read found the documents or the geo index damaged:
+    /// the answer it took part in cannot be trusted.
+    pub(crate) fn check(&self) -> Result<()> {
+        self.docs.check()?;
+        self.geo.check()
+    }
 }
 
 impl<D> std::ops::Deref for Generation<D> {

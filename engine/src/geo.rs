@@ -1,26 +1,33 @@
 //! The geo index for reverse queries, and the geodesy it needs.
 //!
 //! Points are bucketed in a regular grid of `CELL_DEG` degrees and sorted by
-//! cell; the whole index is one rkyv archive, memory-mapped and read in place.
+//! cell, then by latitude. The points are the body of a [`crate::checked`]
+//! file, 12 bytes each: the point's place in its cell as two 32-bit
+//! fractions of the cell's side (a few hundred nanometres at worst), and
+//! its slot. The index holds the cells and where their points start. A
+//! block of points is checked against its CRC when a query first reads it;
+//! opening reads the cell table only.
+//!
 //! A query walks rings of cells outwards from the point until no unvisited
 //! cell can hold anything nearer than what it already has.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 
-use memmap2::Mmap;
 use rkyv::{Archive, Deserialize, Serialize};
 
+use crate::checked::{Blocks, BodyWriter, Mapped};
 use crate::error::{Error, Result};
 use crate::record::Point;
 
 /// ~280 m by ~190 m in France: a reverse query near an address reads a few
-/// dozen points. Files written before it used `OLD_CELL_DEG`; `open` tells
-/// them apart by checking that every point lies in its cell.
+/// dozen points.
 const CELL_DEG: f64 = 0.0025;
-const OLD_CELL_DEG: f64 = 0.01;
 const EARTH_RADIUS_M: f64 = 6_371_008.8;
+const MAGIC: &[u8; 8] = b"CAIRNGE2";
+/// Bytes of a point in the body: latitude and longitude fractions, slot.
+const POINT: usize = 12;
+/// A fraction of a cell's side is this many units.
+const FRACTION: f64 = 4_294_967_296.0;
 
 /// Great-circle distance in metres.
 pub fn haversine_m(a: Point, b: Point) -> f64 {
@@ -29,6 +36,13 @@ pub fn haversine_m(a: Point, b: Point) -> f64 {
     let dlon = (b.lon - a.lon).to_radians();
     let h = (dlat / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlon / 2.0).sin().powi(2);
     2.0 * EARTH_RADIUS_M * h.sqrt().min(1.0).asin()
+}
+
+/// The great-circle distance in metres as [`GeoIndex::nearest`] measures
+/// it: the same value for the same points, to the last bit, which
+/// [`haversine_m`] (another formula) is not.
+pub fn distance_m(from: Point, to: Point) -> f64 {
+    h_angle(Cap::new(from).h(to)) * EARTH_RADIUS_M
 }
 
 /// Projects WGS84 degrees to Lambert-93 (EPSG:2154) metres, the x/y Addok
@@ -48,20 +62,18 @@ pub fn lambert93(p: Point) -> (f64, f64) {
     (round2(XS + r * gamma.sin()), round2(YS - r * gamma.cos()))
 }
 
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy)]
-struct GeoPoint {
-    lat: f64,
-    lon: f64,
-    slot: u32,
-}
-
 #[derive(Archive, Serialize, Deserialize, Debug, Default)]
 struct GeoIndexData {
     /// Sorted cell keys.
     cells: Vec<u64>,
-    /// `points[starts[i]..starts[i + 1]]` are in `cells[i]`.
+    /// The points of `cells[i]` are `starts[i]..starts[i + 1]`.
     starts: Vec<u32>,
-    points: Vec<GeoPoint>,
+    /// The largest slot of a point, to check it against the documents.
+    max_slot: Option<u32>,
+    /// Bytes of points.
+    body_len: u64,
+    /// CRC-32 of each block of points.
+    sums: Vec<u32>,
 }
 
 fn cell_of(lat: f64, lon: f64, deg: f64) -> (i64, i64) {
@@ -94,10 +106,26 @@ fn col_of(cj: i64) -> u32 {
     (cj + 100_000) as u32
 }
 
+/// The cell of a key.
+fn cell_at(key: u64) -> (i64, i64) {
+    (i64::from((key >> 32) as u32) - 100_000, i64::from(key as u32) - 100_000)
+}
+
+/// Where `v` lies past the side `c * CELL_DEG` of its cell, in 1/2^32 of
+/// the side.
+fn fraction(v: f64, c: i64) -> u32 {
+    ((v / CELL_DEG - c as f64) * FRACTION).round().clamp(0.0, f64::from(u32::MAX)) as u32
+}
+
+fn from_fraction(c: i64, f: u32) -> f64 {
+    (c as f64 + f64::from(f) / FRACTION) * CELL_DEG
+}
+
 /// Collects points, then writes the index file.
 #[derive(Default)]
 pub struct GeoBuilder {
-    points: Vec<(u64, GeoPoint)>,
+    /// Cell key, fractions of latitude and longitude, slot.
+    points: Vec<(u64, u32, u32, u32)>,
 }
 
 impl GeoBuilder {
@@ -106,37 +134,45 @@ impl GeoBuilder {
             return;
         }
         let (ci, cj) = cell_of(p.lat, p.lon, CELL_DEG);
-        self.points.push((cell_key(ci, cj), GeoPoint { lat: p.lat, lon: p.lon, slot }));
+        self.points.push((cell_key(ci, cj), fraction(p.lat, ci), fraction(p.lon, cj), slot));
     }
 
     pub fn write(mut self, path: &Path) -> Result<()> {
         // By cell, then by latitude within a cell (see `nearest`).
-        self.points.sort_by(|(ka, a), (kb, b)| ka.cmp(kb).then(a.lat.total_cmp(&b.lat)).then(a.slot.cmp(&b.slot)));
+        self.points.sort_unstable_by_key(|&(key, lat, _, slot)| (key, lat, slot));
+        if u32::try_from(self.points.len()).is_err() {
+            return Err(Error::Store("more points than a geo index holds".into()));
+        }
         let mut data = GeoIndexData::default();
-        for (i, (k, _)) in self.points.iter().enumerate() {
-            if data.cells.last() != Some(k) {
-                data.cells.push(*k);
+        let mut body = BodyWriter::create(path)?;
+        let mut buf = Vec::with_capacity(1 << 16);
+        for (i, &(key, lat, lon, slot)) in self.points.iter().enumerate() {
+            if data.cells.last() != Some(&key) {
+                data.cells.push(key);
                 data.starts.push(i as u32);
             }
+            data.max_slot = data.max_slot.max(Some(slot));
+            for v in [lat, lon, slot] {
+                buf.extend_from_slice(&v.to_le_bytes());
+            }
+            if buf.len() >= 1 << 16 {
+                body.write(&buf)?;
+                buf.clear();
+            }
         }
+        body.write(&buf)?;
         data.starts.push(self.points.len() as u32);
-        data.points = self.points.into_iter().map(|(_, p)| p).collect();
+        (data.body_len, data.sums) = body.end_body()?;
         let bytes =
             rkyv::to_bytes::<rkyv::rancor::Error>(&data).map_err(|e| Error::Store(format!("geo index: {e}")))?;
-        let mut f = File::create(path).map_err(|e| Error::io(path, e))?;
-        f.write_all(&bytes).map_err(|e| Error::io(path, e))?;
-        f.sync_all().map_err(|e| Error::io(path, e))
+        body.finish(&bytes, *MAGIC)
     }
 }
 
 /// A memory-mapped geo index.
 pub struct GeoIndex {
-    map: Mmap,
-    /// Whether each cell's points are sorted by latitude, as this version
-    /// writes them; files from older versions are read by a full cell scan.
-    lat_sorted: bool,
-    /// The grid's cell size in degrees.
-    cell_deg: f64,
+    file: Mapped,
+    blocks: Blocks,
     /// `rows[i]..rows[i + 1]` are the cells of row `first_row + i`: a query
     /// finds a row without a binary search over all cells, which at 1M
     /// points cost a cache miss per step.
@@ -144,48 +180,55 @@ pub struct GeoIndex {
     rows: Vec<u32>,
 }
 
+/// The points of one cell, read in place.
+struct Cell<'a> {
+    bytes: &'a [u8],
+    ci: i64,
+    cj: i64,
+}
+
+impl Cell<'_> {
+    fn len(&self) -> usize {
+        self.bytes.len() / POINT
+    }
+
+    fn word(&self, i: usize, w: usize) -> u32 {
+        let at = i * POINT + w * 4;
+        u32::from_le_bytes([self.bytes[at], self.bytes[at + 1], self.bytes[at + 2], self.bytes[at + 3]])
+    }
+
+    fn lat(&self, i: usize) -> f64 {
+        from_fraction(self.ci, self.word(i, 0))
+    }
+
+    fn point(&self, i: usize) -> (Point, u32) {
+        (Point { lat: self.lat(i), lon: from_fraction(self.cj, self.word(i, 1)) }, self.word(i, 2))
+    }
+}
+
 impl GeoIndex {
     pub fn open(path: &Path) -> Result<GeoIndex> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        // SAFETY: generation files are never modified once written; a new
-        // generation writes new files.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        // Validate once, so that every later access can skip the checks.
-        let data = rkyv::access::<ArchivedGeoIndexData, rkyv::rancor::Error>(&map)
-            .map_err(|e| Error::Corrupt { path: path.into(), reason: e.to_string() })?;
-        let (nc, ns, np) = (data.cells.len(), data.starts.len(), data.points.len());
+        let corrupt = |reason: &str| Error::Corrupt { path: path.into(), reason: reason.into() };
+        let file = Mapped::open(path, *MAGIC)?;
+        let data = rkyv::access::<ArchivedGeoIndexData, rkyv::rancor::Error>(file.index())
+            .map_err(|e| corrupt(&e.to_string()))?;
+        let (nc, ns) = (data.cells.len(), data.starts.len());
+        let np = data.body_len.to_native() / POINT as u64;
         // Starts strictly increasing: no cell is empty, so cell keys stay
         // near the points' coordinates, and so does the row table below.
         let not_increasing = data.starts.windows(2).any(|w| w[0].to_native() >= w[1].to_native());
-        if ns != nc + 1 || not_increasing || data.starts.iter().any(|s| s.to_native() as usize > np) {
-            return Err(Error::Corrupt { path: path.into(), reason: "inconsistent cell table".into() });
+        if ns != nc + 1
+            || not_increasing
+            || data.starts.first().is_some_and(|s| s.to_native() != 0)
+            || data.starts.last().is_some_and(|s| u64::from(s.to_native()) != np)
+            || !data.body_len.to_native().is_multiple_of(POINT as u64)
+        {
+            return Err(corrupt("inconsistent cell table"));
         }
-        let lat_sorted = data.starts.windows(2).all(|w| {
-            let cell = &data.points[w[0].to_native() as usize..w[1].to_native() as usize];
-            cell.windows(2).all(|p| p[0].lat.to_native() <= p[1].lat.to_native())
-        });
-        let increasing = data.cells.windows(2).all(|w| w[0].to_native() < w[1].to_native());
-        if !increasing {
-            return Err(Error::Corrupt { path: path.into(), reason: "cells out of order".into() });
+        if !data.cells.windows(2).all(|w| w[0].to_native() < w[1].to_native()) {
+            return Err(corrupt("cells out of order"));
         }
-        if !data.points.iter().all(|p| Point { lat: p.lat.to_native(), lon: p.lon.to_native() }.is_valid()) {
-            return Err(Error::Corrupt { path: path.into(), reason: "invalid point".into() });
-        }
-        let in_grid = |deg: f64| {
-            data.starts.windows(2).zip(data.cells.iter()).all(|(w, c)| {
-                data.points[w[0].to_native() as usize..w[1].to_native() as usize].iter().all(|p| {
-                    let (ci, cj) = cell_of(p.lat.to_native(), p.lon.to_native(), deg);
-                    cell_key(ci, cj) == c.to_native()
-                })
-            })
-        };
-        let cell_deg = if in_grid(CELL_DEG) {
-            CELL_DEG
-        } else if in_grid(OLD_CELL_DEG) {
-            OLD_CELL_DEG
-        } else {
-            return Err(Error::Corrupt { path: path.into(), reason: "points outside their cells".into() });
-        };
+        let blocks = Blocks::new(path, data.body_len.to_native(), data.sums.len(), file.index_at)?;
         let row = |c: &rkyv::rend::u64_le| (c.to_native() >> 32) as u32;
         let (first_row, last_row) = match (data.cells.first(), data.cells.last()) {
             (Some(f), Some(l)) => (row(f), row(l)),
@@ -200,7 +243,25 @@ impl GeoIndex {
             }
         }
         rows.push(data.cells.len() as u32);
-        Ok(GeoIndex { map, lat_sorted, cell_deg, first_row, rows })
+        Ok(GeoIndex { file, blocks, first_row, rows })
+    }
+
+    /// An error if a query read a damaged block of points.
+    pub fn check(&self) -> Result<()> {
+        self.blocks.check()
+    }
+
+    /// The points of cell `c`, if their blocks are intact (else the file
+    /// is marked damaged, see [`GeoIndex::check`]).
+    fn cell(&self, c: usize) -> Option<Cell<'_>> {
+        let data = self.data();
+        let (s, e) = (data.starts[c].to_native() as usize * POINT, data.starts[c + 1].to_native() as usize * POINT);
+        let body = &self.file.map[..usize::try_from(data.body_len.to_native()).ok()?];
+        if !self.blocks.intact(body, &data.sums, s, e) {
+            return None;
+        }
+        let (ci, cj) = cell_at(data.cells[c].to_native());
+        Some(Cell { bytes: &body[s..e], ci, cj })
     }
 
     /// The range of `cells` in row `ci`, if it has any.
@@ -212,26 +273,26 @@ impl GeoIndex {
 
     fn data(&self) -> &ArchivedGeoIndexData {
         // SAFETY: validated in `open`, and the mapping is immutable.
-        unsafe { rkyv::access_unchecked::<ArchivedGeoIndexData>(&self.map) }
+        unsafe { rkyv::access_unchecked::<ArchivedGeoIndexData>(self.file.index()) }
     }
 
     /// The largest slot the index refers to, to check it against the documents.
     pub fn max_slot(&self) -> Option<u32> {
-        self.data().points.iter().map(|p| p.slot.to_native()).max()
+        self.data().max_slot.as_ref().map(|s| s.to_native())
     }
 
     /// Some indexed point and its slot: a query there finds it in the
     /// first cell.
     pub fn any_point(&self) -> Option<(Point, u32)> {
-        self.data()
-            .points
-            .first()
-            .map(|p| (Point { lat: p.lat.to_native(), lon: p.lon.to_native() }, p.slot.to_native()))
+        if self.data().cells.is_empty() {
+            return None;
+        }
+        self.cell(0).map(|c| c.point(0))
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.data().points.len()
+        self.data().body_len.to_native() as usize / POINT
     }
 
     /// The `k` nearest points accepted by `keep`, nearest first, as
@@ -258,41 +319,51 @@ impl GeoIndex {
         mut keep: impl FnMut(u32) -> bool,
     ) -> Vec<(u32, f64)> {
         let data = self.data();
-        if k == 0 || data.points.is_empty() || !at.is_valid() {
+        if k == 0 || data.cells.is_empty() || !at.is_valid() {
             return Vec::new();
         }
         let reach = reach_m.min(MAX_REACH_M) / EARTH_RADIUS_M;
-        let deg = self.cell_deg;
+        let deg = CELL_DEG;
+        let max_slot = self.max_slot().unwrap_or(0);
         let cap = Cap::new(at);
         let (ci, cj) = cell_of(at.lat, at.lon, deg);
         let ncols = (360.0 / deg).round() as i64;
         let first_col = floor(-180.0 / deg);
         let (min_row, max_row) = (floor(-90.0 / deg), floor(90.0 / deg));
-        let mut kept = Kept { k, found: Vec::with_capacity(k.min(data.points.len()) + 1), bound_deg: f64::INFINITY };
+        let mut kept = Kept { k, found: Vec::with_capacity(k.min(1024) + 1), bound_deg: f64::INFINITY };
         let mut scan = |kept: &mut Kept, c: usize| {
-            let (s, e) = (data.starts[c].to_native() as usize, data.starts[c + 1].to_native() as usize);
-            let points = &data.points[s..e];
-            if !self.lat_sorted {
-                for p in points {
-                    kept.offer(&cap, p, &mut keep);
+            let Some(cell) = self.cell(c) else { return };
+            let mut offer = |kept: &mut Kept, i: usize| {
+                let (p, slot) = cell.point(i);
+                if slot > max_slot {
+                    self.blocks.damage();
+                    return;
                 }
-                return;
-            }
+                kept.offer(&cap, p, slot, &mut keep);
+            };
             // A cell's points are sorted by latitude: walk away from the
             // query's latitude both ways, each way until the latitude gap
             // alone is more than the k-th distance.
-            let mid = points.partition_point(|p| p.lat.to_native() < at.lat);
-            for p in &points[mid..] {
-                if p.lat.to_native() - at.lat > kept.bound_deg {
-                    break;
+            let (mut lo, mut hi) = (0, cell.len());
+            while lo < hi {
+                let m = lo + (hi - lo) / 2;
+                if cell.lat(m) < at.lat {
+                    lo = m + 1;
+                } else {
+                    hi = m;
                 }
-                kept.offer(&cap, p, &mut keep);
             }
-            for p in points[..mid].iter().rev() {
-                if at.lat - p.lat.to_native() > kept.bound_deg {
+            for i in lo..cell.len() {
+                if cell.lat(i) - at.lat > kept.bound_deg {
                     break;
                 }
-                kept.offer(&cap, p, &mut keep);
+                offer(kept, i);
+            }
+            for i in (0..lo).rev() {
+                if at.lat - cell.lat(i) > kept.bound_deg {
+                    break;
+                }
+                offer(kept, i);
             }
         };
         // Columns visited in each row of `first_row..`, as an unwrapped
@@ -435,10 +506,8 @@ struct Kept {
 }
 
 impl Kept {
-    fn offer(&mut self, cap: &Cap, p: &ArchivedGeoPoint, keep: &mut impl FnMut(u32) -> bool) {
-        let q = Point { lat: p.lat.to_native(), lon: p.lon.to_native() };
+    fn offer(&mut self, cap: &Cap, q: Point, slot: u32, keep: &mut impl FnMut(u32) -> bool) {
         let h = cap.h(q);
-        let slot = p.slot.to_native();
         let k = self.k;
         if self.found.len() == k && (h, slot) >= (self.found[k - 1].0, self.found[k - 1].1) {
             return;
@@ -758,64 +827,85 @@ mod tests {
         }
         b.write(&path).unwrap();
         let g = GeoIndex::open(&path).unwrap();
-        assert_eq!((g.cell_deg, g.lat_sorted), (CELL_DEG, true));
         check_against_brute(&g, &points, 99);
+        assert!(g.check().is_ok());
     }
 
+    /// A point is read back within a micrometre of where it was put, in
+    /// the cell it was put in, at the edges of cells and of the world.
     #[test]
-    fn files_of_the_older_grid_are_still_read() {
-        // The layout written before the grid was made finer: 0.01 degree
-        // cells, points in slot order within a cell.
-        let points = random_points(20_000, 11);
-        let mut keyed: Vec<(u64, GeoPoint)> = points
-            .iter()
-            .enumerate()
-            .map(|(slot, p)| {
-                let (ci, cj) = cell_of(p.lat, p.lon, OLD_CELL_DEG);
-                (cell_key(ci, cj), GeoPoint { lat: p.lat, lon: p.lon, slot: slot as u32 })
-            })
-            .collect();
-        keyed.sort_by_key(|(k, p)| (*k, p.slot));
-        let mut data = GeoIndexData::default();
-        for (i, (k, _)) in keyed.iter().enumerate() {
-            if data.cells.last() != Some(k) {
-                data.cells.push(*k);
-                data.starts.push(i as u32);
-            }
+    fn points_read_back_in_their_cells() {
+        for p in [
+            Point { lat: 45.761_934, lon: 4.886_03 },
+            Point { lat: 0.0, lon: 0.0 },
+            Point { lat: -0.000_000_1, lon: -0.000_000_1 },
+            Point { lat: 90.0, lon: 180.0 },
+            Point { lat: -90.0, lon: -180.0 },
+            Point { lat: 48.0025, lon: 2.004_999_999_9 },
+        ] {
+            let (ci, cj) = cell_of(p.lat, p.lon, CELL_DEG);
+            let (lat, lon) = (from_fraction(ci, fraction(p.lat, ci)), from_fraction(cj, fraction(p.lon, cj)));
+            assert!((lat - p.lat).abs() < 1e-11 && (lon - p.lon).abs() < 1e-11, "{p:?}: {lat} {lon}");
+            assert_eq!(cell_at(cell_key(ci, cj)), (ci, cj));
         }
-        data.starts.push(keyed.len() as u32);
-        data.points = keyed.into_iter().map(|(_, p)| p).collect();
-        let dir = tempfile::tempdir().unwrap();
+    }
+
+    /// A flipped byte among the points does not stop the file opening; a
+    /// query that reads its block finds the file damaged, and one that
+    /// does not still answers.
+    #[test]
+    fn a_damaged_block_of_points_is_never_read_as_points() {
+        let points = random_points(20_000, 3);
+        let (dir, g) = index_of(&points);
         let path = dir.path().join("geo");
-        std::fs::write(&path, rkyv::to_bytes::<rkyv::rancor::Error>(&data).unwrap()).unwrap();
+        let (at, _) = g.any_point().unwrap();
+        drop(g);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[5] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
         let g = GeoIndex::open(&path).unwrap();
-        assert_eq!((g.cell_deg, g.lat_sorted), (OLD_CELL_DEG, false));
-        check_against_brute(&g, &points, 5);
+        // The points of block 0 are the southernmost: the northernmost
+        // point's neighbours are blocks away.
+        let far = *points.iter().max_by(|a, b| a.lat.total_cmp(&b.lat)).unwrap();
+        assert!(!g.nearest(far, 3, |_| true).is_empty());
+        assert!(g.check().is_ok(), "the damaged block is not read from far away");
+        g.nearest(at, 1, |_| true);
+        assert!(matches!(g.check(), Err(Error::Corrupt { .. })));
     }
 
     #[test]
-    fn points_outside_their_cells_are_refused() {
-        let mut data = GeoIndexData::default();
-        data.cells.push(cell_key(0, 0));
-        data.starts.extend([0, 1]);
-        data.points.push(GeoPoint { lat: 45.0, lon: 5.0, slot: 0 });
+    fn inconsistent_cell_tables_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("geo");
-        std::fs::write(&path, rkyv::to_bytes::<rkyv::rancor::Error>(&data).unwrap()).unwrap();
-        assert!(matches!(GeoIndex::open(&path), Err(Error::Corrupt { .. })));
-        // A point no builder writes, and a cell with no points: both
-        // refused, not allocated for or walked.
-        let mut data = GeoIndexData::default();
-        data.cells.push(cell_key(0, 0));
-        data.starts.extend([0, 1]);
-        data.points.push(GeoPoint { lat: 1e300, lon: 5.0, slot: 0 });
-        std::fs::write(&path, rkyv::to_bytes::<rkyv::rancor::Error>(&data).unwrap()).unwrap();
-        assert!(matches!(GeoIndex::open(&path), Err(Error::Corrupt { .. })));
-        let mut data = GeoIndexData::default();
-        data.cells.extend([cell_key(0, 0), cell_key(1_000_000, 0)]);
-        data.starts.extend([0, 0, 0]);
-        std::fs::write(&path, rkyv::to_bytes::<rkyv::rancor::Error>(&data).unwrap()).unwrap();
-        assert!(matches!(GeoIndex::open(&path), Err(Error::Corrupt { .. })));
+        let write = |data: &GeoIndexData| {
+            let mut body = BodyWriter::create(&path).unwrap();
+            body.write(&[0u8; POINT]).unwrap();
+            let (_, sums) = body.end_body().unwrap();
+            let data = GeoIndexData {
+                body_len: POINT as u64,
+                sums,
+                ..GeoIndexData {
+                    cells: data.cells.clone(),
+                    starts: data.starts.clone(),
+                    max_slot: Some(0),
+                    body_len: 0,
+                    sums: Vec::new(),
+                }
+            };
+            body.finish(&rkyv::to_bytes::<rkyv::rancor::Error>(&data).unwrap(), *MAGIC).unwrap();
+        };
+        let ok = GeoIndexData { cells: vec![cell_key(0, 0)], starts: vec![0, 1], ..Default::default() };
+        write(&ok);
+        assert!(GeoIndex::open(&path).is_ok());
+        // A cell with no points, starts past the points, cells out of order.
+        for bad in [
+            GeoIndexData { cells: vec![cell_key(0, 0), cell_key(1, 0)], starts: vec![0, 0, 1], ..Default::default() },
+            GeoIndexData { cells: vec![cell_key(0, 0)], starts: vec![0, 2], ..Default::default() },
+            GeoIndexData { cells: vec![cell_key(1, 0), cell_key(0, 0)], starts: vec![0, 1, 1], ..Default::default() },
+        ] {
+            write(&bad);
+            assert!(matches!(GeoIndex::open(&path), Err(Error::Corrupt { .. })));
+        }
     }
 
     #[test]

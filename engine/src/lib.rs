@@ -20,6 +20,7 @@
 //! geocoder, with its importers and search plan).
 
 mod cache;
+mod checked;
 pub mod collection;
 mod db;
 mod docs;

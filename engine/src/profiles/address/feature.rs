@@ -2,8 +2,8 @@
 //! fields are searched and filtered, how a result is labelled, and the
 //! properties of an Addok-compatible feature.
 
-use crate::docs::Docs;
-use crate::record::{ArchivedRecord, ArchivedValue, Point, Record};
+use crate::docs::{Docs, RecordRef, ValueRef};
+use crate::record::{Point, Record};
 use crate::text::analysis::{compare_form, digits_key, housenumber_key, name_compare_form, name_tokens, tokens};
 use crate::text::TextDoc;
 
@@ -43,12 +43,12 @@ pub fn filter_value(v: &str) -> String {
     v.trim().to_lowercase()
 }
 
-fn first<'a>(r: &'a ArchivedRecord, name: &str) -> &'a str {
-    r.get(name).and_then(ArchivedValue::first_str).unwrap_or("")
+fn first<'a>(r: &RecordRef<'a>, name: &str) -> &'a str {
+    r.get(name).and_then(|v| v.first_str()).unwrap_or("")
 }
 
-pub fn importance(r: &ArchivedRecord) -> f64 {
-    r.get("importance").and_then(ArchivedValue::as_f64).unwrap_or(0.0)
+pub fn importance(r: &RecordRef) -> f64 {
+    r.get("importance").and_then(|v| v.as_f64()).unwrap_or(0.0)
 }
 
 /// A search or reverse candidate: a record, and the child (housenumber) it
@@ -69,17 +69,16 @@ impl Target {
     }
 
     pub fn point(&self, docs: &Docs) -> Option<Point> {
-        let r = docs.record(self.child.unwrap_or(self.slot));
-        r.point.as_ref().map(|p| Point { lat: p.lat.to_native(), lon: p.lon.to_native() })
+        docs.record(self.child.unwrap_or(self.slot)).point()
     }
 
     /// The result's own record (the child when there is one).
-    pub fn leaf<'a>(&self, docs: &'a Docs) -> &'a ArchivedRecord {
+    pub fn leaf<'a>(&self, docs: &'a Docs) -> RecordRef<'a> {
         docs.record(self.child.unwrap_or(self.slot))
     }
 
     pub fn kind<'a>(&self, docs: &'a Docs) -> &'a str {
-        self.leaf(docs).kind.as_str()
+        self.leaf(docs).kind()
     }
 }
 
@@ -105,7 +104,7 @@ fn number_hash(key: &str) -> u32 {
 /// [`find_housenumber`] confirms.
 pub fn may_have<'a>(docs: &'a Docs, key: &str) -> impl Fn(u32) -> bool + 'a {
     let h = number_hash(key);
-    move |slot| docs.child_tags().get(docs.children_at(slot)).is_some_and(|tags| tags.iter().any(|t| *t == h))
+    move |slot| docs.children(slot).any(|(_, t)| t == h)
 }
 
 /// The municipalities that have each word in their names, made when a
@@ -164,40 +163,32 @@ impl TownWords {
 /// Whether the record at `slot` is a housenumber numbered `key` ("12b").
 pub fn is_number(docs: &Docs, slot: u32, key: &str) -> bool {
     let r = docs.record(slot);
-    r.kind.as_str() == CHILD_KIND && housenumber_key(first(r, "housenumber")) == key
+    r.kind() == CHILD_KIND && housenumber_key(first(&r, "housenumber")) == key
 }
 
 /// The child of `slot` whose housenumber is `key` ("12b").
 pub fn find_housenumber(docs: &Docs, slot: u32, key: &str) -> Option<u32> {
-    let at = docs.children_at(slot);
-    let hashes = docs.child_tags().get(at.clone())?;
-    let children = &docs.all_children()[at];
     let h = number_hash(key);
-    hashes
-        .iter()
-        .zip(children)
-        .filter(|(hash, _)| **hash == h)
-        .map(|(_, c)| c.to_native())
-        .find(|c| is_number(docs, *c, key))
+    docs.children(slot).filter(|(_, tag)| *tag == h).map(|(c, _)| c).find(|c| is_number(docs, *c, key))
 }
 
 /// The label shown to users: "12 Rue de la Paix 75002 Paris".
 pub fn label(docs: &Docs, t: Target) -> String {
     let r = docs.record(t.slot);
-    let name = first(r, "name");
-    if r.kind.as_str() == "municipality" && t.child.is_none() {
+    let name = first(&r, "name");
+    if r.kind() == "municipality" && t.child.is_none() {
         return name.to_owned();
     }
     let mut s = String::new();
     if let Some(c) = t.child {
-        let number = first(docs.record(c), "housenumber").trim();
+        let number = first(&docs.record(c), "housenumber").trim();
         if !number.is_empty() {
             s.push_str(number);
             s.push(' ');
         }
     }
     s.push_str(name);
-    for part in [first(r, "postcode"), first(r, "city")] {
+    for part in [first(&r, "postcode"), first(&r, "city")] {
         if !part.is_empty() {
             s.push(' ');
             s.push_str(part);
@@ -217,9 +208,9 @@ pub fn compare_labels<'d>(docs: &'d Docs, t: Target, forms: &mut Forms<'d>, out:
     let mut cities = std::mem::take(&mut out.cities);
     postcodes.extend(strs("postcode").into_iter().map(|p| forms.index(p)));
     cities.extend(strs("city").into_iter().map(|c| forms.index(c)));
-    let number = t.child.map(|c| housenumber_key(first(docs.record(c), "housenumber"))).unwrap_or_default();
+    let number = t.child.map(|c| housenumber_key(first(&docs.record(c), "housenumber"))).unwrap_or_default();
     let pc = postcodes.first().map_or("", |i| forms.get(*i));
-    let municipality = r.kind.as_str() == "municipality";
+    let municipality = r.kind() == "municipality";
     for n in strs("name") {
         let n = if municipality { compare_form(n) } else { name_compare_form(n) };
         if municipality {
@@ -333,13 +324,13 @@ impl Feature {
     }
 }
 
-fn prop_of(v: &ArchivedValue) -> Option<Prop> {
+fn prop_of(v: &ValueRef) -> Option<Prop> {
     Some(match v {
-        ArchivedValue::Str(s) => Prop::Str(s.as_str().to_owned()),
-        ArchivedValue::List(l) => Prop::Str(l.first()?.as_str().to_owned()),
-        ArchivedValue::Int(i) => Prop::Int(i.to_native()),
-        ArchivedValue::Num(n) => Prop::Num(n.to_native()),
-        ArchivedValue::Bool(b) => Prop::Bool(*b),
+        ValueRef::Str(s) => Prop::Str((*s).to_owned()),
+        ValueRef::List(l) => Prop::Str(l.iter().next()?.to_owned()),
+        ValueRef::Int(i) => Prop::Int(*i),
+        ValueRef::Num(n) => Prop::Num(*n),
+        ValueRef::Bool(b) => Prop::Bool(*b),
     })
 }
 
@@ -353,37 +344,35 @@ pub fn feature(docs: &Docs, t: Target, score: f64, distance_m: Option<f64>) -> F
     let mut props: Vec<(String, Prop)> = Vec::with_capacity(16);
     props.push(("label".into(), Prop::Str(label(docs, t))));
     props.push(("score".into(), Prop::Num(score)));
-    let number = child.map(|c| first(c, "housenumber").to_owned());
+    let number = child.as_ref().map(|c| first(c, "housenumber").to_owned());
     if let Some(n) = &number {
         props.push(("housenumber".into(), Prop::Str(n.clone())));
     }
-    let leaf = child.unwrap_or(r);
-    props.push(("id".into(), Prop::Str(leaf.id.as_str().to_owned())));
-    props.push(("type".into(), Prop::Str(leaf.kind.as_str().to_owned())));
-    for f in r.fields.iter().filter(|f| f.name.as_str() != super::import::DERIVED_FIELD) {
-        let name = f.name.as_str();
-        let value = match (name, child) {
-            ("name", Some(_)) => Some(Prop::Str(format!("{} {}", number.as_deref().unwrap_or(""), first(r, "name")))),
-            ("x" | "y", Some(c)) => c.get(name).and_then(prop_of).or_else(|| prop_of(&f.value)),
-            _ => prop_of(&f.value),
+    let leaf = child.as_ref().unwrap_or(&r);
+    props.push(("id".into(), Prop::Str(leaf.id())));
+    props.push(("type".into(), Prop::Str(leaf.kind().to_owned())));
+    for (name, value) in r.fields().filter(|(name, _)| *name != super::import::DERIVED_FIELD) {
+        let value = match (name, &child) {
+            ("name", Some(_)) => Some(Prop::Str(format!("{} {}", number.as_deref().unwrap_or(""), first(&r, "name")))),
+            ("x" | "y", Some(c)) => c.get(name).as_ref().and_then(prop_of).or_else(|| prop_of(&value)),
+            _ => prop_of(&value),
         };
         if let Some(v) = value {
             props.push((name.to_owned(), v));
         }
     }
     // Fields only the child has (other than its number and position).
-    if let Some(c) = child {
-        for f in c.fields.iter() {
-            let name = f.name.as_str();
+    if let Some(c) = &child {
+        for (name, value) in c.fields() {
             if !matches!(name, "housenumber" | "x" | "y") && r.get(name).is_none() {
-                if let Some(v) = prop_of(&f.value) {
+                if let Some(v) = prop_of(&value) {
                     props.push((name.to_owned(), v));
                 }
             }
         }
     }
-    let kind_key = if r.kind.as_str() == "housenumber" { "street" } else { r.kind.as_str() };
-    props.push((kind_key.to_owned(), Prop::Str(first(r, "name").to_owned())));
+    let kind_key = if r.kind() == "housenumber" { "street" } else { r.kind() };
+    props.push((kind_key.to_owned(), Prop::Str(first(&r, "name").to_owned())));
     if let Some(d) = distance_m {
         props.push(("distance".into(), Prop::Int(d.round() as i64)));
     }
@@ -408,7 +397,7 @@ pub fn passes(docs: &Docs, t: Target, filters: &[(String, Vec<String>)]) -> bool
             }
         };
         if name == "type" {
-            return values.iter().any(|v| same(leaf.kind.as_str(), v));
+            return values.iter().any(|v| same(leaf.kind(), v));
         }
         let held = r.get(name).map(|v| v.strs()).unwrap_or_default();
         values.iter().any(|v| held.iter().any(|h| same(h, v)))
@@ -454,7 +443,7 @@ mod tests {
         let docs = Docs::open(&path).unwrap();
         let find = |street: &str, q: &str| {
             let slot = docs.slot_of_id(street).unwrap();
-            find_housenumber(&docs, slot, &housenumber_key(q)).map(|c| docs.record(c).id.to_string())
+            find_housenumber(&docs, slot, &housenumber_key(q)).map(|c| docs.record(c).id())
         };
         assert_eq!(find("a", "12").as_deref(), Some("a_12"));
         assert_eq!(find("a", "12 bis").as_deref(), Some("a_12b"));

@@ -275,7 +275,7 @@ fn ranked(docs: &Docs, mut scored: Vec<Scored>) -> Vec<Scored> {
         b.score
             .total_cmp(&a.score)
             .then(b.importance.total_cmp(&a.importance))
-            .then_with(|| a.target.leaf(docs).id.as_str().cmp(b.target.leaf(docs).id.as_str()))
+            .then_with(|| a.target.leaf(docs).id().cmp(&b.target.leaf(docs).id()))
     });
     scored
 }
@@ -327,7 +327,7 @@ fn score_candidates(
             text = text.max(rank::text_score_with(compare, bigrams, labels.iter(), c.q.autocomplete, &mut scratch));
         }
         let distance = c.q.near.and_then(|p| target.point(docs).map(|t| haversine_m(p, t)));
-        let importance = profile::importance(docs.record(*slot));
+        let importance = profile::importance(&docs.record(*slot));
         let score = rank::combine(text, importance, distance);
         if score >= rank::MIN_SCORE {
             scored.push(Scored { score, text, importance, target, distance });
@@ -381,8 +381,17 @@ pub(crate) fn reverse(g: &Generation, q: &ReverseQuery) -> Vec<Feature> {
     let docs = &g.docs;
     let filters = normalised_filters(&q.filters);
     let keep = |slot: u32| filters.is_empty() || profile::passes(docs, Target::of(docs, slot), &filters);
-    g.geo
+    // The index keeps points to a micrometre: distances are measured
+    // again from the records' own points, so that answers do not depend on
+    // how the index stores them.
+    let mut found: Vec<(u32, f64)> = g
+        .geo
         .nearest(q.at, q.limit, keep)
+        .into_iter()
+        .map(|(slot, d)| (slot, docs.record(slot).point().map_or(d, |p| crate::geo::distance_m(q.at, p))))
+        .collect();
+    found.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    found
         .into_iter()
         .map(|(slot, d)| profile::feature(docs, Target::of(docs, slot), rank::geo_score(d), Some(d)))
         .collect()

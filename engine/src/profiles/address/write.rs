@@ -243,12 +243,11 @@ impl Batch {
             let docs = &prev.docs;
             for parent in self.stale.keys() {
                 let Some(slot) = docs.slot_of_id(parent) else { continue };
-                for c in &docs.all_children()[docs.children_at(slot)] {
-                    let c = c.to_native();
-                    let id = docs.record(c).id.as_str();
+                for (c, _) in docs.children(slot) {
+                    let id = docs.record(c).id();
                     // Not put again since the last commit.
-                    if self.txn.key_of(id)? == Some(docs.key(c)) {
-                        doomed.push(id.to_owned());
+                    if self.txn.key_of(&id)? == Some(docs.key(c)) {
+                        doomed.push(id);
                     }
                 }
             }
@@ -279,14 +278,13 @@ impl Batch {
         let Some(prev) = &self.prev else { return Ok(c) };
         let docs = &prev.docs;
         let Some(slot) = docs.slot_of_id(id) else { return Ok(c) };
-        for child in &docs.all_children()[docs.children_at(slot)] {
-            let child = child.to_native();
+        for (child, _) in docs.children(slot) {
             let r = docs.record(child);
-            if self.txn.key_of(r.id.as_str())? != Some(docs.key(child)) {
+            if self.txn.key_of(&r.id())? != Some(docs.key(child)) {
                 continue;
             }
-            if let Some(p) = r.point.as_ref() {
-                c.add(Point { lat: p.lat.to_native(), lon: p.lon.to_native() });
+            if let Some(p) = r.point() {
+                c.add(p);
             }
         }
         Ok(c)
@@ -411,12 +409,12 @@ impl Batch {
             for code in communes.keys() {
                 for slot in prev.text.slots_where("citycode", &super::filter_value(code))? {
                     let r = prev.docs.record(slot);
-                    let id = r.id.as_str();
-                    if r.kind.as_str() == "municipality" || commune_of.contains_key(id) {
+                    let id = r.id();
+                    if r.kind() == "municipality" || commune_of.contains_key(&id) {
                         continue;
                     }
-                    if self.txn.key_of(id)? == Some(prev.docs.key(slot)) {
-                        commune_of.insert(id.to_owned(), code.clone());
+                    if self.txn.key_of(&id)? == Some(prev.docs.key(slot)) {
+                        commune_of.insert(id, code.clone());
                     }
                 }
             }

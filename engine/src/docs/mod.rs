@@ -1,0 +1,746 @@
+//! The documents of one generation as a memory-mapped file, read in place.
+//!
+//! redb is the durable store; this file is the read path. The body of a
+//! [`crate::checked`] file holds the records, one after the other,
+//! schema-coded ([`codec`]), then the tables of fixed-width numbers that
+//! say where each record is, its store key, an id lookup table and the
+//! parent/children links. The index holds where those tables are, the
+//! names and strings the records are coded against, and the block CRCs.
+//! Opening reads the index alone; every read of a record or of a table
+//! entry checks the block it lies in, once, so that a server opens in
+//! milliseconds and reads only the pages its queries need. A record or
+//! entry in a damaged block reads as nothing, and the query that read it
+//! gets an error ([`Docs::check`]).
+
+mod codec;
+
+use std::fs::File;
+use std::path::Path;
+
+use memmap2::Mmap;
+use rkyv::{Archive, Deserialize, Serialize};
+
+use codec::{Cursor, Encoder, Head, Tables, RESTART};
+pub use codec::{Fields, ValueRef};
+
+use crate::checked::{Blocks, BodyWriter, Mapped};
+use crate::error::{Error, Result};
+use crate::record::{Field, Point, Record};
+use crate::store::block_of;
+
+const MAGIC: &[u8; 8] = b"CAIRNDO4";
+const NONE: u32 = u32::MAX;
+/// Record offsets are a base per `1 << GROUP_SHIFT` records plus a 32-bit
+/// offset from it: 4 bytes a record instead of 8.
+const GROUP_SHIFT: u32 = 6;
+/// FNV-1a: stable across builds and Rust versions, unlike `DefaultHasher`.
+pub(crate) fn id_hash(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The 32 bits of an id's hash the id table keeps: a match is always
+/// confirmed against the id itself.
+fn short_hash(id: &str) -> u32 {
+    let h = id_hash(id);
+    (h ^ (h >> 32)) as u32
+}
+
+/// A table of fixed-width little-endian numbers in the body.
+#[derive(Archive, Serialize, Deserialize, Debug, Default, Clone, Copy)]
+struct Table {
+    /// Byte offset in the body, a multiple of the width.
+    at: u64,
+    len: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Default)]
+struct DocsIndexData {
+    /// Where each group of `1 << GROUP_SHIFT` records starts (u64).
+    bases: Table,
+    /// Where each record starts, from its group's base (u32).
+    starts: Table,
+    /// Store key of each slot, increasing (u64).
+    keys: Table,
+    /// `short_hash(id) << 32 | slot`, sorted (u64).
+    ids: Table,
+    /// Each slot's parent, `NONE` for none (u32).
+    parents: Table,
+    /// The children of slot `s` are `children[child_starts[s]..child_starts[s + 1]]` (u32).
+    child_starts: Table,
+    children: Table,
+    /// The profile's tag of each child, in the order of `children` (u32).
+    child_tags: Table,
+    /// Slots of each store block, `[t[b], t[b + 1])`: a search by key
+    /// looks within one block instead of across a table of a million keys
+    /// (twenty cache misses, most of the cost of scoring a candidate).
+    /// Empty when block numbers are too sparse for a table (u32).
+    block_starts: Table,
+    /// Field names and kinds, by number.
+    names: Vec<String>,
+    /// Strings that repeat, by number.
+    strings: Vec<String>,
+    /// Records.
+    len: u64,
+    /// Bytes of records, from the start of the file.
+    records_end: u64,
+    /// Bytes of records and tables.
+    body_len: u64,
+    /// CRC-32 of each block of the body.
+    sums: Vec<u32>,
+}
+
+/// The tables, while they are built.
+#[derive(Default)]
+struct Tables32 {
+    bases: Vec<u64>,
+    starts: Vec<u32>,
+    keys: Vec<u64>,
+    ids: Vec<u64>,
+}
+
+/// See `DocsIndexData::block_starts`; `keys` increase.
+fn block_starts(keys: impl ExactSizeIterator<Item = u64> + Clone) -> Option<Vec<u32>> {
+    let n = keys.len();
+    let last = keys.clone().map(block_of).max().unwrap_or(0);
+    let blocks = usize::try_from(last).ok().filter(|b| *b <= n.max(1 << 16) * 4)? + 1;
+    let mut t = vec![0u32; blocks + 1];
+    // Count per block, then prefix sums.
+    for k in keys {
+        t[block_of(k) as usize + 1] += 1;
+    }
+    for b in 1..t.len() {
+        t[b] += t[b - 1];
+    }
+    Some(t)
+}
+
+/// Where the records of a file are, and its id's parts: what both the
+/// builder (over its own vectors) and a reader (over the archived index)
+/// walk to read an id.
+trait Layout {
+    /// The coded bytes of a record, if they can be read.
+    fn bytes(&self, slot: u32) -> Option<&[u8]>;
+
+    /// The id of the record in `slot`, read from the last record that
+    /// wrote its id whole.
+    fn id(&self, slot: u32) -> Option<String> {
+        let mut id = String::new();
+        for s in slot - slot % RESTART..=slot {
+            let head = Head::read(self.bytes(s)?)?;
+            if head.id_shared > id.len() || !id.is_char_boundary(head.id_shared) {
+                return None;
+            }
+            id.truncate(head.id_shared);
+            id.push_str(head.id_rest);
+        }
+        Some(id)
+    }
+}
+
+/// The parent id of a record whose own id is `id`.
+fn parent_of(id: &str, head: &Head) -> Option<String> {
+    let (shared, rest) = head.parent?;
+    let mut p = id.get(..shared)?.to_owned();
+    p.push_str(rest);
+    Some(p)
+}
+
+/// Writes a documents file; records must come in increasing key order.
+pub struct DocsBuilder {
+    body: BodyWriter,
+    t: Tables32,
+    records_end: u64,
+    encoder: Encoder,
+    buf: Vec<u8>,
+    /// The tag of each record, by slot (see [`DocsBuilder::create`]).
+    tags: Vec<u32>,
+    tag: fn(&Record) -> u32,
+}
+
+impl DocsBuilder {
+    /// A builder writing to `path`; `tag` gives each record a 32-bit tag
+    /// that its parent's list of children keeps beside it
+    /// ([`Docs::child_tags`]): a profile's way to pick a child without
+    /// reading every child's record.
+    pub fn create(path: &Path, tag: fn(&Record) -> u32) -> Result<DocsBuilder> {
+        Ok(DocsBuilder {
+            body: BodyWriter::create(path)?,
+            t: Tables32::default(),
+            records_end: 0,
+            encoder: Encoder::default(),
+            buf: Vec::new(),
+            tags: Vec::new(),
+            tag,
+        })
+    }
+
+    /// Appends a record; returns its slot.
+    pub fn add(&mut self, key: u64, record: &Record) -> Result<u32> {
+        if self.t.keys.last().is_some_and(|k| *k >= key) {
+            return Err(Error::Store(format!("documents out of key order at key {key}")));
+        }
+        let slot = u32::try_from(self.t.keys.len())
+            .ok()
+            .filter(|s| *s != NONE)
+            .ok_or_else(|| Error::Store("more documents than a documents file holds".into()))?;
+        let pos = self.body.pos();
+        if slot.is_multiple_of(1 << GROUP_SHIFT) {
+            self.t.bases.push(pos);
+        }
+        let base = self.t.bases.last().copied().unwrap_or_default();
+        let start = u32::try_from(pos - base)
+            .map_err(|_| Error::Store(format!("document {}: records too large for a documents file", record.id)))?;
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        self.encoder.encode(slot, record, &mut buf);
+        let written = self.body.write(&buf);
+        self.buf = buf;
+        written?;
+        self.t.starts.push(start);
+        self.t.keys.push(key);
+        self.t.ids.push((u64::from(short_hash(&record.id)) << 32) | u64::from(slot));
+        self.tags.push((self.tag)(record));
+        Ok(slot)
+    }
+
+    /// Writes `values`, each `W` bytes, as a table of the body.
+    fn table<const W: usize>(&mut self, values: impl Iterator<Item = [u8; W]>) -> Result<Table> {
+        let pad = (W - (self.body.pos() as usize % W)) % W;
+        self.body.write(&[0u8; 8][..pad])?;
+        let at = self.body.pos();
+        let mut buf = Vec::with_capacity(1 << 16);
+        let mut len = 0;
+        for v in values {
+            buf.extend_from_slice(&v);
+            len += 1;
+            if buf.len() >= 1 << 16 {
+                self.body.write(&buf)?;
+                buf.clear();
+            }
+        }
+        self.body.write(&buf)?;
+        Ok(Table { at, len })
+    }
+
+    /// Resolves parents, writes the tables, the index, and syncs the file.
+    pub fn finish(mut self) -> Result<()> {
+        self.records_end = self.body.pos();
+        self.body.flush()?;
+        self.t.ids.sort_unstable();
+        let (names, strings) = (std::mem::take(&mut self.encoder.names), std::mem::take(&mut self.encoder.strings));
+        let parents = self.resolve_parents()?;
+        let n = parents.len();
+        let mut counts = vec![0u32; n + 1];
+        for p in &parents {
+            if *p != NONE {
+                counts[*p as usize + 1] += 1;
+            }
+        }
+        for i in 0..n {
+            counts[i + 1] += counts[i];
+        }
+        let mut children = vec![0u32; counts[n] as usize];
+        let mut fill = counts.clone();
+        for (slot, p) in parents.iter().enumerate() {
+            if *p != NONE {
+                children[fill[*p as usize] as usize] = slot as u32;
+                fill[*p as usize] += 1;
+            }
+        }
+        drop(fill);
+        let t = std::mem::take(&mut self.t);
+        // A damaged block of records then never takes a table with it.
+        self.body.pad_to_block()?;
+        let block_starts = block_starts(t.keys.iter().copied()).unwrap_or_default();
+        let mut index = DocsIndexData {
+            bases: self.table(t.bases.iter().map(|v| v.to_le_bytes()))?,
+            starts: self.table(t.starts.iter().map(|v| v.to_le_bytes()))?,
+            keys: self.table(t.keys.iter().map(|v| v.to_le_bytes()))?,
+            ids: self.table(t.ids.iter().map(|v| v.to_le_bytes()))?,
+            parents: self.table(parents.iter().map(|v| v.to_le_bytes()))?,
+            child_starts: self.table(counts.iter().map(|v| v.to_le_bytes()))?,
+            child_tags: self
+                .table(children.iter().map(|c| self.tags[*c as usize].to_le_bytes()).collect::<Vec<_>>().into_iter())?,
+            children: self.table(children.iter().map(|v| v.to_le_bytes()))?,
+            block_starts: self.table(block_starts.iter().map(|v| v.to_le_bytes()))?,
+            names,
+            strings,
+            len: n as u64,
+            records_end: self.records_end,
+            ..DocsIndexData::default()
+        };
+        (index.body_len, index.sums) = self.body.end_body()?;
+        let bytes =
+            rkyv::to_bytes::<rkyv::rancor::Error>(&index).map_err(|e| Error::Store(format!("documents index: {e}")))?;
+        self.body.finish(&bytes, *MAGIC)
+    }
+
+    /// The slot of each record's parent, read back from the records just
+    /// written: a parent is the record whose id is the one the child
+    /// names, compared whole, so that a hash collision can never link a
+    /// record to a stranger.
+    fn resolve_parents(&self) -> Result<Vec<u32>> {
+        let n = self.t.keys.len();
+        let mut parents = vec![NONE; n];
+        if n == 0 {
+            return Ok(parents);
+        }
+        let path = self.body.path();
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: the file is ours and no longer written to until we drop the map.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let built = Built { t: &self.t, records_end: self.records_end, map: &map };
+        let broken =
+            || Error::Corrupt { path: path.to_owned(), reason: "a record just written reads back wrong".into() };
+        let ids = &self.t.ids;
+        let mut id = String::new();
+        // Children of one parent mostly follow each other.
+        let mut last: Option<(String, u32)> = None;
+        for slot in 0..n as u32 {
+            let head = built.bytes(slot).and_then(Head::read).ok_or_else(broken)?;
+            id.truncate(head.id_shared.min(id.len()));
+            id.push_str(head.id_rest);
+            let Some(parent) = parent_of(&id, &head) else { continue };
+            if let Some((p, s)) = &last {
+                if *p == parent {
+                    parents[slot as usize] = *s;
+                    continue;
+                }
+            }
+            let h = u64::from(short_hash(&parent));
+            let from = ids.partition_point(|e| e >> 32 < h);
+            for e in ids[from..].iter().take_while(|e| *e >> 32 == h) {
+                let found = *e as u32;
+                if built.id(found).ok_or_else(broken)? == parent {
+                    parents[slot as usize] = found;
+                    last = Some((parent, found));
+                    break;
+                }
+            }
+        }
+        Ok(parents)
+    }
+}
+
+/// A file being built, read back through the builder's own tables.
+struct Built<'a> {
+    t: &'a Tables32,
+    records_end: u64,
+    map: &'a [u8],
+}
+
+impl Layout for Built<'_> {
+    fn bytes(&self, slot: u32) -> Option<&[u8]> {
+        let t = self.t;
+        let at = |s: usize| t.bases[s >> GROUP_SHIFT] + u64::from(t.starts[s]);
+        let s = slot as usize;
+        let end = if s + 1 < t.starts.len() { at(s + 1) } else { self.records_end };
+        self.map.get(usize::try_from(at(s)).ok()?..usize::try_from(end).ok()?)
+    }
+}
+
+/// A memory-mapped documents file.
+pub struct Docs {
+    file: Mapped,
+    blocks: Blocks,
+}
+
+/// The fields of a record that reads as empty: a count of none.
+static NO_FIELDS: [u8; 1] = [0];
+
+impl Docs {
+    /// Opens a documents file: reads its trailer and its index, checked
+    /// against the index's CRC and validated; records are checked when
+    /// first read.
+    pub fn open(path: &Path) -> Result<Docs> {
+        let corrupt = |reason: &str| Error::Corrupt { path: path.into(), reason: reason.into() };
+        let file = Mapped::open(path, *MAGIC)?;
+        let idx = rkyv::access::<ArchivedDocsIndexData, rkyv::rancor::Error>(file.index())
+            .map_err(|e| corrupt(&e.to_string()))?;
+        let n = idx.len.to_native();
+        let body_len = idx.body_len.to_native();
+        let fits = |t: &ArchivedTable, width: u64, len: u64| {
+            let (at, l) = (t.at.to_native(), t.len.to_native());
+            l == len && at.is_multiple_of(width) && at.checked_add(l * width).is_some_and(|e| e <= body_len)
+        };
+        // The tables' sizes are what every later read relies on; their
+        // contents are checked block by block as they are read.
+        let blocks_table = idx.block_starts.len.to_native();
+        if !fits(&idx.bases, 8, n.div_ceil(1 << GROUP_SHIFT))
+            || !fits(&idx.starts, 4, n)
+            || !fits(&idx.keys, 8, n)
+            || !fits(&idx.ids, 8, n)
+            || !fits(&idx.parents, 4, n)
+            || !fits(&idx.child_starts, 4, n + 1)
+            || !fits(&idx.children, 4, idx.children.len.to_native())
+            || !fits(&idx.child_tags, 4, idx.children.len.to_native())
+            || !fits(&idx.block_starts, 4, blocks_table)
+            || idx.records_end.to_native() > idx.starts.at.to_native()
+            || n >= u64::from(NONE)
+        {
+            return Err(corrupt("inconsistent index tables"));
+        }
+        let blocks = Blocks::new(path, body_len, idx.sums.len(), file.index_at)?;
+        let docs = Docs { file, blocks };
+        if docs.u32_at(&docs.index().child_starts, n as usize) != Some(idx_children_len(&docs)) {
+            return Err(corrupt("inconsistent child table"));
+        }
+        Ok(docs)
+    }
+
+    fn index(&self) -> &ArchivedDocsIndexData {
+        // SAFETY: validated in `open`; the mapping is immutable.
+        unsafe { rkyv::access_unchecked::<ArchivedDocsIndexData>(self.file.index()) }
+    }
+
+    fn tables(&self) -> Tables<'_> {
+        let idx = self.index();
+        Tables { names: &idx.names, strings: &idx.strings }
+    }
+
+    pub fn len(&self) -> usize {
+        self.index().len.to_native() as usize
+    }
+
+    /// Entry `i` of a table of `W`-byte numbers, if its block is intact
+    /// (else the file is marked damaged).
+    fn entry<const W: usize>(&self, t: &ArchivedTable, i: usize) -> Option<[u8; W]> {
+        if i as u64 >= t.len.to_native() {
+            return self.damage();
+        }
+        let at = usize::try_from(t.at.to_native()).ok()? + i * W;
+        let idx = self.index();
+        let body = &self.file.map[..usize::try_from(idx.body_len.to_native()).ok()?];
+        if !self.blocks.intact(body, &idx.sums, at, at + W) {
+            return None;
+        }
+        body[at..at + W].try_into().ok()
+    }
+
+    fn u32_at(&self, t: &ArchivedTable, i: usize) -> Option<u32> {
+        self.entry::<4>(t, i).map(u32::from_le_bytes)
+    }
+
+    fn u64_at(&self, t: &ArchivedTable, i: usize) -> Option<u64> {
+        self.entry::<8>(t, i).map(u64::from_le_bytes)
+    }
+
+    /// The first `i` in `from..to` where `past(entry i)` is false, for a
+    /// table where `past` holds of a prefix.
+    fn partition(&self, t: &ArchivedTable, from: usize, to: usize, past: impl Fn(u64) -> bool) -> Option<usize> {
+        let (mut lo, mut hi) = (from, to);
+        while lo < hi {
+            let m = lo + (hi - lo) / 2;
+            if past(self.u64_at(t, m)?) {
+                lo = m + 1;
+            } else {
+                hi = m;
+            }
+        }
+        Some(lo)
+    }
+
+    /// An error if a read found a block of records damaged: the answer
+    /// that read took part in cannot be trusted.
+    pub fn check(&self) -> Result<()> {
+        self.blocks.check()
+    }
+
+    /// Notes damage found by a read (see [`Docs::check`]).
+    fn damage<T>(&self) -> Option<T> {
+        self.blocks.damage();
+        None
+    }
+
+    /// The record in `slot`. The record of a damaged block, or of a slot
+    /// past the end, reads as an empty one (see [`Docs::check`]).
+    pub fn record(&self, slot: u32) -> RecordRef<'_> {
+        let tables = self.tables();
+        let head = self.bytes(slot).and_then(Head::read);
+        let read = head.and_then(|h| Some((tables.name(h.kind)?, h)));
+        if let Some((kind, h)) = read {
+            return RecordRef { docs: self, slot, kind, point: h.point, fields: h.fields };
+        }
+        self.damage::<()>();
+        RecordRef { docs: self, slot, kind: "", point: None, fields: Cursor::new(&NO_FIELDS) }
+    }
+
+    /// The id of the record in `slot`, empty if it cannot be read (the file
+    /// is then damaged).
+    fn id_of(&self, slot: u32) -> String {
+        Layout::id(self, slot).or_else(|| self.damage()).unwrap_or_default()
+    }
+
+    pub fn slot_of_key(&self, key: u64) -> Option<u32> {
+        let idx = self.index();
+        let t = &idx.block_starts;
+        let (from, to) = if t.len.to_native() == 0 {
+            (0, self.len())
+        } else {
+            let b = usize::try_from(block_of(key)).ok().filter(|b| (*b as u64) + 1 < t.len.to_native())?;
+            let (from, to) = (self.u32_at(t, b)? as usize, self.u32_at(t, b + 1)? as usize);
+            // Positions only grow within a block, some deleted: a
+            // record's slot is at most its position past the block's first.
+            (from, to.min(from + (key & 0xffff) as usize + 1).min(self.len()))
+        };
+        let at = self.partition(&idx.keys, from, to, |k| k < key)?;
+        (at < to && self.u64_at(&idx.keys, at)? == key).then_some(at as u32)
+    }
+
+    pub fn slot_of_id(&self, id: &str) -> Option<u32> {
+        let ids = &self.index().ids;
+        let h = u64::from(short_hash(id));
+        let from = self.partition(ids, 0, self.len(), |e| e >> 32 < h)?;
+        (from..self.len())
+            .map_while(|i| self.u64_at(ids, i).filter(|e| e >> 32 == h))
+            .map(|e| e as u32)
+            .find(|s| self.id_of(*s) == id)
+    }
+
+    /// The store key of the record in `slot` (0 if it cannot be read: the
+    /// file is then damaged).
+    pub fn key(&self, slot: u32) -> u64 {
+        self.u64_at(&self.index().keys, slot as usize).unwrap_or_default()
+    }
+
+    pub fn parent(&self, slot: u32) -> Option<u32> {
+        self.u32_at(&self.index().parents, slot as usize).filter(|p| *p != NONE)
+    }
+
+    /// The children of `slot`, each with its tag (see
+    /// [`DocsBuilder::create`]).
+    pub fn children(&self, slot: u32) -> impl Iterator<Item = (u32, u32)> + '_ {
+        let idx = self.index();
+        let at = |i: usize| self.u32_at(&idx.child_starts, i).map(|v| v as usize);
+        let (from, to) = at(slot as usize).zip(at(slot as usize + 1)).unwrap_or_default();
+        (from..to).map_while(move |i| self.u32_at(&idx.children, i).zip(self.u32_at(&idx.child_tags, i)))
+    }
+}
+
+/// How many children the file lists.
+fn idx_children_len(docs: &Docs) -> u32 {
+    docs.index().children.len.to_native() as u32
+}
+
+impl Layout for Docs {
+    /// The bytes of a record, if its blocks match their CRC.
+    fn bytes(&self, slot: u32) -> Option<&[u8]> {
+        let idx = self.index();
+        let s = slot as usize;
+        let at = |s: usize| -> Option<usize> {
+            let base = self.u64_at(&idx.bases, s >> GROUP_SHIFT)?;
+            usize::try_from(base + u64::from(self.u32_at(&idx.starts, s)?)).ok()
+        };
+        let end = usize::try_from(idx.records_end.to_native()).ok()?;
+        let from = at(s)?;
+        let to = if s + 1 < self.len() { at(s + 1)? } else { end };
+        if to > end {
+            return self.damage();
+        }
+        let body = &self.file.map[..usize::try_from(idx.body_len.to_native()).ok()?];
+        self.blocks.intact(body, &idx.sums, from, to).then(|| &body[from..to])
+    }
+}
+
+/// A record read in place from a documents file.
+pub struct RecordRef<'a> {
+    docs: &'a Docs,
+    slot: u32,
+    kind: &'a str,
+    point: Option<Point>,
+    fields: Cursor<'a>,
+}
+
+impl<'a> RecordRef<'a> {
+    /// What the record is ("street", "housenumber" ...).
+    pub fn kind(&self) -> &'a str {
+        self.kind
+    }
+
+    pub fn point(&self) -> Option<Point> {
+        self.point
+    }
+
+    /// The record's id; read from up to 16 records (ids share prefixes),
+    /// so kept for answers, not for scoring candidates.
+    pub fn id(&self) -> String {
+        self.docs.id_of(self.slot)
+    }
+
+    pub fn fields(&self) -> Fields<'a> {
+        Fields::new(self.docs.tables(), self.fields, self.docs.blocks.flag())
+    }
+
+    pub fn get(&self, name: &str) -> Option<ValueRef<'a>> {
+        self.fields().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// The record as it was stored.
+    pub fn to_record(&self) -> Record {
+        let id = self.id();
+        let parent = self.docs.bytes(self.slot).and_then(Head::read).and_then(|h| parent_of(&id, &h));
+        Record {
+            id,
+            kind: self.kind.to_owned(),
+            parent,
+            point: self.point,
+            fields: self.fields().map(|(name, v)| Field { name: name.to_owned(), value: v.to_value() }).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Field, Point, Value};
+
+    fn rec(id: &str, parent: Option<&str>) -> Record {
+        Record {
+            id: id.into(),
+            kind: if parent.is_some() { "housenumber" } else { "street" }.into(),
+            parent: parent.map(Into::into),
+            point: Some(Point { lat: 45.0, lon: 5.0 }),
+            fields: vec![Field { name: "name".into(), value: Value::Str(format!("name of {id}")) }],
+        }
+    }
+
+    #[test]
+    fn roundtrip_with_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docs");
+        let mut b = DocsBuilder::create(&path, |r| r.id.len() as u32).unwrap();
+        b.add(10, &rec("s1", None)).unwrap();
+        b.add(11, &rec("s1_1", Some("s1"))).unwrap();
+        b.add(12, &rec("s2", None)).unwrap();
+        b.add(20, &rec("s1_2", Some("s1"))).unwrap();
+        b.add(21, &rec("orphan", Some("missing"))).unwrap();
+        assert!(b.add(5, &rec("late", None)).is_err());
+        b.finish().unwrap();
+        let d = Docs::open(&path).unwrap();
+        assert_eq!(d.len(), 5);
+        assert_eq!(d.slot_of_id("s2"), Some(2));
+        assert_eq!(d.slot_of_id("nope"), None);
+        assert_eq!(d.slot_of_key(20), Some(3));
+        assert_eq!(d.parent(1), Some(0));
+        assert_eq!(d.parent(4), None);
+        // Each child's tag sits beside it: "s1_1" and "s1_2" are 4 long.
+        assert_eq!(d.children(0).collect::<Vec<_>>(), vec![(1, 4), (3, 4)]);
+        assert_eq!(d.children(1).count(), 0);
+        assert!(d.check().is_ok());
+        assert_eq!(d.record(2).get("name").and_then(|v| v.first_str()), Some("name of s2"));
+    }
+
+    #[test]
+    fn truncated_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docs");
+        let mut b = DocsBuilder::create(&path, |_| 0).unwrap();
+        b.add(1, &rec("a", None)).unwrap();
+        b.finish().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 30]).unwrap();
+        assert!(matches!(Docs::open(&path), Err(Error::Corrupt { .. })));
+    }
+
+    /// A documents file of `n` records `r0`, `r1`... with keys 0, 1...
+    fn file_of(n: u64) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docs");
+        let mut b = DocsBuilder::create(&path, |_| 0).unwrap();
+        for i in 0..n {
+            b.add(i, &rec(&format!("r{i}"), None)).unwrap();
+        }
+        b.finish().unwrap();
+        (dir, path)
+    }
+
+    /// A flipped byte among the records does not stop the file opening,
+    /// nor reads of other blocks; a read of the damaged block gets no
+    /// record of it, and the file says it is damaged from then on.
+    #[test]
+    fn a_damaged_block_of_records_is_never_read_as_a_record() {
+        // Enough records for many blocks.
+        let (_dir, path) = file_of(3000);
+        let d = Docs::open(&path).unwrap();
+        let last = d.len() as u32 - 1;
+        let at = d.bytes(last).unwrap().as_ptr() as usize - d.file.map.as_ptr() as usize + 2;
+        assert!(at >= 4096, "the last record lies past the first block");
+        drop(d);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[at] ^= 0x5a;
+        std::fs::write(&path, &bytes).unwrap();
+        let d = Docs::open(&path).unwrap();
+        assert_eq!(d.record(0).id(), "r0");
+        assert!(d.check().is_ok());
+        assert_eq!(d.record(last).id(), "", "a damaged record reads empty");
+        assert!(matches!(d.check(), Err(Error::Corrupt { .. })));
+        // Still damaged on a second read, and other blocks still read.
+        assert_eq!(d.record(last).id(), "");
+        assert_eq!(d.record(1).id(), "r1");
+    }
+
+    /// A flipped byte in a table (here the ids') does not stop the file
+    /// opening; the lookup that reads it finds nothing and marks the file
+    /// damaged, and records still read.
+    #[test]
+    fn a_damaged_table_block_fails_the_lookups_that_read_it() {
+        let (_dir, path) = file_of(3000);
+        let d = Docs::open(&path).unwrap();
+        assert_eq!(d.slot_of_id("r2999"), Some(2999));
+        let (at, len) = (d.index().ids.at.to_native() as usize, d.len() * 8);
+        drop(d);
+        let mut bytes = std::fs::read(&path).unwrap();
+        for b in &mut bytes[at..at + len] {
+            *b ^= 0xff;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let d = Docs::open(&path).unwrap();
+        assert_eq!(d.record(5).id(), "r5");
+        assert!(d.check().is_ok());
+        assert_eq!(d.slot_of_id("r5"), None);
+        assert!(matches!(d.check(), Err(Error::Corrupt { .. })));
+    }
+
+    /// A flipped byte in the index is found at open.
+    #[test]
+    fn a_damaged_index_is_refused_at_open() {
+        let (_dir, path) = file_of(10);
+        let index_at = Docs::open(&path).unwrap().file.index_at;
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[index_at + 3] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(Docs::open(&path), Err(Error::Corrupt { .. })));
+    }
+
+    /// Keys found through the per-block table are the keys of the file, in
+    /// blocks with deleted positions, empty blocks between, and past the end.
+    #[test]
+    fn keys_map_to_slots_across_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docs");
+        let mut b = DocsBuilder::create(&path, |_| 0).unwrap();
+        let keys: Vec<u64> = [(0u64, 0u64), (0, 3), (0, 4), (2, 1), (2, 7), (5, 0)]
+            .iter()
+            .map(|(block, pos)| (block << 16) | pos)
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            b.add(*k, &rec(&format!("r{i}"), None)).unwrap();
+        }
+        b.finish().unwrap();
+        let d = Docs::open(&path).unwrap();
+        assert!(d.index().block_starts.len.to_native() > 0);
+        for (slot, k) in keys.iter().enumerate() {
+            assert_eq!(d.slot_of_key(*k), Some(slot as u32), "key {k}");
+        }
+        for missing in
+            [1u64, 2, 5, 1 << 16, (2 << 16) | 2, (2 << 16) | 8, (3 << 16) | 1, (5 << 16) | 1, 6 << 16, u64::MAX]
+        {
+            assert_eq!(d.slot_of_key(missing), None, "key {missing}");
+        }
+    }
+}
