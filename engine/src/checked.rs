@@ -160,6 +160,8 @@ impl Mapped {
 /// Which blocks of a body were checked, and whether one was damaged.
 pub(crate) struct Blocks {
     path: PathBuf,
+    /// The CRC of each block, copied out of the index (4 bytes per 4 KiB).
+    sums: Box<[u32]>,
     /// One bit per block: checked against its CRC.
     checked: Box<[AtomicU64]>,
     damaged: AtomicBool,
@@ -168,19 +170,35 @@ pub(crate) struct Blocks {
 impl Blocks {
     /// For a body of `len` bytes; an error unless `sums` has one CRC per
     /// block of it and the body ends before its index.
-    pub fn new(path: &Path, len: u64, sums: usize, index_at: usize) -> Result<Blocks> {
+    pub fn new(path: &Path, len: u64, sums: &[u32_le], index_at: usize) -> Result<Blocks> {
         let blocks = len.div_ceil(BLOCK as u64);
-        if blocks != sums as u64 || len > index_at as u64 {
+        if blocks != sums.len() as u64 || len > index_at as u64 {
             return Err(Error::Corrupt { path: path.into(), reason: "the block sums do not cover the body".into() });
         }
         let checked = (0..blocks.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
-        Ok(Blocks { path: path.to_owned(), checked, damaged: AtomicBool::new(false) })
+        let sums = sums.iter().map(|s| s.to_native()).collect();
+        Ok(Blocks { path: path.to_owned(), sums, checked, damaged: AtomicBool::new(false) })
     }
 
     /// Whether the bytes `[from, to)` of the body, not empty, lie in blocks
-    /// that match their CRC (`sums`), checking the blocks not checked
-    /// before. `body` is the whole body. A mismatch marks the file damaged.
-    pub fn intact(&self, body: &[u8], sums: &[u32_le], from: usize, to: usize) -> bool {
+    /// that match their CRC, checking the blocks not checked before.
+    /// `body` is the whole body. A mismatch marks the file damaged.
+    #[inline]
+    pub fn intact(&self, body: &[u8], from: usize, to: usize) -> bool {
+        // Most reads lie in one block checked before.
+        let b = from >> BLOCK_SHIFT;
+        if from < to
+            && to <= body.len()
+            && b == (to - 1) >> BLOCK_SHIFT
+            && self.checked.get(b / 64).is_some_and(|w| w.load(Ordering::Acquire) & (1u64 << (b % 64)) != 0)
+        {
+            return true;
+        }
+        self.check_blocks(body, from, to)
+    }
+
+    #[inline(never)]
+    fn check_blocks(&self, body: &[u8], from: usize, to: usize) -> bool {
         if from >= to || to > body.len() {
             return self.damage();
         }
@@ -190,7 +208,7 @@ impl Blocks {
                 continue;
             }
             let block = &body[b << BLOCK_SHIFT..((b + 1) << BLOCK_SHIFT).min(body.len())];
-            if sums.get(b).is_none_or(|s| crc32fast::hash(block) != s.to_native()) {
+            if self.sums.get(b).is_none_or(|s| crc32fast::hash(block) != *s) {
                 return self.damage();
             }
             word.fetch_or(bit, Ordering::AcqRel);
@@ -214,7 +232,7 @@ impl Blocks {
         if self.damaged.load(Ordering::Acquire) {
             return Err(Error::Corrupt {
                 path: self.path.clone(),
-                reason: "a block of the file does not match its checksum".into(),
+                reason: "a block of the file does not match its checksum, or holds what no writer wrote".into(),
             });
         }
         Ok(())

@@ -228,7 +228,7 @@ impl GeoIndex {
         if !data.cells.windows(2).all(|w| w[0].to_native() < w[1].to_native()) {
             return Err(corrupt("cells out of order"));
         }
-        let blocks = Blocks::new(path, data.body_len.to_native(), data.sums.len(), file.index_at)?;
+        let blocks = Blocks::new(path, data.body_len.to_native(), &data.sums, file.index_at)?;
         let row = |c: &rkyv::rend::u64_le| (c.to_native() >> 32) as u32;
         let (first_row, last_row) = match (data.cells.first(), data.cells.last()) {
             (Some(f), Some(l)) => (row(f), row(l)),
@@ -257,7 +257,7 @@ impl GeoIndex {
         let data = self.data();
         let (s, e) = (data.starts[c].to_native() as usize * POINT, data.starts[c + 1].to_native() as usize * POINT);
         let body = &self.file.map[..usize::try_from(data.body_len.to_native()).ok()?];
-        if !self.blocks.intact(body, &data.sums, s, e) {
+        if !self.blocks.intact(body, s, e) {
             return None;
         }
         let (ci, cj) = cell_at(data.cells[c].to_native());

@@ -9,7 +9,8 @@
 //! - an id shares its prefix with the previous record's id (the records of
 //!   a street's housenumbers follow each other: `69123_0199_00003` after
 //!   `69123_0199_00001` is 2 bytes); every [`RESTART`]th record writes its
-//!   id whole, so reading one id reads at most that many records;
+//!   id whole, so reading one id reads at most that many records (8: 16
+//!   made autocomplete 10 % slower at 1M, for 1 % of the file);
 //! - a parent's id is the prefix it shares with the record's own id, plus
 //!   the rest;
 //! - a number with at most nine decimals is a varint of its decimal
@@ -28,7 +29,7 @@ use rkyv::vec::ArchivedVec;
 use crate::record::{Point, Record, Value};
 
 /// Every this many records, an id is written whole.
-pub(crate) const RESTART: u32 = 16;
+pub(crate) const RESTART: u32 = 8;
 /// Strings shorter than this are always written inline: a dictionary
 /// number would not be shorter.
 const MIN_SHARED: usize = 3;
@@ -246,18 +247,88 @@ impl<'a> Cursor<'a> {
     }
 
     fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
+    }
+
+    /// Bytes written with their length before them.
+    fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = usize::try_from(self.varint()?).ok()?;
-        std::str::from_utf8(self.take(n)?).ok()
+        self.take(n)
     }
 
     fn num(&mut self, tag: u8) -> Option<f64> {
+        self.raw_num(tag).map(RawNum::get)
+    }
+
+    /// A number as written, to be decoded when asked for.
+    fn raw_num(&mut self, tag: u8) -> Option<RawNum> {
         match tag {
-            F64 => Some(f64::from_le_bytes(self.take(8)?.try_into().ok()?)),
-            t if (DECIMAL..=DECIMAL + MAX_SCALE).contains(&t) => {
-                Some(unzigzag(self.varint()?) as f64 / POW10[usize::from(t - DECIMAL)])
-            }
+            F64 => Some(RawNum { tag, bits: u64::from_le_bytes(self.take(8)?.try_into().ok()?) }),
+            t if (DECIMAL..=DECIMAL + MAX_SCALE).contains(&t) => Some(RawNum { tag, bits: self.varint()? }),
             _ => None,
         }
+    }
+
+    /// Moves past a value without reading it: no string is checked and no
+    /// number divided.
+    fn skip_value(&mut self) -> Option<()> {
+        let tag = self.byte()?;
+        match tag {
+            STR => {
+                let n = usize::try_from(self.varint()?).ok()?;
+                self.take(n)?;
+            }
+            STR_SHARED | INT => {
+                self.varint()?;
+            }
+            LIST => {
+                for _ in 0..self.varint()? {
+                    match self.byte()? {
+                        STR => {
+                            let n = usize::try_from(self.varint()?).ok()?;
+                            self.take(n)?;
+                        }
+                        STR_SHARED => {
+                            self.varint()?;
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            FALSE | TRUE => {}
+            t => {
+                self.raw_num(t)?;
+            }
+        }
+        Some(())
+    }
+}
+
+/// A number as the record holds it: its tag and its mantissa or bits.
+#[derive(Clone, Copy)]
+pub(crate) struct RawNum {
+    tag: u8,
+    bits: u64,
+}
+
+impl RawNum {
+    fn get(self) -> f64 {
+        if self.tag == F64 {
+            f64::from_bits(self.bits)
+        } else {
+            unzigzag(self.bits) as f64 / POW10[usize::from(self.tag.saturating_sub(DECIMAL).min(MAX_SCALE))]
+        }
+    }
+}
+
+/// A record's point as written, decoded when asked for: the division that
+/// decodes a decimal is the dearest part of reading a record.
+#[derive(Clone, Copy)]
+pub(crate) struct RawPoint(RawNum, RawNum);
+
+impl RawPoint {
+    pub fn get(self) -> Point {
+        Point { lat: self.0.get(), lon: self.1.get() }
     }
 }
 
@@ -308,13 +379,24 @@ pub(crate) struct Head<'a> {
     pub kind: u64,
     /// How much of the previous record's id this one's begins with.
     pub id_shared: usize,
-    pub id_rest: &'a str,
+    /// Checked as UTF-8 only when the id is asked for.
+    pub id_rest: &'a [u8],
     /// The parent's id: how much of this record's id it begins with, and
     /// the rest.
-    pub parent: Option<(usize, &'a str)>,
-    pub point: Option<Point>,
+    pub parent: Option<(usize, &'a [u8])>,
+    pub point: Option<RawPoint>,
     /// The fields, from their count on.
     pub fields: Cursor<'a>,
+}
+
+/// How much of the previous record's id a record's begins with, and the
+/// rest: the head of a record, read no further.
+pub(crate) fn read_id(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    let mut c = Cursor::new(bytes);
+    c.varint()?;
+    c.byte()?;
+    let shared = usize::try_from(c.varint()?).ok()?;
+    Some((shared, c.bytes()?))
 }
 
 impl<'a> Head<'a> {
@@ -323,13 +405,14 @@ impl<'a> Head<'a> {
         let kind = c.varint()?;
         let flags = c.byte()?;
         let id_shared = usize::try_from(c.varint()?).ok()?;
-        let id_rest = c.str()?;
-        let parent = if flags & FLAG_PARENT != 0 { Some((usize::try_from(c.varint()?).ok()?, c.str()?)) } else { None };
+        let id_rest = c.bytes()?;
+        let parent =
+            if flags & FLAG_PARENT != 0 { Some((usize::try_from(c.varint()?).ok()?, c.bytes()?)) } else { None };
         let point = if flags & FLAG_POINT != 0 {
             let t = c.byte()?;
-            let lat = c.num(t)?;
+            let lat = c.raw_num(t)?;
             let t = c.byte()?;
-            Some(Point { lat, lon: c.num(t)? })
+            Some(RawPoint(lat, c.raw_num(t)?))
         } else {
             None
         };
@@ -426,6 +509,29 @@ impl<'a> Fields<'a> {
             0
         });
         Fields { tables, c, left, damaged }
+    }
+}
+
+impl<'a> Fields<'a> {
+    /// The value of the first field named `name` (a number into the
+    /// names), skipping the others unread.
+    pub(crate) fn find(mut self, name: u64) -> Option<ValueRef<'a>> {
+        while self.left > 0 {
+            self.left -= 1;
+            match self.c.varint() {
+                Some(n) if n == name => {
+                    if let Some(v) = self.tables.value(&mut self.c) {
+                        return Some(v);
+                    }
+                }
+                Some(_) if self.c.skip_value().is_some() => continue,
+                _ => {}
+            }
+            // Bytes no encoder wrote.
+            self.damaged.store(true, Ordering::Release);
+            return None;
+        }
+        None
     }
 }
 

@@ -20,7 +20,7 @@ use std::path::Path;
 use memmap2::Mmap;
 use rkyv::{Archive, Deserialize, Serialize};
 
-use codec::{Cursor, Encoder, Head, Tables, RESTART};
+use codec::{Cursor, Encoder, Head, RawPoint, Tables, RESTART};
 pub use codec::{Fields, ValueRef};
 
 use crate::checked::{Blocks, BodyWriter, Mapped};
@@ -136,7 +136,7 @@ trait Layout {
                 return None;
             }
             id.truncate(head.id_shared);
-            id.push_str(head.id_rest);
+            id.push_str(std::str::from_utf8(head.id_rest).ok()?);
         }
         Some(id)
     }
@@ -146,7 +146,7 @@ trait Layout {
 fn parent_of(id: &str, head: &Head) -> Option<String> {
     let (shared, rest) = head.parent?;
     let mut p = id.get(..shared)?.to_owned();
-    p.push_str(rest);
+    p.push_str(std::str::from_utf8(rest).ok()?);
     Some(p)
 }
 
@@ -304,7 +304,7 @@ impl DocsBuilder {
         for slot in 0..n as u32 {
             let head = built.bytes(slot).and_then(Head::read).ok_or_else(broken)?;
             id.truncate(head.id_shared.min(id.len()));
-            id.push_str(head.id_rest);
+            id.push_str(std::str::from_utf8(head.id_rest).map_err(|_| broken())?);
             let Some(parent) = parent_of(&id, &head) else { continue };
             if let Some((p, s)) = &last {
                 if *p == parent {
@@ -348,6 +348,40 @@ impl Layout for Built<'_> {
 pub struct Docs {
     file: Mapped,
     blocks: Blocks,
+    /// Where the tables are, read out of the index once.
+    at: Places,
+    /// Field names and kinds, by number, copied out of the index: a field
+    /// is looked for by its number.
+    names: Box<[Box<str>]>,
+}
+
+/// A table of the body: byte offset and entries.
+#[derive(Clone, Copy, Default)]
+struct Place {
+    at: usize,
+    len: usize,
+}
+
+impl Place {
+    fn of(t: &ArchivedTable) -> Place {
+        Place { at: t.at.to_native() as usize, len: t.len.to_native() as usize }
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Places {
+    bases: Place,
+    starts: Place,
+    keys: Place,
+    ids: Place,
+    parents: Place,
+    child_starts: Place,
+    children: Place,
+    child_tags: Place,
+    block_starts: Place,
+    len: usize,
+    records_end: usize,
+    body_len: usize,
 }
 
 /// The fields of a record that reads as empty: a count of none.
@@ -382,12 +416,28 @@ impl Docs {
             || !fits(&idx.block_starts, 4, blocks_table)
             || idx.records_end.to_native() > idx.starts.at.to_native()
             || n >= u64::from(NONE)
+            || usize::try_from(body_len).is_err()
         {
             return Err(corrupt("inconsistent index tables"));
         }
-        let blocks = Blocks::new(path, body_len, idx.sums.len(), file.index_at)?;
-        let docs = Docs { file, blocks };
-        if docs.u32_at(&docs.index().child_starts, n as usize) != Some(idx_children_len(&docs)) {
+        let at = Places {
+            bases: Place::of(&idx.bases),
+            starts: Place::of(&idx.starts),
+            keys: Place::of(&idx.keys),
+            ids: Place::of(&idx.ids),
+            parents: Place::of(&idx.parents),
+            child_starts: Place::of(&idx.child_starts),
+            children: Place::of(&idx.children),
+            child_tags: Place::of(&idx.child_tags),
+            block_starts: Place::of(&idx.block_starts),
+            len: n as usize,
+            records_end: idx.records_end.to_native() as usize,
+            body_len: body_len as usize,
+        };
+        let names = idx.names.iter().map(|n| n.as_str().into()).collect();
+        let blocks = Blocks::new(path, body_len, &idx.sums, file.index_at)?;
+        let docs = Docs { file, blocks, at, names };
+        if docs.u32_at(at.child_starts, n as usize) != Some(at.children.len as u32) {
             return Err(corrupt("inconsistent child table"));
         }
         Ok(docs)
@@ -404,35 +454,53 @@ impl Docs {
     }
 
     pub fn len(&self) -> usize {
-        self.index().len.to_native() as usize
+        self.at.len
+    }
+
+    fn body(&self) -> &[u8] {
+        &self.file.map[..self.at.body_len]
     }
 
     /// Entry `i` of a table of `W`-byte numbers, if its block is intact
     /// (else the file is marked damaged).
-    fn entry<const W: usize>(&self, t: &ArchivedTable, i: usize) -> Option<[u8; W]> {
-        if i as u64 >= t.len.to_native() {
+    #[inline]
+    fn entry<const W: usize>(&self, t: Place, i: usize) -> Option<[u8; W]> {
+        if i >= t.len {
             return self.damage();
         }
-        let at = usize::try_from(t.at.to_native()).ok()? + i * W;
-        let idx = self.index();
-        let body = &self.file.map[..usize::try_from(idx.body_len.to_native()).ok()?];
-        if !self.blocks.intact(body, &idx.sums, at, at + W) {
+        let at = t.at + i * W;
+        let body = self.body();
+        if !self.blocks.intact(body, at, at + W) {
             return None;
         }
         body[at..at + W].try_into().ok()
     }
 
-    fn u32_at(&self, t: &ArchivedTable, i: usize) -> Option<u32> {
+    fn u32_at(&self, t: Place, i: usize) -> Option<u32> {
         self.entry::<4>(t, i).map(u32::from_le_bytes)
     }
 
-    fn u64_at(&self, t: &ArchivedTable, i: usize) -> Option<u64> {
+    /// Entries `i` and `i + 1` of a table of u32, read as one.
+    fn u32_pair(&self, t: Place, i: usize) -> Option<(u32, u32)> {
+        if i + 1 >= t.len {
+            return self.damage();
+        }
+        let at = t.at + i * 4;
+        let body = self.body();
+        if !self.blocks.intact(body, at, at + 8) {
+            return None;
+        }
+        let w = |at: usize| body[at..at + 4].try_into().ok().map(u32::from_le_bytes);
+        w(at).zip(w(at + 4))
+    }
+
+    fn u64_at(&self, t: Place, i: usize) -> Option<u64> {
         self.entry::<8>(t, i).map(u64::from_le_bytes)
     }
 
     /// The first `i` in `from..to` where `past(entry i)` is false, for a
     /// table where `past` holds of a prefix.
-    fn partition(&self, t: &ArchivedTable, from: usize, to: usize, past: impl Fn(u64) -> bool) -> Option<usize> {
+    fn partition(&self, t: Place, from: usize, to: usize, past: impl Fn(u64) -> bool) -> Option<usize> {
         let (mut lo, mut hi) = (from, to);
         while lo < hi {
             let m = lo + (hi - lo) / 2;
@@ -473,27 +541,54 @@ impl Docs {
     /// The id of the record in `slot`, empty if it cannot be read (the file
     /// is then damaged).
     fn id_of(&self, slot: u32) -> String {
-        Layout::id(self, slot).or_else(|| self.damage()).unwrap_or_default()
+        self.read_id(slot).or_else(|| self.damage()).unwrap_or_default()
+    }
+
+    /// [`Layout::id`], reading the records from the last whole id on as
+    /// one stretch of the file, and each no further than its id.
+    fn read_id(&self, slot: u32) -> Option<String> {
+        let t = self.at;
+        let (r, s) = ((slot - slot % RESTART) as usize, slot as usize);
+        // A restart group lies in one group of offsets.
+        debug_assert!((1usize << GROUP_SHIFT).is_multiple_of(RESTART as usize));
+        let base = usize::try_from(self.u64_at(t.bases, s >> GROUP_SHIFT)?).ok()?;
+        let last = self.bytes(slot)?;
+        let starts = self.u32s(t.starts, r, s + 1);
+        let from = base + u32::from_le_bytes(starts.get(..4)?.try_into().ok()?) as usize;
+        let end = last.as_ptr() as usize - self.body().as_ptr() as usize + last.len();
+        if from > end || !self.blocks.intact(self.body(), from, end) {
+            return None;
+        }
+        let mut id = String::new();
+        for c in starts.chunks_exact(4) {
+            let at = base + u32::from_le_bytes(c.try_into().ok()?) as usize;
+            let (shared, rest) = codec::read_id(self.body().get(at..end)?)?;
+            if shared > id.len() || !id.is_char_boundary(shared) {
+                return None;
+            }
+            id.truncate(shared);
+            id.push_str(std::str::from_utf8(rest).ok()?);
+        }
+        Some(id)
     }
 
     pub fn slot_of_key(&self, key: u64) -> Option<u32> {
-        let idx = self.index();
-        let t = &idx.block_starts;
-        let (from, to) = if t.len.to_native() == 0 {
+        let t = self.at.block_starts;
+        let (from, to) = if t.len == 0 {
             (0, self.len())
         } else {
-            let b = usize::try_from(block_of(key)).ok().filter(|b| (*b as u64) + 1 < t.len.to_native())?;
+            let b = usize::try_from(block_of(key)).ok().filter(|b| b + 1 < t.len)?;
             let (from, to) = (self.u32_at(t, b)? as usize, self.u32_at(t, b + 1)? as usize);
             // Positions only grow within a block, some deleted: a
             // record's slot is at most its position past the block's first.
             (from, to.min(from + (key & 0xffff) as usize + 1).min(self.len()))
         };
-        let at = self.partition(&idx.keys, from, to, |k| k < key)?;
-        (at < to && self.u64_at(&idx.keys, at)? == key).then_some(at as u32)
+        let at = self.partition(self.at.keys, from, to, |k| k < key)?;
+        (at < to && self.u64_at(self.at.keys, at)? == key).then_some(at as u32)
     }
 
     pub fn slot_of_id(&self, id: &str) -> Option<u32> {
-        let ids = &self.index().ids;
+        let ids = self.at.ids;
         let h = u64::from(short_hash(id));
         let from = self.partition(ids, 0, self.len(), |e| e >> 32 < h)?;
         (from..self.len())
@@ -505,45 +600,70 @@ impl Docs {
     /// The store key of the record in `slot` (0 if it cannot be read: the
     /// file is then damaged).
     pub fn key(&self, slot: u32) -> u64 {
-        self.u64_at(&self.index().keys, slot as usize).unwrap_or_default()
+        self.u64_at(self.at.keys, slot as usize).unwrap_or_default()
     }
 
     pub fn parent(&self, slot: u32) -> Option<u32> {
-        self.u32_at(&self.index().parents, slot as usize).filter(|p| *p != NONE)
+        self.u32_at(self.at.parents, slot as usize).filter(|p| *p != NONE)
     }
 
     /// The children of `slot`, each with its tag (see
     /// [`DocsBuilder::create`]).
     pub fn children(&self, slot: u32) -> impl Iterator<Item = (u32, u32)> + '_ {
-        let idx = self.index();
-        let at = |i: usize| self.u32_at(&idx.child_starts, i).map(|v| v as usize);
-        let (from, to) = at(slot as usize).zip(at(slot as usize + 1)).unwrap_or_default();
-        (from..to).map_while(move |i| self.u32_at(&idx.children, i).zip(self.u32_at(&idx.child_tags, i)))
+        let (from, to) = self.children_at(slot);
+        let word = |c: &[u8]| u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        let children = self.u32s(self.at.children, from, to).chunks_exact(4).map(word);
+        children.zip(self.u32s(self.at.child_tags, from, to).chunks_exact(4).map(word))
     }
-}
 
-/// How many children the file lists.
-fn idx_children_len(docs: &Docs) -> u32 {
-    docs.index().children.len.to_native() as u32
+    /// Whether a child of `slot` has the tag `tag`: the tags alone are read.
+    pub fn has_child_tagged(&self, slot: u32, tag: u32) -> bool {
+        let (from, to) = self.children_at(slot);
+        self.u32s(self.at.child_tags, from, to).chunks_exact(4).any(|c| c == tag.to_le_bytes())
+    }
+
+    /// The bytes of entries `from..to` of a table of u32, checked at once;
+    /// none if they cannot be read (the file is then damaged).
+    fn u32s(&self, t: Place, from: usize, to: usize) -> &[u8] {
+        let (a, b) = (t.at + from * 4, t.at + to * 4);
+        if from == to {
+            return &[];
+        }
+        if to > t.len || !self.blocks.intact(self.body(), a, b) {
+            self.damage::<()>();
+            return &[];
+        }
+        &self.body()[a..b]
+    }
+
+    /// Where the children of `slot` lie in the children's table.
+    fn children_at(&self, slot: u32) -> (usize, usize) {
+        self.u32_pair(self.at.child_starts, slot as usize)
+            .map(|(a, b)| (a as usize, b as usize))
+            .filter(|(a, b)| a <= b)
+            .unwrap_or_default()
+    }
 }
 
 impl Layout for Docs {
     /// The bytes of a record, if its blocks match their CRC.
     fn bytes(&self, slot: u32) -> Option<&[u8]> {
-        let idx = self.index();
+        let t = self.at;
         let s = slot as usize;
-        let at = |s: usize| -> Option<usize> {
-            let base = self.u64_at(&idx.bases, s >> GROUP_SHIFT)?;
-            usize::try_from(base + u64::from(self.u32_at(&idx.starts, s)?)).ok()
+        let base = |s: usize| self.u64_at(t.bases, s >> GROUP_SHIFT).and_then(|b| usize::try_from(b).ok());
+        let (from, to) = if s + 1 < t.len {
+            let (a, b) = self.u32_pair(t.starts, s)?;
+            let start = base(s)?;
+            let next = if (s + 1).is_multiple_of(1 << GROUP_SHIFT) { base(s + 1)? } else { start };
+            (start + a as usize, next + b as usize)
+        } else {
+            (base(s)? + self.u32_at(t.starts, s)? as usize, t.records_end)
         };
-        let end = usize::try_from(idx.records_end.to_native()).ok()?;
-        let from = at(s)?;
-        let to = if s + 1 < self.len() { at(s + 1)? } else { end };
-        if to > end {
+        if to > t.records_end {
             return self.damage();
         }
-        let body = &self.file.map[..usize::try_from(idx.body_len.to_native()).ok()?];
-        self.blocks.intact(body, &idx.sums, from, to).then(|| &body[from..to])
+        let body = self.body();
+        self.blocks.intact(body, from, to).then(|| &body[from..to])
     }
 }
 
@@ -552,7 +672,7 @@ pub struct RecordRef<'a> {
     docs: &'a Docs,
     slot: u32,
     kind: &'a str,
-    point: Option<Point>,
+    point: Option<RawPoint>,
     fields: Cursor<'a>,
 }
 
@@ -563,10 +683,10 @@ impl<'a> RecordRef<'a> {
     }
 
     pub fn point(&self) -> Option<Point> {
-        self.point
+        self.point.map(RawPoint::get)
     }
 
-    /// The record's id; read from up to 16 records (ids share prefixes),
+    /// The record's id; read from up to 8 records (ids share prefixes),
     /// so kept for answers, not for scoring candidates.
     pub fn id(&self) -> String {
         self.docs.id_of(self.slot)
@@ -577,7 +697,10 @@ impl<'a> RecordRef<'a> {
     }
 
     pub fn get(&self, name: &str) -> Option<ValueRef<'a>> {
-        self.fields().find(|(n, _)| *n == name).map(|(_, v)| v)
+        // Most names differ in length or first letter: no call to memcmp.
+        let same = |n: &str| n.len() == name.len() && n.as_bytes().first() == name.as_bytes().first() && n == name;
+        let id = self.docs.names.iter().position(|n| same(n))?;
+        self.fields().find(id as u64)
     }
 
     /// The record as it was stored.
@@ -588,7 +711,7 @@ impl<'a> RecordRef<'a> {
             id,
             kind: self.kind.to_owned(),
             parent,
-            point: self.point,
+            point: self.point(),
             fields: self.fields().map(|(name, v)| Field { name: name.to_owned(), value: v.to_value() }).collect(),
         }
     }

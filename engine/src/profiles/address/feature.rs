@@ -104,7 +104,7 @@ fn number_hash(key: &str) -> u32 {
 /// [`find_housenumber`] confirms.
 pub fn may_have<'a>(docs: &'a Docs, key: &str) -> impl Fn(u32) -> bool + 'a {
     let h = number_hash(key);
-    move |slot| docs.children(slot).any(|(_, t)| t == h)
+    move |slot| docs.has_child_tagged(slot, h)
 }
 
 /// The municipalities that have each word in their names, made when a
@@ -173,22 +173,22 @@ pub fn find_housenumber(docs: &Docs, slot: u32, key: &str) -> Option<u32> {
 }
 
 /// The label shown to users: "12 Rue de la Paix 75002 Paris".
-pub fn label(docs: &Docs, t: Target) -> String {
-    let r = docs.record(t.slot);
-    let name = first(&r, "name");
-    if r.kind() == "municipality" && t.child.is_none() {
+/// `r` is the record, `child` the housenumber's when there is one.
+fn label(r: &RecordRef, child: Option<&RecordRef>) -> String {
+    let name = first(r, "name");
+    if r.kind() == "municipality" && child.is_none() {
         return name.to_owned();
     }
     let mut s = String::new();
-    if let Some(c) = t.child {
-        let number = first(&docs.record(c), "housenumber").trim();
+    if let Some(c) = child {
+        let number = first(c, "housenumber").trim();
         if !number.is_empty() {
             s.push_str(number);
             s.push(' ');
         }
     }
     s.push_str(name);
-    for part in [first(&r, "postcode"), first(&r, "city")] {
+    for part in [first(r, "postcode"), first(r, "city")] {
         if !part.is_empty() {
             s.push(' ');
             s.push_str(part);
@@ -200,9 +200,9 @@ pub fn label(docs: &Docs, t: Target) -> String {
 /// The forms of a result the query is compared with, in comparable form:
 /// name, name + city, name + postcode, name + postcode + city (for every
 /// name and city variant), each with the housenumber first when resolved.
-pub fn compare_labels<'d>(docs: &'d Docs, t: Target, forms: &mut Forms<'d>, out: &mut Labels) {
+/// `r` is the record of `t.slot`.
+pub fn compare_labels<'d>(docs: &'d Docs, t: Target, r: &RecordRef<'d>, forms: &mut Forms<'d>, out: &mut Labels) {
     out.clear();
-    let r = docs.record(t.slot);
     let strs = |name: &str| r.get(name).map(|v| v.strs()).unwrap_or_default();
     let mut postcodes = std::mem::take(&mut out.postcodes);
     let mut cities = std::mem::take(&mut out.cities);
@@ -340,9 +340,9 @@ fn prop_of(v: &ValueRef) -> Option<Prop> {
 pub fn feature(docs: &Docs, t: Target, score: f64, distance_m: Option<f64>) -> Feature {
     let r = docs.record(t.slot);
     let child = t.child.map(|c| docs.record(c));
-    let point = t.point(docs).unwrap_or(Point { lat: 0.0, lon: 0.0 });
+    let point = child.as_ref().unwrap_or(&r).point().unwrap_or(Point { lat: 0.0, lon: 0.0 });
     let mut props: Vec<(String, Prop)> = Vec::with_capacity(16);
-    props.push(("label".into(), Prop::Str(label(docs, t))));
+    props.push(("label".into(), Prop::Str(label(&r, child.as_ref()))));
     props.push(("score".into(), Prop::Num(score)));
     let number = child.as_ref().map(|c| first(c, "housenumber").to_owned());
     if let Some(n) = &number {
@@ -480,7 +480,7 @@ mod tests {
         let docs = Docs::open(&path).unwrap();
         let (mut forms, mut labels) = (Forms::default(), Labels::default());
         let mut of = |t: Target| {
-            compare_labels(&docs, t, &mut forms, &mut labels);
+            compare_labels(&docs, t, &docs.record(t.slot), &mut forms, &mut labels);
             labels.iter().map(str::to_owned).collect::<Vec<_>>()
         };
         let paix = "rue de la paix";

@@ -321,13 +321,14 @@ fn score_candidates(
         if !c.q.filters.is_empty() && !profile::passes(docs, target, &c.q.filters) {
             continue;
         }
-        profile::compare_labels(docs, target, &mut forms, &mut labels);
+        let record = docs.record(*slot);
+        profile::compare_labels(docs, target, &record, &mut forms, &mut labels);
         let mut text: f64 = 0.0;
         for (compare, bigrams) in c.compares.iter().zip(c.query_bigrams) {
             text = text.max(rank::text_score_with(compare, bigrams, labels.iter(), c.q.autocomplete, &mut scratch));
         }
         let distance = c.q.near.and_then(|p| target.point(docs).map(|t| haversine_m(p, t)));
-        let importance = profile::importance(&docs.record(*slot));
+        let importance = profile::importance(&record);
         let score = rank::combine(text, importance, distance);
         if score >= rank::MIN_SCORE {
             scored.push(Scored { score, text, importance, target, distance });
