@@ -594,7 +594,8 @@ impl Database {
     /// probes: a point of the geo index is looked up and its document read.
     pub fn probe(&self) -> Result<()> {
         let Some(g) = self.snapshot() else { return Ok(()) };
-        let Some((at, _)) = g.geo.any_point() else { return Ok(()) };
+        // No point: an empty index, or a damaged first block of points.
+        let Some((at, _)) = g.geo.any_point() else { return g.check() };
         let found = Active::reverse(&g, &ReverseQuery { at, limit: 1, filters: Vec::new() });
         // A generation found damaged by any read is not ready.
         g.check()?;
@@ -660,6 +661,9 @@ fn build_read_files(dir: &Path, txn: &mut StoreTxn) -> Result<()> {
     })?;
     docs.finish()?;
     geo.write(&dir.join("geo"))?;
+    crate::generation::save(dir, Active::FILTERS, |docs, text| {
+        Active::derive(docs, text, None).map(|d| Active::save(&d))
+    })?;
     sync_dir(&dir.join("text"))?;
     let format = dir.join(FORMAT_FILE);
     fs::write(&format, GENERATION_FORMAT).map_err(|e| Error::io(&format, e))?;
@@ -841,6 +845,42 @@ mod tests {
         let db = Database::open(dir.path()).unwrap();
         assert!(matches!(db.write(|b| b.delete("s1999").map(|_| ())), Err(Error::Corrupt { .. })));
         assert_eq!(db.generation(), 1);
+    }
+
+    /// A generation's saved state (text slots, town words) gives the same
+    /// answers as deriving it at open; without the file a generation still
+    /// opens, and a damaged one is refused.
+    #[test]
+    fn the_saved_state_answers_as_the_derived_one() {
+        let dir = tempfile::tempdir().unwrap();
+        two_generations(dir.path());
+        let path = gen_dir(dir.path(), 2).join("saved");
+        assert!(path.exists());
+        let queries = ["rue beta", "rue gamma grenoble", "grenoble", "rue alpha"];
+        let answers = |db: &Database| queries.iter().map(|q| top(db, q)).collect::<Vec<_>>();
+        let saved = answers(&Database::open_read_only(dir.path()).unwrap());
+        assert_eq!(saved[0].as_deref(), Some("b"));
+        let bytes = fs::read(&path).unwrap();
+        fs::remove_file(&path).unwrap();
+        assert_eq!(answers(&Database::open_read_only(dir.path()).unwrap()), saved);
+        let mut damaged = bytes.clone();
+        damaged[bytes.len() / 2] ^= 0x10;
+        fs::write(&path, &damaged).unwrap();
+        assert!(matches!(Database::open_read_only(dir.path()), Err(Error::Corrupt { .. })));
+    }
+
+    /// The readiness probe reads the first block of points: damaged, the
+    /// generation is not ready, though it opens.
+    #[test]
+    fn a_damaged_first_block_of_points_fails_the_probe() {
+        let dir = tempfile::tempdir().unwrap();
+        two_generations(dir.path());
+        let path = gen_dir(dir.path(), 2).join("geo");
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[0] ^= 0x01;
+        fs::write(&path, &bytes).unwrap();
+        let db = Database::open_read_only(dir.path()).unwrap();
+        assert!(matches!(db.probe(), Err(Error::Corrupt { .. })));
     }
 
     #[test]

@@ -38,8 +38,14 @@ pub trait Profile {
     /// that a search can pick a child without reading each child's record.
     fn child_tag(record: &Record) -> u32;
 
-    /// The derived state of a generation whose files are `docs` and `text`.
-    fn derive(docs: &Docs, text: &TextIndex) -> Result<Self::Derived>;
+    /// The derived state of a generation whose files are `docs` and `text`;
+    /// `saved`: what [`Profile::save`] made of it when the generation was
+    /// built, if it was saved.
+    fn derive(docs: &Docs, text: &TextIndex, saved: Option<&[u8]>) -> Result<Self::Derived>;
+
+    /// The derived state as bytes, saved with the generation so that
+    /// opening it derives nothing.
+    fn save(derived: &Self::Derived) -> Vec<u8>;
 
     /// The search plan over one generation; past `deadline`, gives up with
     /// [`crate::Error::Timeout`].

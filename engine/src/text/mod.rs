@@ -228,18 +228,37 @@ impl TextIndex {
     /// Opens the index in `dir`; `slot_of` maps a store key to the slot of
     /// its record in this generation's documents.
     pub fn open(dir: &Path, filters: &[&str], slot_of: &dyn Fn(u64) -> Option<u32>) -> Result<TextIndex> {
+        TextIndex::open_with(dir, filters, slot_of, &|_, _| None)
+    }
+
+    /// [`TextIndex::open`], taking the slots of a segment's documents from
+    /// `saved` (segment id, documents) when it has them, as
+    /// [`TextIndex::slot_table`] made them: a generation opens without a
+    /// lookup of every document's key in the documents file (at 26M
+    /// addresses, a read of its whole key table).
+    pub fn open_with(
+        dir: &Path,
+        filters: &[&str],
+        slot_of: &dyn Fn(u64) -> Option<u32>,
+        saved: &dyn Fn(&str, u32) -> Option<Vec<u32>>,
+    ) -> Result<TextIndex> {
         let (_, fields) = schema(filters);
         let index = Index::open_in_dir(dir).map_err(text_err)?;
         let reader: IndexReader =
             index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(text_err)?;
         let mut slots = Vec::new();
         for segment in reader.searcher().segment_readers() {
-            let keys: Column<u64> = segment.fast_fields().u64("key").map_err(text_err)?;
             let ranks: Column<u64> = segment.fast_fields().u64("rank").map_err(text_err)?;
-            let of_doc: std::sync::Arc<[DocRef]> = (0..segment.max_doc())
-                .map(|doc| match keys.first(doc).and_then(slot_of) {
-                    Some(slot) => DocRef { slot, rank: ranks.first(doc).unwrap_or(u64::MAX) },
-                    None => DocRef { slot: u32::MAX, rank: u64::MAX },
+            let max_doc = segment.max_doc();
+            let of = match saved(&segment.segment_id().uuid_string(), max_doc) {
+                Some(s) => s,
+                None => Self::segment_slots(segment, slot_of)?,
+            };
+            let of_doc: std::sync::Arc<[DocRef]> = (0..max_doc)
+                .zip(of)
+                .map(|(doc, slot)| match slot {
+                    u32::MAX => DocRef { slot, rank: u64::MAX },
+                    _ => DocRef { slot, rank: ranks.first(doc).unwrap_or(u64::MAX) },
                 })
                 .collect();
             slots.push(of_doc);
@@ -252,6 +271,26 @@ impl TextIndex {
             max_scores: quick_cache::sync::Cache::new(COMMON_MEMO),
             typos: quick_cache::sync::Cache::new(TYPO_MEMO),
         })
+    }
+
+    /// The slot of each document of a segment (`u32::MAX`: none).
+    fn segment_slots(segment: &tantivy::SegmentReader, slot_of: &dyn Fn(u64) -> Option<u32>) -> Result<Vec<u32>> {
+        let keys: Column<u64> = segment.fast_fields().u64("key").map_err(text_err)?;
+        Ok((0..segment.max_doc()).map(|doc| keys.first(doc).and_then(slot_of).unwrap_or(u32::MAX)).collect())
+    }
+
+    /// The slots of every segment's documents, by segment id: what
+    /// [`TextIndex::open_with`] takes.
+    pub fn slot_table(dir: &Path, slot_of: &dyn Fn(u64) -> Option<u32>) -> Result<Vec<(String, Vec<u32>)>> {
+        let index = Index::open_in_dir(dir).map_err(text_err)?;
+        let reader: IndexReader =
+            index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(text_err)?;
+        reader
+            .searcher()
+            .segment_readers()
+            .iter()
+            .map(|s| Ok((s.segment_id().uuid_string(), Self::segment_slots(s, slot_of)?)))
+            .collect()
     }
 
     pub fn num_docs(&self) -> u64 {

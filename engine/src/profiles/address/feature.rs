@@ -135,6 +135,21 @@ impl TownWords {
         TownWords(towns)
     }
 
+    /// The words and their municipalities, as [`TownWords::from_bytes`] reads them.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let list: Vec<(String, Vec<u32>)> = self.0.iter().map(|(w, s)| (w.clone(), s.clone())).collect();
+        rkyv::to_bytes::<rkyv::rancor::Error>(&list).map(|b| b.to_vec()).unwrap_or_default()
+    }
+
+    /// None if `bytes` are not what [`TownWords::to_bytes`] wrote.
+    pub fn from_bytes(bytes: &[u8]) -> Option<TownWords> {
+        // Copied: an archive must be aligned, a slice of a file need not be.
+        let mut aligned = rkyv::util::AlignedVec::<16>::new();
+        aligned.extend_from_slice(bytes);
+        let list = rkyv::from_bytes::<Vec<(String, Vec<u32>)>, rkyv::rancor::Error>(&aligned).ok()?;
+        Some(TownWords(list.into_iter().collect()))
+    }
+
     /// The municipalities with `word` in their names, if there are a few.
     pub fn named(&self, word: &str) -> &[u32] {
         match self.0.get(word) {

@@ -47,9 +47,16 @@ impl Profile for Address {
         feature::number_tag(record)
     }
 
-    fn derive(docs: &Docs, text: &TextIndex) -> Result<Derived> {
+    fn derive(docs: &Docs, text: &TextIndex, saved: Option<&[u8]>) -> Result<Derived> {
+        if let Some(towns) = saved.and_then(TownWords::from_bytes) {
+            return Ok(Derived { towns });
+        }
         let towns = TownWords::build(docs, &text.slots_where("type", "municipality")?);
         Ok(Derived { towns })
+    }
+
+    fn save(derived: &Derived) -> Vec<u8> {
+        derived.towns.to_bytes()
     }
 
     fn search(g: &Generation<Derived>, q: &SearchQuery, deadline: Option<Instant>) -> Result<Vec<Feature>> {
