@@ -89,36 +89,3 @@ impl Record {
         self.fields.iter().find(|f| f.name == name).map(|f| &f.value)
     }
 }
-
-impl ArchivedRecord {
-    pub fn get(&self, name: &str) -> Option<&ArchivedValue> {
-        self.fields.iter().find(|f| f.name == name).map(|f| &f.value)
-    }
-}
-
-impl ArchivedValue {
-    pub fn first_str(&self) -> Option<&str> {
-        match self {
-            ArchivedValue::Str(s) => Some(s.as_str()),
-            ArchivedValue::List(l) => l.first().map(rkyv::string::ArchivedString::as_str),
-            _ => None,
-        }
-    }
-
-    pub fn strs(&self) -> Vec<&str> {
-        match self {
-            ArchivedValue::Str(s) => vec![s.as_str()],
-            ArchivedValue::List(l) => l.iter().map(rkyv::string::ArchivedString::as_str).collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    pub fn as_f64(&self) -> Option<f64> {
-        match self {
-            ArchivedValue::Int(i) => Some(i.to_native() as f64),
-            ArchivedValue::Num(n) => Some(n.to_native()),
-            ArchivedValue::Str(s) => s.as_str().trim().parse().ok(),
-            ArchivedValue::List(_) | ArchivedValue::Bool(_) => None,
-        }
-    }
-}
