@@ -128,6 +128,9 @@ pub(crate) struct Mapped {
     pub map: Mmap,
     pub index_at: usize,
     pub index_len: usize,
+    /// The index's CRC: a fingerprint of the file, which another file
+    /// derived from this one can name.
+    pub index_crc: u64,
 }
 
 impl Mapped {
@@ -149,7 +152,7 @@ impl Mapped {
         if u64::from(crc32fast::hash(&map[index_at..index_at + index_len])) != index_crc {
             return Err(corrupt("the index does not match its checksum"));
         }
-        Ok(Mapped { map, index_at, index_len })
+        Ok(Mapped { map, index_at, index_len, index_crc })
     }
 
     pub fn index(&self) -> &[u8] {

@@ -63,8 +63,18 @@ impl<D> std::ops::Deref for Generation<D> {
 const SAVED_FILE: &str = "saved";
 const SAVED_MAGIC: [u8; 8] = *b"CAIRNSV1";
 
+/// The version of what [`save`] writes, the profile's part included: a
+/// change to either (to how town words are made, say) bumps it, and files
+/// of another version are derived again at open rather than believed.
+const SAVED_VERSION: u32 = 1;
+
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Default)]
 struct SavedData {
+    version: u32,
+    /// The documents file the slots are of: its record count and
+    /// fingerprint ([`Docs::fingerprint`]).
+    docs_len: u64,
+    docs_fingerprint: u64,
     segments: Vec<SegmentSlots>,
     /// The profile's state, as it encodes it.
     profile: Vec<u8>,
@@ -80,17 +90,28 @@ struct SegmentSlots {
 struct Saved(Mapped);
 
 impl Saved {
-    /// None when the generation has no saved file (then everything is
-    /// derived at open); an error when it has one that is damaged.
-    fn open(dir: &Path) -> Result<Option<Saved>> {
+    /// The saved file of the generation in `dir`, if it has one that is
+    /// intact, of this version and of these documents, every slot in it
+    /// within them. Anything else is only a cache that cannot be used:
+    /// the state is derived at open instead, as it would have been.
+    fn open(dir: &Path, docs: &Docs) -> Option<Saved> {
         let path = dir.join(SAVED_FILE);
         if !path.exists() {
-            return Ok(None);
+            return None;
         }
-        let file = Mapped::open(&path, SAVED_MAGIC)?;
-        rkyv::access::<ArchivedSavedData, rkyv::rancor::Error>(file.index())
-            .map_err(|e| Error::Corrupt { path: path.clone(), reason: e.to_string() })?;
-        Ok(Some(Saved(file)))
+        let usable = Mapped::open(&path, SAVED_MAGIC).ok().filter(|file| {
+            rkyv::access::<ArchivedSavedData, rkyv::rancor::Error>(file.index()).is_ok_and(|d| {
+                let n = docs.len() as u32;
+                d.version.to_native() == SAVED_VERSION
+                    && d.docs_len.to_native() == docs.len() as u64
+                    && d.docs_fingerprint.to_native() == docs.fingerprint()
+                    && d.segments.iter().all(|s| s.slots.iter().all(|v| v.to_native() < n || v.to_native() == u32::MAX))
+            })
+        });
+        if usable.is_none() {
+            tracing::warn!(path = %path.display(), "the generation's saved state is damaged or not of its files: derived again");
+        }
+        usable.map(Saved)
     }
 
     fn data(&self) -> &ArchivedSavedData {
@@ -115,6 +136,9 @@ pub(crate) fn save(
     let profile = profile(&docs, &text)?;
     docs.check()?;
     let data = SavedData {
+        version: SAVED_VERSION,
+        docs_len: docs.len() as u64,
+        docs_fingerprint: docs.fingerprint(),
         segments: table.into_iter().map(|(segment, slots)| SegmentSlots { segment, slots }).collect(),
         profile,
     };
@@ -153,7 +177,7 @@ impl<D> Generation<D> {
                 reason: "refers to documents that do not exist".into(),
             });
         }
-        let saved = Saved::open(dir)?;
+        let saved = Saved::open(dir, &docs);
         let saved = saved.as_ref().map(Saved::data);
         let from_saved = |segment: &str, docs: u32| {
             let s = saved?.segments.iter().find(|s| s.segment.as_str() == segment)?;

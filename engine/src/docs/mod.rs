@@ -457,6 +457,12 @@ impl Docs {
         self.at.len
     }
 
+    /// A fingerprint of this file (its index's CRC), for files derived from
+    /// it to say which documents they were derived from.
+    pub fn fingerprint(&self) -> u64 {
+        self.file.index_crc
+    }
+
     fn body(&self) -> &[u8] {
         &self.file.map[..self.at.body_len]
     }

@@ -251,8 +251,8 @@ impl TextIndex {
             let ranks: Column<u64> = segment.fast_fields().u64("rank").map_err(text_err)?;
             let max_doc = segment.max_doc();
             let of = match saved(&segment.segment_id().uuid_string(), max_doc) {
-                Some(s) => s,
-                None => Self::segment_slots(segment, slot_of)?,
+                Some(s) if s.len() == max_doc as usize => s,
+                _ => Self::segment_slots(segment, slot_of)?,
             };
             let of_doc: std::sync::Arc<[DocRef]> = (0..max_doc)
                 .zip(of)

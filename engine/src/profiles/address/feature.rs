@@ -141,12 +141,16 @@ impl TownWords {
         rkyv::to_bytes::<rkyv::rancor::Error>(&list).map(|b| b.to_vec()).unwrap_or_default()
     }
 
-    /// None if `bytes` are not what [`TownWords::to_bytes`] wrote.
-    pub fn from_bytes(bytes: &[u8]) -> Option<TownWords> {
+    /// None if `bytes` are not what [`TownWords::to_bytes`] wrote for a
+    /// documents file of `docs` records.
+    pub fn from_bytes(bytes: &[u8], docs: usize) -> Option<TownWords> {
         // Copied: an archive must be aligned, a slice of a file need not be.
         let mut aligned = rkyv::util::AlignedVec::<16>::new();
         aligned.extend_from_slice(bytes);
         let list = rkyv::from_bytes::<Vec<(String, Vec<u32>)>, rkyv::rancor::Error>(&aligned).ok()?;
+        if list.iter().any(|(_, slots)| slots.iter().any(|s| *s as usize >= docs)) {
+            return None;
+        }
         Some(TownWords(list.into_iter().collect()))
     }
 

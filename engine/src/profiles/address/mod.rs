@@ -48,7 +48,7 @@ impl Profile for Address {
     }
 
     fn derive(docs: &Docs, text: &TextIndex, saved: Option<&[u8]>) -> Result<Derived> {
-        if let Some(towns) = saved.and_then(TownWords::from_bytes) {
+        if let Some(towns) = saved.and_then(|b| TownWords::from_bytes(b, docs.len())) {
             return Ok(Derived { towns });
         }
         let towns = TownWords::build(docs, &text.slots_where("type", "municipality")?);
