@@ -200,6 +200,30 @@ fn killing_an_import_leaves_the_previous_generation_intact() {
     }
 }
 
+/// A file headed `lat<TAB>lon<TAB>expected_id` is scored on reverse: a
+/// point at a housenumber finds it first, a wrong expectation is a miss,
+/// and a line that is not a point is an error naming it.
+#[test]
+fn eval_scores_reverse_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("db");
+    let data = data.display().to_string();
+    assert!(cairn(&["import", "--data", &data, &fixture("small.ndjson").display().to_string()]).status.success());
+    let file = dir.path().join("reverse.tsv");
+    std::fs::write(&file, "lat\tlon\texpected_id\n45.7631\t4.8359\t69123_0002_00003\n45.7631\t4.8359\tnot_there\n")
+        .unwrap();
+    let out = cairn(&["eval", "--data", &data, &file.display().to_string()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let row = text.lines().find(|l| l.starts_with("reverse ")).unwrap_or_else(|| panic!("{text}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[1..3], ["2", "50.0%"], "{row}");
+    std::fs::write(&file, "lat\tlon\texpected_id\n45.7631\tfour\tx\n").unwrap();
+    let out = cairn(&["eval", "--data", &data, &file.display().to_string()]);
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("reverse.tsv:2"), "{}", stderr_of(&out));
+}
+
 #[test]
 fn bundled_dataset_answers_the_development_queries() {
     // The committed dataset and its generated query set (datasets/make_queries.py):

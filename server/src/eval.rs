@@ -1,5 +1,7 @@
 //! `cairn eval`: relevance of search on a query file, in-process or against
 //! any Addok-compatible HTTP geocoder, so both are scored on the same queries.
+//! A file whose header is `lat<TAB>lon<TAB>expected_id` is a reverse file:
+//! each point is sent to reverse, and scored as a query.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -8,28 +10,47 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use cairn::{Database, SearchQuery};
+use cairn::{Database, Point, ReverseQuery, SearchQuery};
 
-/// One query of the file: text, expected id, kind of noise.
+/// One query of the file: text (or a point, for reverse), expected id,
+/// kind of noise.
 struct Case {
     query: String,
+    at: Option<Point>,
     expected: String,
     kind: String,
 }
 
+/// The header of a reverse file.
+const REVERSE_HEADER: &str = "lat\tlon\texpected_id";
+
 fn read_cases(path: &Path) -> Result<Vec<Case>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let reverse = text.lines().next().is_some_and(|h| h.trim_end() == REVERSE_HEADER);
     let mut cases = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() || (i == 0 && line.starts_with("query\t")) {
+        if line.trim().is_empty() || (i == 0 && (reverse || line.starts_with("query\t"))) {
             continue;
         }
         let mut cols = line.split('\t');
+        if reverse {
+            let at = match (cols.next().map(str::parse::<f64>), cols.next().map(str::parse::<f64>), cols.next()) {
+                (Some(Ok(lat)), Some(Ok(lon)), Some(expected)) if (Point { lat, lon }).is_valid() => {
+                    (Point { lat, lon }, expected)
+                }
+                _ => {
+                    bail!("{}:{}: expected lat<TAB>lon<TAB>expected_id, lat and lon in degrees", path.display(), i + 1)
+                }
+            };
+            let query = format!("{} {}", at.0.lat, at.0.lon);
+            cases.push(Case { query, at: Some(at.0), expected: at.1.to_owned(), kind: "reverse".into() });
+            continue;
+        }
         let (Some(query), Some(expected)) = (cols.next(), cols.next()) else {
             bail!("{}:{}: expected query<TAB>expected_id[<TAB>kind]", path.display(), i + 1);
         };
         let kind = cols.next().unwrap_or("all").to_owned();
-        cases.push(Case { query: query.to_owned(), expected: expected.to_owned(), kind });
+        cases.push(Case { query: query.to_owned(), at: None, expected: expected.to_owned(), kind });
     }
     Ok(cases)
 }
@@ -50,6 +71,20 @@ impl Target {
         Ok(Target::Http { host, path_prefix: prefix.trim_end_matches('/').to_owned() })
     }
 
+    /// (id, score) of the results of reverse at `at`, nearest first.
+    fn reverse(&self, at: Point, limit: usize) -> Result<Vec<(String, f64)>> {
+        match self {
+            Target::Local(db) => {
+                let q = ReverseQuery { at, limit, filters: Vec::new() };
+                Ok(db.reverse(&q)?.iter().map(|f| (f.prop_str("id").unwrap_or("").to_owned(), f.score)).collect())
+            }
+            Target::Http { host, path_prefix } => {
+                let target = format!("{path_prefix}/reverse?lat={}&lon={}&limit={limit}", at.lat, at.lon);
+                features(&http_get(host, &target)?)
+            }
+        }
+    }
+
     /// (id, score) of the results, best first.
     fn search(&self, q: &str, limit: usize, autocomplete: bool) -> Result<Vec<(String, f64)>> {
         match self {
@@ -65,23 +100,26 @@ impl Target {
                     .append_pair("limit", &limit.to_string())
                     .append_pair("autocomplete", if autocomplete { "1" } else { "0" })
                     .finish();
-                let body = http_get(host, &format!("{path_prefix}/search?{qs}"))?;
-                let v: serde_json::Value =
-                    serde_json::from_str(&body).with_context(|| format!("not JSON: {body:.200}"))?;
-                Ok(v["features"]
-                    .as_array()
-                    .map(|fs| {
-                        fs.iter()
-                            .map(|f| {
-                                let p = &f["properties"];
-                                (p["id"].as_str().unwrap_or("").to_owned(), p["score"].as_f64().unwrap_or(0.0))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default())
+                features(&http_get(host, &format!("{path_prefix}/search?{qs}"))?)
             }
         }
     }
+}
+
+/// (id, score) of the features of a `GeoJSON` answer.
+fn features(body: &str) -> Result<Vec<(String, f64)>> {
+    let v: serde_json::Value = serde_json::from_str(body).with_context(|| format!("not JSON: {body:.200}"))?;
+    Ok(v["features"]
+        .as_array()
+        .map(|fs| {
+            fs.iter()
+                .map(|f| {
+                    let p = &f["properties"];
+                    (p["id"].as_str().unwrap_or("").to_owned(), p["score"].as_f64().unwrap_or(0.0))
+                })
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// A GET over HTTP/1.1 with `Connection: close`; enough for a local geocoder.
@@ -143,7 +181,10 @@ pub fn run(target: &Target, file: &Path, limit: usize, autocomplete: bool, show_
     let (mut right, mut wrong) = (Vec::new(), Vec::new());
     let mut misses = Vec::new();
     for c in &cases {
-        let results = target.search(&c.query, limit, autocomplete)?;
+        let results = match c.at {
+            Some(at) => target.reverse(at, limit)?,
+            None => target.search(&c.query, limit, autocomplete)?,
+        };
         let rank = results.iter().position(|(id, _)| *id == c.expected);
         for t in [by_kind.entry(c.kind.clone()).or_default(), &mut all] {
             t.n += 1;

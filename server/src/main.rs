@@ -122,7 +122,8 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
-    /// Score search relevance on a file of `query<TAB>expected_id[<TAB>kind]` lines.
+    /// Score search relevance on a file of `query<TAB>expected_id[<TAB>kind]` lines, or reverse on a
+    /// file headed `lat<TAB>lon<TAB>expected_id`.
     Eval {
         /// Database directory (or use --url).
         #[arg(long, env = "CAIRN_DATA", required_unless_present = "url")]
