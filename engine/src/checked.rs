@@ -76,6 +76,23 @@ impl BodyWriter {
         Ok(())
     }
 
+    /// Writes `items` of `W` bytes each, staged in runs of 64 KiB (a CRC
+    /// update per item would cost more than the item); returns how many.
+    pub fn write_items<const W: usize>(&mut self, items: impl Iterator<Item = [u8; W]>) -> Result<u64> {
+        let mut buf = Vec::with_capacity(1 << 16);
+        let mut n = 0;
+        for item in items {
+            buf.extend_from_slice(&item);
+            n += 1;
+            if buf.len() >= 1 << 16 {
+                self.write(&buf)?;
+                buf.clear();
+            }
+        }
+        self.write(&buf)?;
+        Ok(n)
+    }
+
     /// Keeps the CRC of the block being written and starts the next one.
     fn close_block(&mut self) {
         let crc = std::mem::replace(&mut self.crc, crc32fast::Hasher::new());

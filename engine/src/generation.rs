@@ -66,7 +66,7 @@ const SAVED_MAGIC: [u8; 8] = *b"CAIRNSV1";
 /// The version of what [`save`] writes, the profile's part included: a
 /// change to either (to how town words are made, say) bumps it, and files
 /// of another version are derived again at open rather than believed.
-const SAVED_VERSION: u32 = 1;
+const SAVED_VERSION: u32 = 2;
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Default)]
 struct SavedData {
@@ -129,10 +129,8 @@ pub(crate) fn save(
     profile: impl FnOnce(&Docs, &TextIndex) -> Result<Vec<u8>>,
 ) -> Result<()> {
     let docs = Docs::open(&dir.join("docs"))?;
-    let slot_of = |key| docs.slot_of_key(key);
-    let table = TextIndex::slot_table(&dir.join("text"), &slot_of)?;
-    let from_table = |segment: &str, _| table.iter().find(|(s, _)| s == segment).map(|(_, v)| v.clone());
-    let text = TextIndex::open_with(&dir.join("text"), filters, &slot_of, &from_table)?;
+    let text = TextIndex::open(&dir.join("text"), filters, &|key| docs.slot_of_key(key))?;
+    let table = text.slot_table();
     let profile = profile(&docs, &text)?;
     docs.check()?;
     let data = SavedData {

@@ -144,24 +144,22 @@ impl GeoBuilder {
             return Err(Error::Store("more points than a geo index holds".into()));
         }
         let mut data = GeoIndexData::default();
-        let mut body = BodyWriter::create(path)?;
-        let mut buf = Vec::with_capacity(1 << 16);
-        for (i, &(key, lat, lon, slot)) in self.points.iter().enumerate() {
+        for (i, &(key, _, _, slot)) in self.points.iter().enumerate() {
             if data.cells.last() != Some(&key) {
                 data.cells.push(key);
                 data.starts.push(i as u32);
             }
             data.max_slot = data.max_slot.max(Some(slot));
-            for v in [lat, lon, slot] {
-                buf.extend_from_slice(&v.to_le_bytes());
-            }
-            if buf.len() >= 1 << 16 {
-                body.write(&buf)?;
-                buf.clear();
-            }
         }
-        body.write(&buf)?;
         data.starts.push(self.points.len() as u32);
+        let mut body = BodyWriter::create(path)?;
+        body.write_items(self.points.iter().map(|&(_, lat, lon, slot)| {
+            let mut b = [0u8; POINT];
+            for (i, v) in [lat, lon, slot].into_iter().enumerate() {
+                b[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            b
+        }))?;
         (data.body_len, data.sums) = body.end_body()?;
         let bytes =
             rkyv::to_bytes::<rkyv::rancor::Error>(&data).map_err(|e| Error::Store(format!("geo index: {e}")))?;
@@ -882,15 +880,11 @@ mod tests {
             body.write(&[0u8; POINT]).unwrap();
             let (_, sums) = body.end_body().unwrap();
             let data = GeoIndexData {
+                cells: data.cells.clone(),
+                starts: data.starts.clone(),
+                max_slot: Some(0),
                 body_len: POINT as u64,
                 sums,
-                ..GeoIndexData {
-                    cells: data.cells.clone(),
-                    starts: data.starts.clone(),
-                    max_slot: Some(0),
-                    body_len: 0,
-                    sums: Vec::new(),
-                }
             };
             body.finish(&rkyv::to_bytes::<rkyv::rancor::Error>(&data).unwrap(), *MAGIC).unwrap();
         };

@@ -274,25 +274,14 @@ impl<'a> Cursor<'a> {
     fn skip_value(&mut self) -> Option<()> {
         let tag = self.byte()?;
         match tag {
-            STR => {
-                let n = usize::try_from(self.varint()?).ok()?;
-                self.take(n)?;
-            }
-            STR_SHARED | INT => {
+            STR | STR_SHARED => self.skip_string(tag)?,
+            INT => {
                 self.varint()?;
             }
             LIST => {
                 for _ in 0..self.varint()? {
-                    match self.byte()? {
-                        STR => {
-                            let n = usize::try_from(self.varint()?).ok()?;
-                            self.take(n)?;
-                        }
-                        STR_SHARED => {
-                            self.varint()?;
-                        }
-                        _ => return None,
-                    }
+                    let t = self.byte()?;
+                    self.skip_string(t)?;
                 }
             }
             FALSE | TRUE => {}
@@ -301,6 +290,15 @@ impl<'a> Cursor<'a> {
             }
         }
         Some(())
+    }
+
+    /// Moves past a string written with `tag`, inline or shared.
+    fn skip_string(&mut self, tag: u8) -> Option<()> {
+        match tag {
+            STR => self.bytes().map(drop),
+            STR_SHARED => self.varint().map(drop),
+            _ => None,
+        }
     }
 }
 
@@ -392,20 +390,24 @@ pub(crate) struct Head<'a> {
 /// How much of the previous record's id a record's begins with, and the
 /// rest: the head of a record, read no further.
 pub(crate) fn read_id(bytes: &[u8]) -> Option<(usize, &[u8])> {
-    let mut c = Cursor::new(bytes);
-    c.varint()?;
-    c.byte()?;
-    let shared = usize::try_from(c.varint()?).ok()?;
-    Some((shared, c.bytes()?))
+    let (_, _, shared, rest) = Cursor::new(bytes).id_head()?;
+    Some((shared, rest))
+}
+
+impl<'a> Cursor<'a> {
+    /// A record's kind, flags, and its id's shared length and rest.
+    fn id_head(&mut self) -> Option<(u64, u8, usize, &'a [u8])> {
+        let kind = self.varint()?;
+        let flags = self.byte()?;
+        let shared = usize::try_from(self.varint()?).ok()?;
+        Some((kind, flags, shared, self.bytes()?))
+    }
 }
 
 impl<'a> Head<'a> {
     pub fn read(bytes: &'a [u8]) -> Option<Head<'a>> {
         let mut c = Cursor::new(bytes);
-        let kind = c.varint()?;
-        let flags = c.byte()?;
-        let id_shared = usize::try_from(c.varint()?).ok()?;
-        let id_rest = c.bytes()?;
+        let (kind, flags, id_shared, id_rest) = c.id_head()?;
         let parent =
             if flags & FLAG_PARENT != 0 { Some((usize::try_from(c.varint()?).ok()?, c.bytes()?)) } else { None };
         let point = if flags & FLAG_POINT != 0 {
@@ -481,16 +483,6 @@ impl<'a> ValueRef<'a> {
             ValueRef::List(_) | ValueRef::Bool(_) => None,
         }
     }
-
-    pub fn to_value(self) -> Value {
-        match self {
-            ValueRef::Str(s) => Value::Str(s.to_owned()),
-            ValueRef::List(l) => Value::List(l.iter().map(str::to_owned).collect()),
-            ValueRef::Int(i) => Value::Int(i),
-            ValueRef::Num(n) => Value::Num(n),
-            ValueRef::Bool(b) => Value::Bool(b),
-        }
-    }
 }
 
 /// The fields of a record, in the order they were written. Bytes no
@@ -510,9 +502,7 @@ impl<'a> Fields<'a> {
         });
         Fields { tables, c, left, damaged }
     }
-}
 
-impl<'a> Fields<'a> {
     /// The value of the first field named `name` (a number into the
     /// names), skipping the others unread.
     pub(crate) fn find(mut self, name: u64) -> Option<ValueRef<'a>> {

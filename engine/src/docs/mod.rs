@@ -25,7 +25,7 @@ pub use codec::{Fields, ValueRef};
 
 use crate::checked::{Blocks, BodyWriter, Mapped};
 use crate::error::{Error, Result};
-use crate::record::{Field, Point, Record};
+use crate::record::{Point, Record};
 use crate::store::block_of;
 
 const MAGIC: &[u8; 8] = b"CAIRNDO4";
@@ -119,27 +119,16 @@ fn block_starts(keys: impl ExactSizeIterator<Item = u64> + Clone) -> Option<Vec<
     Some(t)
 }
 
-/// Where the records of a file are, and its id's parts: what both the
-/// builder (over its own vectors) and a reader (over the archived index)
-/// walk to read an id.
-trait Layout {
-    /// The coded bytes of a record, if they can be read.
-    fn bytes(&self, slot: u32) -> Option<&[u8]>;
-
-    /// The id of the record in `slot`, read from the last record that
-    /// wrote its id whole.
-    fn id(&self, slot: u32) -> Option<String> {
-        let mut id = String::new();
-        for s in slot - slot % RESTART..=slot {
-            let head = Head::read(self.bytes(s)?)?;
-            if head.id_shared > id.len() || !id.is_char_boundary(head.id_shared) {
-                return None;
-            }
-            id.truncate(head.id_shared);
-            id.push_str(std::str::from_utf8(head.id_rest).ok()?);
-        }
-        Some(id)
+/// Extends the id of the previous record to this one's: `shared` bytes of
+/// it, then `rest` (ids are front-coded, see [`codec`]). None on bytes no
+/// encoder wrote.
+fn next_id(id: &mut String, shared: usize, rest: &[u8]) -> Option<()> {
+    if shared > id.len() || !id.is_char_boundary(shared) {
+        return None;
     }
+    id.truncate(shared);
+    id.push_str(std::str::from_utf8(rest).ok()?);
+    Some(())
 }
 
 /// The parent id of a record whose own id is `id`.
@@ -213,17 +202,7 @@ impl DocsBuilder {
         let pad = (W - (self.body.pos() as usize % W)) % W;
         self.body.write(&[0u8; 8][..pad])?;
         let at = self.body.pos();
-        let mut buf = Vec::with_capacity(1 << 16);
-        let mut len = 0;
-        for v in values {
-            buf.extend_from_slice(&v);
-            len += 1;
-            if buf.len() >= 1 << 16 {
-                self.body.write(&buf)?;
-                buf.clear();
-            }
-        }
-        self.body.write(&buf)?;
+        let len = self.body.write_items(values)?;
         Ok(Table { at, len })
     }
 
@@ -253,6 +232,7 @@ impl DocsBuilder {
             }
         }
         drop(fill);
+        let child_tags: Vec<u32> = children.iter().map(|c| self.tags[*c as usize]).collect();
         let t = std::mem::take(&mut self.t);
         // A damaged block of records then never takes a table with it.
         self.body.pad_to_block()?;
@@ -264,8 +244,7 @@ impl DocsBuilder {
             ids: self.table(t.ids.iter().map(|v| v.to_le_bytes()))?,
             parents: self.table(parents.iter().map(|v| v.to_le_bytes()))?,
             child_starts: self.table(counts.iter().map(|v| v.to_le_bytes()))?,
-            child_tags: self
-                .table(children.iter().map(|c| self.tags[*c as usize].to_le_bytes()).collect::<Vec<_>>().into_iter())?,
+            child_tags: self.table(child_tags.iter().map(|v| v.to_le_bytes()))?,
             children: self.table(children.iter().map(|v| v.to_le_bytes()))?,
             block_starts: self.table(block_starts.iter().map(|v| v.to_le_bytes()))?,
             names,
@@ -303,8 +282,7 @@ impl DocsBuilder {
         let mut last: Option<(String, u32)> = None;
         for slot in 0..n as u32 {
             let head = built.bytes(slot).and_then(Head::read).ok_or_else(broken)?;
-            id.truncate(head.id_shared.min(id.len()));
-            id.push_str(std::str::from_utf8(head.id_rest).map_err(|_| broken())?);
+            next_id(&mut id, head.id_shared, head.id_rest).ok_or_else(broken)?;
             let Some(parent) = parent_of(&id, &head) else { continue };
             if let Some((p, s)) = &last {
                 if *p == parent {
@@ -334,13 +312,24 @@ struct Built<'a> {
     map: &'a [u8],
 }
 
-impl Layout for Built<'_> {
+impl Built<'_> {
     fn bytes(&self, slot: u32) -> Option<&[u8]> {
         let t = self.t;
         let at = |s: usize| t.bases[s >> GROUP_SHIFT] + u64::from(t.starts[s]);
         let s = slot as usize;
         let end = if s + 1 < t.starts.len() { at(s + 1) } else { self.records_end };
         self.map.get(usize::try_from(at(s)).ok()?..usize::try_from(end).ok()?)
+    }
+
+    /// The id of the record in `slot`, read from the last record that
+    /// wrote its id whole.
+    fn id(&self, slot: u32) -> Option<String> {
+        let mut id = String::new();
+        for s in slot - slot % RESTART..=slot {
+            let (shared, rest) = codec::read_id(self.bytes(s)?)?;
+            next_id(&mut id, shared, rest)?;
+        }
+        Some(id)
     }
 }
 
@@ -382,6 +371,11 @@ struct Places {
     len: usize,
     records_end: usize,
     body_len: usize,
+}
+
+/// A little-endian u32 of 4 bytes.
+fn u32_of(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
 /// The fields of a record that reads as empty: a count of none.
@@ -467,41 +461,31 @@ impl Docs {
         &self.file.map[..self.at.body_len]
     }
 
-    /// Entry `i` of a table of `W`-byte numbers, if its block is intact
-    /// (else the file is marked damaged).
+    /// The bytes of entries `from..to` (not empty) of a table of `w`-byte
+    /// numbers, checked at once; none if they cannot be read (the file is
+    /// then marked damaged).
     #[inline]
-    fn entry<const W: usize>(&self, t: Place, i: usize) -> Option<[u8; W]> {
-        if i >= t.len {
+    fn entries(&self, t: Place, w: usize, from: usize, to: usize) -> Option<&[u8]> {
+        if from >= to || to > t.len {
             return self.damage();
         }
-        let at = t.at + i * W;
+        let (a, b) = (t.at + from * w, t.at + to * w);
         let body = self.body();
-        if !self.blocks.intact(body, at, at + W) {
-            return None;
-        }
-        body[at..at + W].try_into().ok()
+        self.blocks.intact(body, a, b).then(|| &body[a..b])
     }
 
     fn u32_at(&self, t: Place, i: usize) -> Option<u32> {
-        self.entry::<4>(t, i).map(u32::from_le_bytes)
+        self.entries(t, 4, i, i + 1)?.try_into().ok().map(u32::from_le_bytes)
     }
 
     /// Entries `i` and `i + 1` of a table of u32, read as one.
     fn u32_pair(&self, t: Place, i: usize) -> Option<(u32, u32)> {
-        if i + 1 >= t.len {
-            return self.damage();
-        }
-        let at = t.at + i * 4;
-        let body = self.body();
-        if !self.blocks.intact(body, at, at + 8) {
-            return None;
-        }
-        let w = |at: usize| body[at..at + 4].try_into().ok().map(u32::from_le_bytes);
-        w(at).zip(w(at + 4))
+        let b = self.entries(t, 4, i, i + 2)?;
+        Some((u32_of(&b[..4]), u32_of(&b[4..])))
     }
 
     fn u64_at(&self, t: Place, i: usize) -> Option<u64> {
-        self.entry::<8>(t, i).map(u64::from_le_bytes)
+        self.entries(t, 8, i, i + 1)?.try_into().ok().map(u64::from_le_bytes)
     }
 
     /// The first `i` in `from..to` where `past(entry i)` is false, for a
@@ -550,8 +534,9 @@ impl Docs {
         self.read_id(slot).or_else(|| self.damage()).unwrap_or_default()
     }
 
-    /// [`Layout::id`], reading the records from the last whole id on as
-    /// one stretch of the file, and each no further than its id.
+    /// The id of the record in `slot`, reading the records from the last
+    /// whole id on as one stretch of the file, and each no further than
+    /// its id.
     fn read_id(&self, slot: u32) -> Option<String> {
         let t = self.at;
         let (r, s) = ((slot - slot % RESTART) as usize, slot as usize);
@@ -569,11 +554,7 @@ impl Docs {
         for c in starts.chunks_exact(4) {
             let at = base + u32::from_le_bytes(c.try_into().ok()?) as usize;
             let (shared, rest) = codec::read_id(self.body().get(at..end)?)?;
-            if shared > id.len() || !id.is_char_boundary(shared) {
-                return None;
-            }
-            id.truncate(shared);
-            id.push_str(std::str::from_utf8(rest).ok()?);
+            next_id(&mut id, shared, rest)?;
         }
         Some(id)
     }
@@ -617,9 +598,8 @@ impl Docs {
     /// [`DocsBuilder::create`]).
     pub fn children(&self, slot: u32) -> impl Iterator<Item = (u32, u32)> + '_ {
         let (from, to) = self.children_at(slot);
-        let word = |c: &[u8]| u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        let children = self.u32s(self.at.children, from, to).chunks_exact(4).map(word);
-        children.zip(self.u32s(self.at.child_tags, from, to).chunks_exact(4).map(word))
+        let children = self.u32s(self.at.children, from, to).chunks_exact(4).map(u32_of);
+        children.zip(self.u32s(self.at.child_tags, from, to).chunks_exact(4).map(u32_of))
     }
 
     /// Whether a child of `slot` has the tag `tag`: the tags alone are read.
@@ -628,18 +608,13 @@ impl Docs {
         self.u32s(self.at.child_tags, from, to).chunks_exact(4).any(|c| c == tag.to_le_bytes())
     }
 
-    /// The bytes of entries `from..to` of a table of u32, checked at once;
-    /// none if they cannot be read (the file is then damaged).
+    /// The bytes of entries `from..to` of a table of u32 (see
+    /// [`Docs::entries`]), empty when there are none or they cannot be read.
     fn u32s(&self, t: Place, from: usize, to: usize) -> &[u8] {
-        let (a, b) = (t.at + from * 4, t.at + to * 4);
         if from == to {
             return &[];
         }
-        if to > t.len || !self.blocks.intact(self.body(), a, b) {
-            self.damage::<()>();
-            return &[];
-        }
-        &self.body()[a..b]
+        self.entries(t, 4, from, to).unwrap_or_default()
     }
 
     /// Where the children of `slot` lie in the children's table.
@@ -651,7 +626,7 @@ impl Docs {
     }
 }
 
-impl Layout for Docs {
+impl Docs {
     /// The bytes of a record, if its blocks match their CRC.
     fn bytes(&self, slot: u32) -> Option<&[u8]> {
         let t = self.at;
@@ -707,19 +682,6 @@ impl<'a> RecordRef<'a> {
         let same = |n: &str| n.len() == name.len() && n.as_bytes().first() == name.as_bytes().first() && n == name;
         let id = self.docs.names.iter().position(|n| same(n))?;
         self.fields().find(id as u64)
-    }
-
-    /// The record as it was stored.
-    pub fn to_record(&self) -> Record {
-        let id = self.id();
-        let parent = self.docs.bytes(self.slot).and_then(Head::read).and_then(|h| parent_of(&id, &h));
-        Record {
-            id,
-            kind: self.kind.to_owned(),
-            parent,
-            point: self.point(),
-            fields: self.fields().map(|(name, v)| Field { name: name.to_owned(), value: v.to_value() }).collect(),
-        }
     }
 }
 

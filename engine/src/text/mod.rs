@@ -281,15 +281,13 @@ impl TextIndex {
 
     /// The slots of every segment's documents, by segment id: what
     /// [`TextIndex::open_with`] takes.
-    pub fn slot_table(dir: &Path, slot_of: &dyn Fn(u64) -> Option<u32>) -> Result<Vec<(String, Vec<u32>)>> {
-        let index = Index::open_in_dir(dir).map_err(text_err)?;
-        let reader: IndexReader =
-            index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(text_err)?;
-        reader
-            .searcher()
+    pub fn slot_table(&self) -> Vec<(String, Vec<u32>)> {
+        let searcher = self.reader.searcher();
+        searcher
             .segment_readers()
             .iter()
-            .map(|s| Ok((s.segment_id().uuid_string(), Self::segment_slots(s, slot_of)?)))
+            .zip(&self.slots)
+            .map(|(s, refs)| (s.segment_id().uuid_string(), refs.iter().map(|r| r.slot).collect()))
             .collect()
     }
 

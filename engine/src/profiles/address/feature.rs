@@ -137,8 +137,7 @@ impl TownWords {
 
     /// The words and their municipalities, as [`TownWords::from_bytes`] reads them.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let list: Vec<(String, Vec<u32>)> = self.0.iter().map(|(w, s)| (w.clone(), s.clone())).collect();
-        rkyv::to_bytes::<rkyv::rancor::Error>(&list).map(|b| b.to_vec()).unwrap_or_default()
+        rkyv::to_bytes::<rkyv::rancor::Error>(&self.0).map(|b| b.to_vec()).unwrap_or_default()
     }
 
     /// None if `bytes` are not what [`TownWords::to_bytes`] wrote for a
@@ -147,11 +146,12 @@ impl TownWords {
         // Copied: an archive must be aligned, a slice of a file need not be.
         let mut aligned = rkyv::util::AlignedVec::<16>::new();
         aligned.extend_from_slice(bytes);
-        let list = rkyv::from_bytes::<Vec<(String, Vec<u32>)>, rkyv::rancor::Error>(&aligned).ok()?;
-        if list.iter().any(|(_, slots)| slots.iter().any(|s| *s as usize >= docs)) {
+        let towns =
+            rkyv::from_bytes::<std::collections::BTreeMap<String, Vec<u32>>, rkyv::rancor::Error>(&aligned).ok()?;
+        if towns.values().any(|slots| slots.iter().any(|s| *s as usize >= docs)) {
             return None;
         }
-        Some(TownWords(list.into_iter().collect()))
+        Some(TownWords(towns))
     }
 
     /// The municipalities with `word` in their names, if there are a few.
