@@ -651,16 +651,17 @@ fn build_generation(store: &Store, dir: &Path, checked: bool) -> Result<()> {
 /// the COMPLETE marker, and syncs the directory.
 fn build_read_files(dir: &Path, txn: &mut StoreTxn) -> Result<()> {
     let mut docs = DocsBuilder::create(&dir.join("docs"), Active::child_tag)?;
-    let mut geo = GeoBuilder::default();
+    docs.reserve(usize::try_from(txn.count()?).unwrap_or(0));
+    let mut geo = GeoBuilder::new(&dir.join("geo"));
     txn.for_each(|key, r| {
         let slot = docs.add(key, &r)?;
         if let Some(p) = r.point {
-            geo.add(p, slot);
+            geo.add(p, slot)?;
         }
         Ok(())
     })?;
     docs.finish()?;
-    geo.write(&dir.join("geo"))?;
+    geo.write()?;
     crate::generation::save(dir, Active::FILTERS, |docs, text| {
         Active::derive(docs, text, None).map(|d| Active::save(&d))
     })?;
@@ -811,9 +812,9 @@ mod tests {
     fn mismatched_generation_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         two_generations(dir.path());
-        let mut geo = GeoBuilder::default();
-        geo.add(Point { lat: 45.0, lon: 5.0 }, 999);
-        geo.write(&gen_dir(dir.path(), 2).join("geo")).unwrap();
+        let mut geo = GeoBuilder::new(&gen_dir(dir.path(), 2).join("geo"));
+        geo.add(Point { lat: 45.0, lon: 5.0 }, 999).unwrap();
+        geo.write().unwrap();
         assert!(matches!(Database::open_read_only(dir.path()), Err(Error::Corrupt { .. })));
     }
 
@@ -1114,8 +1115,9 @@ mod tests {
             (
                 "a block claiming 4 GiB",
                 Box::new(|t| {
+                    // After the four bytes that mark a coded block.
                     let blocks = pairs(t, RawTable::Blocks);
-                    blocks[0].1[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+                    blocks[0].1[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
                 }),
             ),
             (
@@ -1123,7 +1125,7 @@ mod tests {
                 Box::new(|t| {
                     let blocks = pairs(t, RawTable::Blocks);
                     let n = blocks[0].1.len();
-                    blocks[0].1[4..n].fill(0xff);
+                    blocks[0].1[8..n].fill(0xff);
                 }),
             ),
         ];

@@ -94,8 +94,13 @@ fn floor(x: f64) -> i64 {
 
 /// Cell keys sort by row (latitude), then by column: the cells of a row
 /// are contiguous.
+fn key_of(row: u32, col: u32) -> u64 {
+    (u64::from(row) << 32) | u64::from(col)
+}
+
+#[cfg(test)]
 fn cell_key(ci: i64, cj: i64) -> u64 {
-    (u64::from(row_of(ci)) << 32) | u64::from(col_of(cj))
+    key_of(row_of(ci), col_of(cj))
 }
 
 fn row_of(ci: i64) -> u32 {
@@ -121,45 +126,109 @@ fn from_fraction(c: i64, f: u32) -> f64 {
     (c as f64 + f64::from(f) / FRACTION) * CELL_DEG
 }
 
-/// Collects points, then writes the index file.
-#[derive(Default)]
+/// Points a builder keeps in memory before it appends them to its spill
+/// file: 1.3 MB.
+const SPILL_EVERY: usize = 1 << 16;
+/// A point while the index is built: row and column of its cell, fractions
+/// of latitude and longitude, slot. Five words, not a `(u64, ..)` tuple's
+/// six: 28M points are sorted in memory at the end.
+type Staged = [u32; 5];
+
+/// Collects points, then writes the index file. The points go to a spill
+/// file beside the index as they come and are read back only to be sorted,
+/// once the documents file is done: a build never holds both at once.
 pub struct GeoBuilder {
-    /// Cell key, fractions of latitude and longitude, slot.
-    points: Vec<(u64, u32, u32, u32)>,
+    path: std::path::PathBuf,
+    spill_path: std::path::PathBuf,
+    spill: Option<std::io::BufWriter<std::fs::File>>,
+    spilled: usize,
+    points: Vec<Staged>,
 }
 
 impl GeoBuilder {
-    pub fn add(&mut self, p: Point, slot: u32) {
-        if !p.is_valid() {
-            return;
-        }
-        let (ci, cj) = cell_of(p.lat, p.lon, CELL_DEG);
-        self.points.push((cell_key(ci, cj), fraction(p.lat, ci), fraction(p.lon, cj), slot));
+    /// A builder of the index at `path`; its spill file is `path.points`.
+    pub fn new(path: &Path) -> GeoBuilder {
+        let mut spill_path = path.as_os_str().to_owned();
+        spill_path.push(".points");
+        GeoBuilder { path: path.to_owned(), spill_path: spill_path.into(), spill: None, spilled: 0, points: Vec::new() }
     }
 
-    pub fn write(mut self, path: &Path) -> Result<()> {
+    pub fn add(&mut self, p: Point, slot: u32) -> Result<()> {
+        if !p.is_valid() {
+            return Ok(());
+        }
+        let (ci, cj) = cell_of(p.lat, p.lon, CELL_DEG);
+        self.points.push([row_of(ci), col_of(cj), fraction(p.lat, ci), fraction(p.lon, cj), slot]);
+        if self.points.len() >= SPILL_EVERY {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self) -> Result<()> {
+        use std::io::Write;
+        let io = |e| Error::io(&self.spill_path, e);
+        if self.spill.is_none() {
+            let file = std::fs::File::create(&self.spill_path).map_err(io)?;
+            self.spill = Some(std::io::BufWriter::with_capacity(1 << 16, file));
+        }
+        let Some(out) = self.spill.as_mut() else { return Ok(()) };
+        self.spilled += self.points.len();
+        for point in self.points.drain(..) {
+            for w in point {
+                out.write_all(&w.to_le_bytes()).map_err(io)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every point added, the spilled ones read back.
+    fn collect(&mut self) -> Result<Vec<Staged>> {
+        use std::io::Read;
+        let Some(out) = self.spill.take() else { return Ok(std::mem::take(&mut self.points)) };
+        let io = |e| Error::io(&self.spill_path, e);
+        let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+        drop(file);
+        let mut input = std::io::BufReader::with_capacity(1 << 16, std::fs::File::open(&self.spill_path).map_err(io)?);
+        let mut all = Vec::with_capacity(self.spilled + self.points.len());
+        let mut b = [0u8; 20];
+        for _ in 0..self.spilled {
+            input.read_exact(&mut b).map_err(io)?;
+            let w = |i: usize| u32::from_le_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]]);
+            all.push([w(0), w(1), w(2), w(3), w(4)]);
+        }
+        drop(input);
+        std::fs::remove_file(&self.spill_path).map_err(io)?;
+        all.append(&mut self.points);
+        Ok(all)
+    }
+
+    pub fn write(mut self) -> Result<()> {
+        let mut points = self.collect()?;
         // By cell, then by latitude within a cell (see `nearest`).
-        self.points.sort_unstable_by_key(|&(key, lat, _, slot)| (key, lat, slot));
-        if u32::try_from(self.points.len()).is_err() {
+        points.sort_unstable_by_key(|&[row, col, lat, _, slot]| (row, col, lat, slot));
+        if u32::try_from(points.len()).is_err() {
             return Err(Error::Store("more points than a geo index holds".into()));
         }
         let mut data = GeoIndexData::default();
-        for (i, &(key, _, _, slot)) in self.points.iter().enumerate() {
+        for (i, &[row, col, _, _, slot]) in points.iter().enumerate() {
+            let key = key_of(row, col);
             if data.cells.last() != Some(&key) {
                 data.cells.push(key);
                 data.starts.push(i as u32);
             }
             data.max_slot = data.max_slot.max(Some(slot));
         }
-        data.starts.push(self.points.len() as u32);
-        let mut body = BodyWriter::create(path)?;
-        body.write_items(self.points.iter().map(|&(_, lat, lon, slot)| {
+        data.starts.push(points.len() as u32);
+        let mut body = BodyWriter::create(&self.path)?;
+        body.write_items(points.iter().map(|&[_, _, lat, lon, slot]| {
             let mut b = [0u8; POINT];
             for (i, v) in [lat, lon, slot].into_iter().enumerate() {
                 b[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
             }
             b
         }))?;
+        drop(points);
         (data.body_len, data.sums) = body.end_body()?;
         let bytes =
             rkyv::to_bytes::<rkyv::rancor::Error>(&data).map_err(|e| Error::Store(format!("geo index: {e}")))?;
@@ -647,12 +716,12 @@ mod tests {
     fn nearest_walks_rings_and_filters() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("geo");
-        let mut b = GeoBuilder::default();
-        b.add(Point { lat: 45.0, lon: 5.0 }, 0);
-        b.add(Point { lat: 45.001, lon: 5.0 }, 1);
-        b.add(Point { lat: 45.5, lon: 5.5 }, 2);
-        b.add(Point { lat: 95.0, lon: 5.5 }, 3); // invalid, dropped
-        b.write(&path).unwrap();
+        let mut b = GeoBuilder::new(&path);
+        b.add(Point { lat: 45.0, lon: 5.0 }, 0).unwrap();
+        b.add(Point { lat: 45.001, lon: 5.0 }, 1).unwrap();
+        b.add(Point { lat: 45.5, lon: 5.5 }, 2).unwrap();
+        b.add(Point { lat: 95.0, lon: 5.5 }, 3).unwrap(); // invalid, dropped
+        b.write().unwrap();
         let g = GeoIndex::open(&path).unwrap();
         assert_eq!(g.len(), 3);
         let at = Point { lat: 45.0009, lon: 5.0 };
@@ -709,11 +778,11 @@ mod tests {
     fn index_of(points: &[Point]) -> (tempfile::TempDir, GeoIndex) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("geo");
-        let mut b = GeoBuilder::default();
+        let mut b = GeoBuilder::new(&path);
         for (slot, p) in points.iter().enumerate() {
-            b.add(*p, slot as u32);
+            b.add(*p, slot as u32).unwrap();
         }
-        b.write(&path).unwrap();
+        b.write().unwrap();
         let g = GeoIndex::open(&path).unwrap();
         (dir, g)
     }
@@ -818,13 +887,17 @@ mod tests {
     fn nearest_agrees_with_a_full_scan() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("geo");
-        let points = random_points(20_000, 7);
-        let mut b = GeoBuilder::default();
+        // More than two spills' worth: most points are read back from the
+        // builder's spill file, some come from memory.
+        let points = random_points(2 * SPILL_EVERY + 5_000, 7);
+        let mut b = GeoBuilder::new(&path);
         for (slot, p) in points.iter().enumerate() {
-            b.add(*p, slot as u32);
+            b.add(*p, slot as u32).unwrap();
         }
-        b.write(&path).unwrap();
+        b.write().unwrap();
+        assert!(!dir.path().join("geo.points").exists(), "the spill file is left behind");
         let g = GeoIndex::open(&path).unwrap();
+        assert_eq!(g.len(), points.len());
         check_against_brute(&g, &points, 99);
         assert!(g.check().is_ok());
     }

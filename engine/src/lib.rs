@@ -21,6 +21,7 @@
 
 mod cache;
 mod checked;
+mod codec;
 pub mod collection;
 mod db;
 mod docs;

@@ -2,7 +2,7 @@
 //!
 //! redb is the durable store; this file is the read path. The body of a
 //! [`crate::checked`] file holds the records, one after the other,
-//! schema-coded ([`codec`]), then the tables of fixed-width numbers that
+//! schema-coded ([`crate::codec`]), then the tables of fixed-width numbers that
 //! say where each record is, its store key, an id lookup table and the
 //! parent/children links. The index holds where those tables are, the
 //! names and strings the records are coded against, and the block CRCs.
@@ -12,16 +12,14 @@
 //! entry in a damaged block reads as nothing, and the query that read it
 //! gets an error ([`Docs::check`]).
 
-mod codec;
-
 use std::fs::File;
 use std::path::Path;
 
 use memmap2::Mmap;
 use rkyv::{Archive, Deserialize, Serialize};
 
-use codec::{Cursor, Encoder, Head, RawPoint, Tables, RESTART};
-pub use codec::{Fields, ValueRef};
+use crate::codec::{self, next_id, Cursor, Encoder, Head, RawPoint, Tables, RESTART};
+pub use crate::codec::{Fields, ValueRef};
 
 use crate::checked::{Blocks, BodyWriter, Mapped};
 use crate::error::{Error, Result};
@@ -119,18 +117,6 @@ fn block_starts(keys: impl ExactSizeIterator<Item = u64> + Clone) -> Option<Vec<
     Some(t)
 }
 
-/// Extends the id of the previous record to this one's: `shared` bytes of
-/// it, then `rest` (ids are front-coded, see [`codec`]). None on bytes no
-/// encoder wrote.
-fn next_id(id: &mut String, shared: usize, rest: &[u8]) -> Option<()> {
-    if shared > id.len() || !id.is_char_boundary(shared) {
-        return None;
-    }
-    id.truncate(shared);
-    id.push_str(std::str::from_utf8(rest).ok()?);
-    Some(())
-}
-
 /// The parent id of a record whose own id is `id`.
 fn parent_of(id: &str, head: &Head) -> Option<String> {
     let (shared, rest) = head.parent?;
@@ -166,6 +152,16 @@ impl DocsBuilder {
             tags: Vec::new(),
             tag,
         })
+    }
+
+    /// Makes room for `n` records at once: the tables then grow by no
+    /// doubling, which at 28M records would hold up to twice their size.
+    pub fn reserve(&mut self, n: usize) {
+        self.t.starts.reserve_exact(n);
+        self.t.keys.reserve_exact(n);
+        self.t.ids.reserve_exact(n);
+        self.tags.reserve_exact(n);
+        self.t.bases.reserve_exact(n.div_ceil(1 << GROUP_SHIFT));
     }
 
     /// Appends a record; returns its slot.
@@ -233,6 +229,7 @@ impl DocsBuilder {
         }
         drop(fill);
         let child_tags: Vec<u32> = children.iter().map(|c| self.tags[*c as usize]).collect();
+        self.tags = Vec::new();
         let t = std::mem::take(&mut self.t);
         // A damaged block of records then never takes a table with it.
         self.body.pad_to_block()?;
@@ -273,6 +270,11 @@ impl DocsBuilder {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: the file is ours and no longer written to until we drop the map.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        // Read once, front to back: pages left behind are dropped from the
+        // map (not from the page cache), or a 2 GB file would count whole
+        // in the build's memory.
+        let _ = map.advise(memmap2::Advice::Sequential);
+        let mut released = 0usize;
         let built = Built { t: &self.t, records_end: self.records_end, map: &map };
         let broken =
             || Error::Corrupt { path: path.to_owned(), reason: "a record just written reads back wrong".into() };
@@ -281,6 +283,9 @@ impl DocsBuilder {
         // Children of one parent mostly follow each other.
         let mut last: Option<(String, u32)> = None;
         for slot in 0..n as u32 {
+            if slot % 4096 == 0 {
+                released = release_behind(&map, released, built.start(slot));
+            }
             let head = built.bytes(slot).and_then(Head::read).ok_or_else(broken)?;
             next_id(&mut id, head.id_shared, head.id_rest).ok_or_else(broken)?;
             let Some(parent) = parent_of(&id, &head) else { continue };
@@ -312,13 +317,37 @@ struct Built<'a> {
     map: &'a [u8],
 }
 
+/// Drops the pages of `map` from `released` to a window before `at` out
+/// of this process (the page cache keeps them); returns the new mark.
+fn release_behind(map: &Mmap, released: usize, at: usize) -> usize {
+    // Parents are looked up behind the cursor, mostly close to it.
+    const WINDOW: usize = 32 << 20;
+    const PAGE: usize = 4096;
+    let end = at.saturating_sub(WINDOW) & !(PAGE - 1);
+    if end < released + WINDOW {
+        return released;
+    }
+    // SAFETY: the map is read-only and of a file nobody writes while it is
+    // open: a dropped page reads back the same bytes on the next access,
+    // so the slices `Built` hands out stay valid.
+    match unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, released, end - released) } {
+        Ok(()) => end,
+        Err(_) => released,
+    }
+}
+
 impl Built<'_> {
-    fn bytes(&self, slot: u32) -> Option<&[u8]> {
-        let t = self.t;
-        let at = |s: usize| t.bases[s >> GROUP_SHIFT] + u64::from(t.starts[s]);
+    /// Where the record in `slot` starts.
+    fn start(&self, slot: u32) -> usize {
         let s = slot as usize;
-        let end = if s + 1 < t.starts.len() { at(s + 1) } else { self.records_end };
-        self.map.get(usize::try_from(at(s)).ok()?..usize::try_from(end).ok()?)
+        usize::try_from(self.t.bases[s >> GROUP_SHIFT] + u64::from(self.t.starts[s])).unwrap_or(usize::MAX)
+    }
+
+    fn bytes(&self, slot: u32) -> Option<&[u8]> {
+        let s = slot as usize;
+        let end =
+            if s + 1 < self.t.starts.len() { self.start(slot + 1) } else { usize::try_from(self.records_end).ok()? };
+        self.map.get(self.start(slot)..end)
     }
 
     /// The id of the record in `slot`, read from the last record that

@@ -1,5 +1,6 @@
-//! How a record is laid out in the documents file: schema-coded, so that a
-//! housenumber takes about 30 bytes instead of the 250 its rkyv archive took
+//! How a record is coded, in the documents file and in the store's blocks:
+//! schema-coded, so that a housenumber takes about 30 bytes instead of the
+//! 250 its rkyv archive took
 //! (field names, ids and the parent's id written out in every record, every
 //! number as 8 bytes, every value padded for alignment).
 //!
@@ -17,16 +18,18 @@
 //!   mantissa (`45.761934` is four bytes), written only when it reads back
 //!   to the very same `f64`; any other number is its 8 bytes.
 //!
-//! Reading is in place: a [`RecordRef`] borrows the file's bytes and its
-//! tables, and decodes a field only when asked for it.
+//! Reading is in place: a [`crate::docs::RecordRef`] borrows the file's
+//! bytes and its tables, and decodes a field only when asked for it. A
+//! store block ([`pack`]) carries its own tables and is decoded whole.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rkyv::string::ArchivedString;
 use rkyv::vec::ArchivedVec;
+use rkyv::{Archive, Deserialize, Serialize};
 
-use crate::record::{Point, Record, Value};
+use crate::record::{Field, Point, Record, Value};
 
 /// Every this many records, an id is written whole.
 pub(crate) const RESTART: u32 = 8;
@@ -232,6 +235,10 @@ impl<'a> Cursor<'a> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
+            // The tenth byte holds bit 63 alone: more is no varint we wrote.
+            if shift == 63 && b > 1 {
+                return None;
+            }
             v |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
                 return Some(v);
@@ -573,4 +580,102 @@ mod tests {
             assert_eq!(unzigzag(zigzag(v)), v);
         }
     }
+}
+
+/// Extends the id of the previous record to this one's: `shared` bytes of
+/// it, then `rest` (ids are front-coded). None on bytes no encoder wrote.
+pub(crate) fn next_id(id: &mut String, shared: usize, rest: &[u8]) -> Option<()> {
+    if shared > id.len() || !id.is_char_boundary(shared) {
+        return None;
+    }
+    id.truncate(shared);
+    id.push_str(std::str::from_utf8(rest).ok()?);
+    Some(())
+}
+
+/// The names and strings the records of one store block are coded against.
+#[derive(Archive, Serialize, Deserialize, Default)]
+struct BlockTables {
+    names: Vec<String>,
+    strings: Vec<String>,
+}
+
+/// Codes the records of one store block, keys increasing: the block's
+/// tables (an rkyv archive, first so that it starts aligned), then the
+/// count, then each record as its key's distance from the previous key and
+/// its coded bytes, then the length of the tables (u32, little-endian).
+pub(crate) fn pack(entries: &[(u64, Record)]) -> Option<Vec<u8>> {
+    let mut enc = Encoder::default();
+    let (mut records, mut buf, mut prev) = (Vec::new(), Vec::new(), 0u64);
+    put_varint(&mut records, entries.len() as u64);
+    for (i, (key, r)) in entries.iter().enumerate() {
+        buf.clear();
+        enc.encode(u32::try_from(i).ok()?, r, &mut buf);
+        put_varint(&mut records, key.checked_sub(prev)?);
+        put_bytes(&mut records, &buf);
+        prev = *key;
+    }
+    let tables = rkyv::to_bytes::<rkyv::rancor::Error>(&BlockTables { names: enc.names, strings: enc.strings }).ok()?;
+    let mut out = Vec::with_capacity(tables.len() + records.len() + 4);
+    out.extend_from_slice(&tables);
+    out.extend_from_slice(&records);
+    out.extend_from_slice(&u32::try_from(tables.len()).ok()?.to_le_bytes());
+    Some(out)
+}
+
+/// The records [`pack`] coded. `bytes` must start 16-byte aligned; None
+/// on bytes it did not write.
+pub(crate) fn unpack(bytes: &[u8]) -> Option<Vec<(u64, Record)>> {
+    let (body, len) = bytes.split_at(bytes.len().checked_sub(4)?);
+    let tables_len = usize::try_from(u32::from_le_bytes(len.try_into().ok()?)).ok()?;
+    let archived = rkyv::access::<ArchivedBlockTables, rkyv::rancor::Error>(body.get(..tables_len)?).ok()?;
+    let tables = Tables { names: &archived.names, strings: &archived.strings };
+    let mut c = Cursor::new(body.get(tables_len..)?);
+    let n = c.varint()?;
+    // A count no block of this size could hold is damage, not a reason to
+    // reserve gigabytes.
+    let mut out = Vec::with_capacity(usize::try_from(n).ok().filter(|n| *n <= body.len())?);
+    let (mut key, mut id) = (0u64, String::new());
+    for _ in 0..n {
+        key = key.checked_add(c.varint()?)?;
+        out.push((key, decode(tables, c.bytes()?, &mut id)?));
+    }
+    (c.at == c.bytes.len()).then_some(out)
+}
+
+/// A whole record out of its coded bytes; `id` is the previous record's id
+/// on the way in, this one's on the way out.
+fn decode(tables: Tables, bytes: &[u8], id: &mut String) -> Option<Record> {
+    let head = Head::read(bytes)?;
+    next_id(id, head.id_shared, head.id_rest)?;
+    let parent = match head.parent {
+        Some((shared, rest)) => {
+            let mut p = id.get(..shared)?.to_owned();
+            p.push_str(std::str::from_utf8(rest).ok()?);
+            Some(p)
+        }
+        None => None,
+    };
+    let mut c = head.fields;
+    let n = c.varint()?;
+    let mut fields = Vec::with_capacity(usize::try_from(n).ok().filter(|n| *n <= bytes.len())?);
+    for _ in 0..n {
+        let name = tables.name(c.varint()?)?.to_owned();
+        let value = match tables.value(&mut c)? {
+            ValueRef::Str(s) => Value::Str(s.to_owned()),
+            ValueRef::List(l) => Value::List(l.iter().map(str::to_owned).collect()),
+            ValueRef::Int(i) => Value::Int(i),
+            ValueRef::Num(n) => Value::Num(n),
+            ValueRef::Bool(b) => Value::Bool(b),
+        };
+        fields.push(Field { name, value });
+    }
+    (c.at == bytes.len()).then_some(())?;
+    Some(Record {
+        id: id.clone(),
+        kind: tables.name(head.kind)?.to_owned(),
+        parent,
+        point: head.point.map(RawPoint::get),
+        fields,
+    })
 }
