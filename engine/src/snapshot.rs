@@ -33,8 +33,13 @@ use crate::error::{Error, Result};
 use crate::profiles::{Active, Profile};
 use crate::store::{RawTable, Store, StoreView};
 
-/// The format this build writes and the only one it reads.
-pub const FORMAT_VERSION: u32 = 2;
+/// The format this build writes. Version 3 is version 2 with store blocks
+/// that may be coded ([`crate::store`]): a build that reads only version 2
+/// refuses it by its number instead of calling its blocks damaged.
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest format this build reads: version 2's blocks are all of the
+/// first format, which the store still reads.
+pub const OLDEST_READ: u32 = 2;
 
 const MAGIC: &[u8; 8] = b"CAIRNSNP";
 const END: &[u8; 8] = b"CAIRNEND";
@@ -97,9 +102,9 @@ impl Manifest {
     }
 
     fn check(&self) -> Result<()> {
-        if self.format_version != FORMAT_VERSION {
+        if !(OLDEST_READ..=FORMAT_VERSION).contains(&self.format_version) {
             return Err(Error::snapshot(format!(
-                "the manifest says format version {}, the header {FORMAT_VERSION}",
+                "the manifest says format version {}, which this build does not read",
                 self.format_version
             )));
         }
@@ -348,9 +353,9 @@ fn read_header<R: Read>(r: &mut CrcReader<R>) -> Result<Manifest> {
         return Err(Error::snapshot("not a cairn snapshot (wrong magic bytes)"));
     }
     let version = read_u32(r, "the header")?;
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READ..=FORMAT_VERSION).contains(&version) {
         return Err(Error::snapshot(format!(
-            "format version {version} is not supported (this build reads version {FORMAT_VERSION})"
+            "format version {version} is not supported (this build reads versions {OLDEST_READ} to {FORMAT_VERSION})"
         )));
     }
     let len = read_u32(r, "the header")? as usize;
@@ -365,6 +370,12 @@ fn read_header<R: Read>(r: &mut CrcReader<R>) -> Result<Manifest> {
     }
     let manifest: Manifest =
         serde_json::from_slice(&json).map_err(|e| Error::snapshot(format!("the manifest is unreadable: {e}")))?;
+    if manifest.format_version != version {
+        return Err(Error::snapshot(format!(
+            "the manifest says format version {}, the header {version}",
+            manifest.format_version
+        )));
+    }
     manifest.check()?;
     Ok(manifest)
 }
@@ -572,6 +583,13 @@ mod tests {
         assert!(m.check().is_err());
         let mut m = manifest();
         m.generation = 0;
+        assert!(m.check().is_err());
+        let mut m = manifest();
+        m.format_version = OLDEST_READ;
+        assert!(m.check().is_ok());
+        m.format_version = OLDEST_READ - 1;
+        assert!(m.check().is_err());
+        m.format_version = FORMAT_VERSION + 1;
         assert!(m.check().is_err());
     }
 

@@ -98,7 +98,8 @@ const CODED: [u8; 4] = [0xFF; 4];
 /// the documents file ([`codec::pack`]): about 30 bytes a housenumber
 /// where the first format took 70 (rkyv pads and repeats every field name).
 fn encode_block(entries: &[(u64, Record)]) -> Result<Vec<u8>> {
-    let raw = codec::pack(entries).ok_or_else(|| Error::Store("coding a block: keys out of order".into()))?;
+    let raw = codec::pack(entries)
+        .ok_or_else(|| Error::Store("coding a block: keys out of order, or tables over 4 GiB".into()))?;
     let mut out = CODED.to_vec();
     out.extend_from_slice(&lz4_flex::compress_prepend_size(&raw));
     Ok(out)
@@ -836,7 +837,14 @@ mod tests {
         t.commit(1).unwrap();
         // The block as the previous version wrote it.
         let mut old_records = Vec::new();
-        store.begin().unwrap().for_each(|k, r| Ok(old_records.push((k, r)))).unwrap();
+        store
+            .begin()
+            .unwrap()
+            .for_each(|k, r| {
+                old_records.push((k, r));
+                Ok(())
+            })
+            .unwrap();
         let txn = store.db.begin_write().unwrap();
         {
             let raw = rkyv::to_bytes::<rkyv::rancor::Error>(&old_records).unwrap();
