@@ -199,6 +199,17 @@ fn damaged_snapshots_are_refused_and_change_nothing() {
         assert_eq!((generation(&a), answers(&a), listing(&a)), before, "{what}: the database changed");
         // Nothing escaped the directory either.
         assert!(!root.path().join("evil").exists() && !Path::new("/tmp/evil").exists(), "{what}");
+        // Nor is an empty database left where there was none: it would
+        // answer every search with nothing, as if restored.
+        let missing = root.path().join("missing");
+        let o = cairn(&["snapshot", "restore", &s(&bad), "--data", &s(&missing)]);
+        assert_eq!(o.status.code(), Some(1), "{what}");
+        assert!(!missing.exists(), "{what}: left {:?}", listing(&missing));
+        let empty = root.path().join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        let o = cairn(&["snapshot", "restore", &s(&bad), "--data", &s(&empty)]);
+        assert_eq!(o.status.code(), Some(1), "{what}");
+        assert!(listing(&empty).is_empty(), "{what}: left {:?}", listing(&empty));
     }
     // And the good one still installs after all those refusals.
     let o = cairn(&["snapshot", "restore", &s(&file), "--data", &s(&a)]);

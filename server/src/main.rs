@@ -388,11 +388,23 @@ fn snapshot(cmd: SnapshotCommand) -> Result<()> {
             // Refused before the database is even opened (or created).
             cairn::snapshot::read_manifest(&mut input).with_context(|| format!("{} is refused", file.display()))?;
             std::io::Seek::rewind(&mut input).with_context(|| format!("reading {}", file.display()))?;
+            let (existed, had_db) = (data.exists(), Database::store_path(&data).exists());
             let db = Database::open(&data).with_context(|| format!("opening {}", data.display()))?;
             let started = Instant::now();
             let mut input = std::io::BufReader::with_capacity(1 << 20, &mut input);
-            let m = if as_replica { db.follow_snapshot(&mut input) } else { db.restore_snapshot(&mut input) }
-                .with_context(|| format!("{} is refused; {} is unchanged", file.display(), data.display()))?;
+            let restored = if as_replica { db.follow_snapshot(&mut input) } else { db.restore_snapshot(&mut input) };
+            if restored.is_err() && !had_db {
+                // The empty database opening made would answer every query
+                // with nothing, as if it had been restored: leave what was there.
+                drop(db);
+                let _ = if existed {
+                    std::fs::remove_file(Database::store_path(&data))
+                } else {
+                    std::fs::remove_dir_all(&data)
+                };
+            }
+            let m =
+                restored.with_context(|| format!("{} is refused; {} is unchanged", file.display(), data.display()))?;
             println!(
                 "restored generation {} ({} documents) into {} in {:.2} s",
                 m.generation,
