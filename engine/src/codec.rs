@@ -412,6 +412,15 @@ impl<'a> Cursor<'a> {
 }
 
 impl<'a> Head<'a> {
+    /// The id of the record's parent, given the record's own id: `Some(None)`
+    /// when it has none, `None` on bytes no encoder wrote.
+    pub fn parent_id(&self, id: &str) -> Option<Option<String>> {
+        let Some((shared, rest)) = self.parent else { return Some(None) };
+        let mut p = id.get(..shared)?.to_owned();
+        p.push_str(std::str::from_utf8(rest).ok()?);
+        Some(Some(p))
+    }
+
     pub fn read(bytes: &'a [u8]) -> Option<Head<'a>> {
         let mut c = Cursor::new(bytes);
         let (kind, flags, id_shared, id_rest) = c.id_head()?;
@@ -648,14 +657,7 @@ pub(crate) fn unpack(bytes: &[u8]) -> Option<Vec<(u64, Record)>> {
 fn decode(tables: Tables, bytes: &[u8], id: &mut String) -> Option<Record> {
     let head = Head::read(bytes)?;
     next_id(id, head.id_shared, head.id_rest)?;
-    let parent = match head.parent {
-        Some((shared, rest)) => {
-            let mut p = id.get(..shared)?.to_owned();
-            p.push_str(std::str::from_utf8(rest).ok()?);
-            Some(p)
-        }
-        None => None,
-    };
+    let parent = head.parent_id(id)?;
     let mut c = head.fields;
     let n = c.varint()?;
     let mut fields = Vec::with_capacity(usize::try_from(n).ok().filter(|n| *n <= bytes.len())?);

@@ -117,14 +117,6 @@ fn block_starts(keys: impl ExactSizeIterator<Item = u64> + Clone) -> Option<Vec<
     Some(t)
 }
 
-/// The parent id of a record whose own id is `id`.
-fn parent_of(id: &str, head: &Head) -> Option<String> {
-    let (shared, rest) = head.parent?;
-    let mut p = id.get(..shared)?.to_owned();
-    p.push_str(std::str::from_utf8(rest).ok()?);
-    Some(p)
-}
-
 /// Writes a documents file; records must come in increasing key order.
 pub struct DocsBuilder {
     body: BodyWriter,
@@ -279,7 +271,7 @@ impl DocsBuilder {
             }
             let head = built.bytes(slot).and_then(Head::read).ok_or_else(broken)?;
             next_id(&mut id, head.id_shared, head.id_rest).ok_or_else(broken)?;
-            let Some(parent) = parent_of(&id, &head) else { continue };
+            let Some(parent) = head.parent_id(&id).flatten() else { continue };
             if let Some((p, s)) = &last {
                 if *p == parent {
                     parents[slot as usize] = *s;
