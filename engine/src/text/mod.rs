@@ -1173,7 +1173,7 @@ mod tests {
     #[test]
     fn admission_agrees_with_quantized_scores() {
         let d = |slot| DocRef { slot, rank: u64::from(slot) };
-        for kth in [0.0f32, 0.5, 1.0 / 3.0, 2.718, 7.25, 31.9] {
+        for kth in [0.0f32, 0.5, 1.0 / 3.0, 2.76, 7.25, 31.9] {
             let mut top = TopK::new(1);
             assert!(top.admits(0.0), "an empty top admits anything");
             top.push(kth, d(0));
