@@ -32,6 +32,9 @@ use crate::record::Point;
 /// than `MEMO_MIN_POSTINGS`, and 4,096 lists were evicted before the word
 /// sets typed most (a street type and its articles) came back.
 const COMMON_MEMO_BYTES: u64 = 16 << 20;
+/// Fewest candidates a costly list is made for: the search plan asks for
+/// 10, then for 20 when none of the 10 matches the query exactly.
+const MEMO_K: usize = 20;
 /// Best scores of terms kept per generation (`TextIndex::max_score`).
 const MAX_SCORE_MEMO: usize = 4096;
 /// Misspelt words whose expansions are kept per generation (at most 12
@@ -47,6 +50,12 @@ const MEMO_MIN_POSTINGS: u64 = 4096;
 /// beyond this many documents ("avenue", 180,877 of 1,973,481 at 26M
 /// addresses), block-max WAND over the union skips more than it walks.
 const RARE_FIRST_MAX_DOCS: u64 = 4096;
+
+/// Documents of its rarest word scored to seed a union ([`TextIndex::seed`]):
+/// the first in index order, the shortest, which score highest. At 26M
+/// addresses, with 64 the seed cost 17 µs and the union after it 92 µs
+/// (137 unseeded); with all of them, when at most 2,048, 68 and 69 µs.
+const SEED_DOCS: usize = 64;
 
 /// Longest word given typo tolerance.
 const MAX_TYPO_CHARS: usize = 40;
@@ -202,7 +211,15 @@ pub struct Word {
 type Expansions = std::sync::Arc<Vec<(Term, u64)>>;
 
 /// A memoised candidate list (see [`TextIndex::common`]).
-type Candidates = std::sync::Arc<Vec<(f32, u32)>>;
+type Candidates = std::sync::Arc<Memoised>;
+
+/// The best `k` documents of a query's terms, best first (fewer when
+/// there are no more): the first k' of them are its best k' for any k' up
+/// to k, since the order of scores and ranks is total.
+struct Memoised {
+    k: usize,
+    list: Vec<(f32, u32)>,
+}
 
 /// Weighs a memoised candidate list by the bytes it holds.
 #[derive(Clone, Copy)]
@@ -211,7 +228,7 @@ struct MemoBytes;
 impl quick_cache::Weighter<Vec<u8>, Candidates> for MemoBytes {
     fn weight(&self, key: &Vec<u8>, list: &Candidates) -> u64 {
         // The allocations' headers and the cache's own entry, roughly.
-        (key.len() + list.len() * std::mem::size_of::<(f32, u32)>() + 96) as u64
+        (key.len() + list.list.len() * std::mem::size_of::<(f32, u32)>() + 96) as u64
     }
 }
 
@@ -464,7 +481,13 @@ impl TextIndex {
             };
             (p, term)
         });
+        // Terms as typed and their document counts: the rarest seeds the
+        // union (another reading of a word has no count of its own).
+        let mut counted: Vec<(Term, u64, bool)> = Vec::new();
         for (w, term) in words.chain(prefix) {
+            if w.freq > 0 {
+                counted.push((term.clone(), w.freq, w.freq > common));
+            }
             if w.freq > common {
                 common_terms.push(term);
                 common_terms.extend(w.alternative.clone());
@@ -483,16 +506,24 @@ impl TextIndex {
         // nothing to skip the common words' documents with).
         let rare_docs: u64 = rare.iter().map(|(_, n)| n).sum();
         let rare: Vec<Term> = rare.into_iter().map(|(t, _)| t).collect();
-        if !(rare.is_empty() || (found < 2 && rare_docs > k as u64)) {
+        let without_common = |k: usize| !(rare.is_empty() || (found < 2 && rare_docs > k as u64));
+        if without_common(k) {
             common_terms.clear();
             common_docs = 0;
+            counted.retain(|(_, _, common)| !common);
         }
         if rare.is_empty() && common_terms.is_empty() {
             return Ok(Vec::new());
         }
         let costly = rare.is_empty() || rare_docs + common_docs > MEMO_MIN_POSTINGS;
-        let memo_key = (costly && q.near.is_none()).then(|| {
-            let mut key = (k as u64).to_le_bytes().to_vec();
+        let memo = costly && q.near.is_none();
+        // A memoised list is made for at least MEMO_K candidates, which
+        // serves the wider fetch that often follows the first (see
+        // `Memoised`), when the same words would be looked for.
+        let asked = k;
+        let k = if memo && without_common(k) == without_common(k.max(MEMO_K)) { k.max(MEMO_K) } else { k };
+        let memo_key = memo.then(|| {
+            let mut key = Vec::new();
             for t in rare.iter().chain(&common_terms) {
                 push_term(&mut key, t);
             }
@@ -507,7 +538,9 @@ impl TextIndex {
             key
         });
         if let Some(hit) = memo_key.as_ref().and_then(|key| self.common.get(key)) {
-            return Ok(hit.as_ref().clone());
+            if hit.k >= asked {
+                return Ok(hit.list.iter().take(asked).copied().collect());
+            }
         }
         let cells: Vec<Term> = match q.near {
             None => Vec::new(),
@@ -520,19 +553,33 @@ impl TextIndex {
                 .collect(),
         };
         let searcher = self.reader.searcher();
-        let mut top = None;
+        let mut seed = f32::MIN;
         if !rare.is_empty() && !common_terms.is_empty() && rare_docs <= common.min(RARE_FIRST_MAX_DOCS) {
-            top = self.rare_first(&searcher, &rare, &common_terms, &cells, &q.filters, k)?;
+            match self.rare_first(&searcher, &rare, &common_terms, &cells, &q.filters, k)? {
+                Ok(top) => return Ok(self.memoised(memo_key, k, top, asked)),
+                Err(s) => seed = s,
+            }
         }
-        let top = match top {
-            Some(top) => top,
-            None => self.union(&searcher, &[&rare, &common_terms], &cells, &q.filters, k)?,
-        };
-        let out = top;
-        if let Some(key) = memo_key {
-            self.common.insert(key, std::sync::Arc::new(out.clone()));
+        let rarest = counted.iter().min_by_key(|(_, n, _)| *n).map(|(t, _, _)| t);
+        if let (f32::MIN, Some(term)) = (seed, rarest) {
+            let mut others: Vec<Term> = rare.iter().chain(&common_terms).cloned().collect();
+            if let Some(i) = others.iter().position(|t| t == term) {
+                others.remove(i);
+                seed = self.seed(&searcher, term, &others, &cells, &q.filters, k)?;
+            }
         }
-        Ok(out)
+        let top = self.union(&searcher, &[&rare, &common_terms], &cells, &q.filters, k, seed)?;
+        Ok(self.memoised(memo_key, k, top, asked))
+    }
+
+    /// The first `asked` of `top` (the best `k`), `top` kept under `key`
+    /// when there is one.
+    fn memoised(&self, key: Option<Vec<u8>>, k: usize, mut top: Vec<(f32, u32)>, asked: usize) -> Vec<(f32, u32)> {
+        if let Some(key) = key {
+            self.common.insert(key, std::sync::Arc::new(Memoised { k, list: top.clone() }));
+        }
+        top.truncate(asked);
+        top
     }
 
     /// The slots of the documents whose filter field `name` holds `value`
@@ -583,7 +630,9 @@ impl TextIndex {
 
     /// The best `k` documents of the union of `words` and `cells`, by
     /// tantivy's block-max WAND, among those that pass the filters, as
-    /// (score, slot), best first.
+    /// (score, slot), best first. Only documents scoring above `seed` are
+    /// looked at: it must be below the k-th best score (see
+    /// [`TopK::seed`]).
     fn union(
         &self,
         searcher: &tantivy::Searcher,
@@ -591,17 +640,44 @@ impl TextIndex {
         cells: &[Term],
         filters: &[(String, Vec<String>)],
         k: usize,
+        seed: f32,
     ) -> Result<Vec<(f32, u32)>> {
         let words = words.iter().flat_map(|w| w.iter()).map(|t| should(t.clone(), IndexRecordOption::WithFreqs));
         let cells = cells.iter().map(|t| should(t.clone(), IndexRecordOption::Basic));
         let union = words.chain(cells).collect();
         let query = self.filtered(union, filters)?;
-        searcher.search(&query, &BySlot { k, slots: &self.slots }).map_err(text_err)
+        searcher.search(&query, &BySlot { k, slots: &self.slots, seed }).map_err(text_err)
+    }
+
+    /// A score below the union's k-th best, from the first [`SEED_DOCS`]
+    /// documents of `term`, or `f32::MIN` when they are fewer than k.
+    ///
+    /// Block-max WAND skips a block of postings only once k documents
+    /// score above what the block can give; started from nothing, it walks
+    /// most documents of every word before the threshold rises (at 26M
+    /// addresses, a full address's union cost 137 µs from nothing and 63
+    /// µs started from its final threshold). Documents of the rarest word,
+    /// scored with every other term of the union, are union documents with
+    /// their union scores: their k-th is a threshold the union's k-th
+    /// cannot be below.
+    fn seed(
+        &self,
+        searcher: &tantivy::Searcher,
+        term: &Term,
+        others: &[Term],
+        cells: &[Term],
+        filters: &[(String, Vec<String>)],
+        k: usize,
+    ) -> Result<f32> {
+        let top =
+            self.driven(searcher, std::slice::from_ref(term), others, cells, filters, k, f32::INFINITY, SEED_DOCS)?;
+        Ok(top.seed())
     }
 
     /// The union's best `k` when they all hold a rare word, found without
-    /// walking the common words' documents; `None` when that cannot be
-    /// shown, and the union must run.
+    /// walking the common words' documents: `Ok` with them, or `Err` with
+    /// a seed for the union (see [`TextIndex::seed`]) when that cannot be
+    /// shown and the union must run.
     ///
     /// A union of one rare word and common ones ("rue de la 95350") is
     /// what block-max WAND does worst: its threshold stays low until it
@@ -621,7 +697,7 @@ impl TextIndex {
         cells: &[Term],
         filters: &[(String, Vec<String>)],
         k: usize,
-    ) -> Result<Option<Vec<(f32, u32)>>> {
+    ) -> Result<std::result::Result<Vec<(f32, u32)>, f32>> {
         let mut bound = 0.0f32;
         for t in common {
             bound += self.max_score(searcher, t, IndexRecordOption::WithFreqs)?;
@@ -639,16 +715,42 @@ impl TextIndex {
                 bound += self.max_score(searcher, &Term::from_field_text(field, v), IndexRecordOption::Basic)?;
             }
         }
+        let top = self.driven(searcher, rare, common, cells, filters, k, bound, usize::MAX)?;
+        let seed = top.seed();
+        let top = top.into_sorted();
+        // Sums of the same scores in another order may differ in their last
+        // bits: the margin keeps such a near tie on the union's side.
+        let shown = top.len() == k && top.last().is_some_and(|(s, _)| *s - SCORE_QUANTUM > bound * 1.001 + 1e-6);
+        Ok(if shown { Ok(top) } else { Err(seed) })
+    }
+
+    /// The best `k` of the first `walk` documents holding a term of
+    /// `driver`, each scored as in the union of `driver`, `optional` and
+    /// `cells` that passes `filters`. A document whose driver terms score
+    /// below the k-th by more than `bound` (what the other terms add at
+    /// most) is not looked up in their postings.
+    #[allow(clippy::too_many_arguments)]
+    fn driven(
+        &self,
+        searcher: &tantivy::Searcher,
+        driver: &[Term],
+        optional: &[Term],
+        cells: &[Term],
+        filters: &[(String, Vec<String>)],
+        k: usize,
+        bound: f32,
+        walk: usize,
+    ) -> Result<TopK> {
         let scoring = || tantivy::query::EnableScoring::enabled_from_searcher(searcher);
         let term_weight = |t: &Term, o: IndexRecordOption| TermQuery::new(t.clone(), o).weight(scoring());
-        let any_rare = rare.iter().map(|t| should(t.clone(), IndexRecordOption::WithFreqs)).collect();
-        let rare_weight = BooleanQuery::new(any_rare).weight(scoring()).map_err(text_err)?;
-        let mut optional = Vec::with_capacity(common.len() + cells.len());
-        for t in common {
-            optional.push(term_weight(t, IndexRecordOption::WithFreqs).map_err(text_err)?);
+        let any = driver.iter().map(|t| should(t.clone(), IndexRecordOption::WithFreqs)).collect();
+        let driver_weight = BooleanQuery::new(any).weight(scoring()).map_err(text_err)?;
+        let mut others = Vec::with_capacity(optional.len() + cells.len());
+        for t in optional {
+            others.push(term_weight(t, IndexRecordOption::WithFreqs).map_err(text_err)?);
         }
         for t in cells {
-            optional.push(term_weight(t, IndexRecordOption::Basic).map_err(text_err)?);
+            others.push(term_weight(t, IndexRecordOption::Basic).map_err(text_err)?);
         }
         let mut clauses = Vec::with_capacity(filters.len());
         self.filter(&mut clauses, filters)?;
@@ -658,12 +760,9 @@ impl TextIndex {
         }
         let mut top = TopK::new(k);
         for (ord, segment) in searcher.segment_readers().iter().enumerate() {
-            let mut driver = rare_weight.scorer(segment, 1.0).map_err(text_err)?;
-            let mut optional = optional
-                .iter()
-                .map(|w| w.scorer(segment, 1.0))
-                .collect::<tantivy::Result<Vec<_>>>()
-                .map_err(text_err)?;
+            let mut driver = driver_weight.scorer(segment, 1.0).map_err(text_err)?;
+            let mut optional =
+                others.iter().map(|w| w.scorer(segment, 1.0)).collect::<tantivy::Result<Vec<_>>>().map_err(text_err)?;
             let mut required = required
                 .iter()
                 .map(|w| w.scorer(segment, 1.0))
@@ -671,7 +770,9 @@ impl TextIndex {
                 .map_err(text_err)?;
             let alive = segment.alive_bitset();
             let mut doc = driver.doc();
-            'docs: while doc != tantivy::TERMINATED {
+            let mut walked = 0;
+            'docs: while doc != tantivy::TERMINATED && walked < walk {
+                walked += 1;
                 if alive.is_none_or(|a| a.is_alive(doc)) {
                     let mut score = driver.score();
                     // The other clauses add at most `bound` (a quantum more
@@ -711,11 +812,7 @@ impl TextIndex {
                 doc = driver.advance();
             }
         }
-        let top = top.into_sorted();
-        // Sums of the same scores in another order may differ in their last
-        // bits: the margin keeps such a near tie on the union's side.
-        let shown = top.len() == k && top.last().is_some_and(|(s, _)| *s - SCORE_QUANTUM > bound * 1.001 + 1e-6);
-        Ok(shown.then_some(top))
+        Ok(top)
     }
 
     /// The best score `term` gives any document, by a walk of its postings
@@ -860,6 +957,17 @@ impl TopK {
         }
     }
 
+    /// A threshold for a search of documents that include these: below
+    /// every score that quantizes to the k-th's or above (by a quantum
+    /// more, for sums of the same scores in another order), `f32::MIN`
+    /// while there are fewer than k.
+    fn seed(&self) -> f32 {
+        match self.heap.peek() {
+            Some(w) if self.heap.len() == self.k => (w.0 .0 - 1.5 * SCORE_QUANTUM).next_down(),
+            _ => f32::MIN,
+        }
+    }
+
     fn into_ranked(self) -> Vec<(f32, DocRef)> {
         // Ascending order of `Reverse` is best first.
         self.heap.into_sorted_vec().into_iter().map(|std::cmp::Reverse(Ranked(s, d))| (s, d)).collect()
@@ -876,6 +984,9 @@ struct BySlot<'a> {
     k: usize,
     /// [`TextIndex::slots`].
     slots: &'a [std::sync::Arc<[DocRef]>],
+    /// Documents scoring at most this are not offered (see
+    /// [`TextIndex::union`]).
+    seed: f32,
 }
 
 struct BySlotSegment {
@@ -926,11 +1037,12 @@ impl Collector for BySlot<'_> {
     ) -> tantivy::Result<Vec<(f32, DocRef)>> {
         let mut segment = self.for_segment(ord, reader)?;
         let alive = reader.alive_bitset();
-        weight.for_each_pruning(f32::MIN, reader, &mut |doc, score| {
+        let seed = self.seed;
+        weight.for_each_pruning(seed, reader, &mut |doc, score| {
             if alive.is_none_or(|a| a.is_alive(doc)) {
                 segment.collect(doc, score);
             }
-            segment.top.threshold()
+            segment.top.threshold().max(seed)
         })?;
         Ok(segment.harvest())
     }
@@ -1057,7 +1169,7 @@ mod tests {
     fn union_top(index: &TextIndex, q: &TextQuery, k: usize) -> Vec<(f32, u32)> {
         let f = &index.fields;
         let terms: Vec<Term> = q.words.iter().map(|w| Term::from_field_text(f.text, &w.text)).collect();
-        index.union(&index.reader.searcher(), &[&terms], &[], &q.filters, k).unwrap()
+        index.union(&index.reader.searcher(), &[&terms], &[], &q.filters, k, f32::MIN).unwrap()
     }
 
     /// Two top lists agree: the same scores, and the same documents but
@@ -1116,8 +1228,8 @@ mod tests {
         ] {
             for k in [5, 10, 20] {
                 let first = index.rare_first(&searcher, &rare, &common, &[], &filters, k).unwrap();
-                let first = first.unwrap_or_else(|| panic!("{common:?} {filters:?} k={k}: the plan gave up"));
-                let union = index.union(&searcher, &[&rare, &common], &[], &filters, k).unwrap();
+                let first = first.unwrap_or_else(|_| panic!("{common:?} {filters:?} k={k}: the plan gave up"));
+                let union = index.union(&searcher, &[&rare, &common], &[], &filters, k, f32::MIN).unwrap();
                 assert_same_top(&first, &union, &format!("{common:?} {filters:?} k={k}"));
             }
         }
@@ -1160,12 +1272,74 @@ mod tests {
         let rare = [text("brunoy")];
         let common = [text("rue"), text("de"), text("la")];
         for k in [1, 3, 10] {
-            let union = index.union(&searcher, &[&rare, &common], &[], &[], k).unwrap();
+            let union = index.union(&searcher, &[&rare, &common], &[], &[], k, f32::MIN).unwrap();
             assert!(union.iter().all(|c| c.1 >= 9_800), "the five-word documents lead: {union:?}");
             let first = index.rare_first(&searcher, &rare, &common, &[], &[], k).unwrap();
-            let first = first.unwrap_or_else(|| panic!("k={k}: the plan gave up"));
+            let first = first.unwrap_or_else(|_| panic!("k={k}: the plan gave up"));
             assert_same_top(&first, &union, &format!("k={k}"));
         }
+    }
+
+    /// A union seeded by the first documents of its rarest word keeps the
+    /// top of the union started from nothing, ties included: documents
+    /// without the word that tie the k-th (or beat it) and come before the
+    /// seed's documents in index order.
+    #[test]
+    fn a_seeded_union_keeps_the_union_s_top() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = TextWriter::open(dir.path(), &[]).unwrap();
+        for i in 0..3_000u64 {
+            // Two to six words: documents of one length tie on each word.
+            let mut words = vec![["rue", "avenue", "chemin"][i as usize % 3].to_owned(), format!("n{}", i % 37)];
+            words.extend((0..i % 5).map(|j| ["de", "la", "haut", "bas", "grand"][j as usize].to_owned()));
+            if i % 7 == 0 {
+                words.push("brunoy".into());
+            }
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            add(&mut w, i, &words);
+        }
+        w.finish().unwrap();
+        let index = open(dir.path(), &[]);
+        let searcher = index.reader.searcher();
+        let text = |w: &str| Term::from_field_text(index.fields.text, w);
+        let mut seeded = 0;
+        for words in
+            [&["rue", "brunoy"][..], &["rue", "de", "brunoy"], &["la", "haut", "n3"], &["avenue", "grand", "bas", "n5"]]
+        {
+            let terms: Vec<Term> = words.iter().map(|w| text(w)).collect();
+            let rarest = terms.iter().min_by_key(|t| searcher.doc_freq(t).unwrap()).unwrap();
+            let others: Vec<Term> = terms.iter().filter(|t| *t != rarest).cloned().collect();
+            for k in [1, 5, 20, 60, 100] {
+                let union = index.union(&searcher, &[&terms], &[], &[], k, f32::MIN).unwrap();
+                let seed = index.seed(&searcher, rarest, &others, &[], &[], k).unwrap();
+                let kth = union.last().map_or(f32::MIN, |c| c.0);
+                assert!(seed < kth, "{words:?} k={k}: seed {seed} not below the k-th {kth}");
+                seeded += usize::from(seed > f32::MIN);
+                let got = index.union(&searcher, &[&terms], &[], &[], k, seed).unwrap();
+                assert_eq!(got, union, "{words:?} k={k}, seed {seed}");
+            }
+        }
+        assert!(seeded >= 10, "the seed found k documents in {seeded} cases only");
+    }
+
+    /// A costly list made for more candidates serves a query asking for
+    /// fewer with the very ones it would have found.
+    #[test]
+    fn a_memoised_list_serves_fewer_candidates_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(towns(dir.path()));
+        let q = |index: &TextIndex| text_query(index, &["rue", "de", "la", "paix"], &[]);
+        let fresh = |k| {
+            let index = open(dir.path(), &["type"]);
+            index.candidates(&q(&index), k).unwrap()
+        };
+        let index = open(dir.path(), &["type"]);
+        let mut asked = Vec::new();
+        for k in [100, 10, 20, 5, 150, 1] {
+            asked.push(k);
+            assert_eq!(index.candidates(&q(&index), k).unwrap(), fresh(k), "k={k} after {asked:?}");
+        }
+        assert_eq!(index.common.len(), 1, "one list for the words, whatever k");
     }
 
     /// `TopK::admits` decides as quantizing would, at and around the
