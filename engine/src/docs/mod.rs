@@ -640,6 +640,18 @@ impl Docs {
         children.zip(self.u32s(self.at.child_tags, from, to).chunks_exact(4).map(u32_of))
     }
 
+    /// The children of `slot` with the tag `tag`, in slot order: the tags
+    /// are read, and the children's table only where one matches (a street
+    /// of the full BAN has up to thousands of children, a number one).
+    pub fn children_tagged(&self, slot: u32, tag: u32) -> impl Iterator<Item = u32> + '_ {
+        let (from, to) = self.children_at(slot);
+        let tags = self.u32s(self.at.child_tags, from, to).chunks_exact(4);
+        let children = self.at.children;
+        tags.enumerate()
+            .filter(move |(_, t)| *t == tag.to_le_bytes())
+            .filter_map(move |(i, _)| self.u32_at(children, from + i))
+    }
+
     /// Whether a child of `slot` has the tag `tag`: the tags alone are read.
     pub fn has_child_tagged(&self, slot: u32, tag: u32) -> bool {
         let (from, to) = self.children_at(slot);
@@ -760,6 +772,8 @@ mod tests {
         // Each child's tag sits beside it: "s1_1" and "s1_2" are 4 long.
         assert_eq!(d.children(0).collect::<Vec<_>>(), vec![(1, 4), (3, 4)]);
         assert_eq!(d.children(1).count(), 0);
+        assert_eq!(d.children_tagged(0, 4).collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(d.children_tagged(0, 5).count(), 0);
         assert!(d.check().is_ok());
         assert_eq!(d.record(2).get("name").and_then(|v| v.first_str()), Some("name of s2"));
     }

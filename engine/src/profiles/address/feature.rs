@@ -188,7 +188,7 @@ pub fn is_number(docs: &Docs, slot: u32, key: &str) -> bool {
 /// The child of `slot` whose housenumber is `key` ("12b").
 pub fn find_housenumber(docs: &Docs, slot: u32, key: &str) -> Option<u32> {
     let h = number_hash(key);
-    docs.children(slot).filter(|(_, tag)| *tag == h).map(|(c, _)| c).find(|c| is_number(docs, *c, key))
+    docs.children_tagged(slot, h).find(|c| is_number(docs, *c, key))
 }
 
 /// The label shown to users: "12 Rue de la Paix 75002 Paris".
