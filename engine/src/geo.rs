@@ -203,7 +203,7 @@ impl GeoBuilder {
             }
             b
         };
-        until_error(points.iter()?, |points| body.write_items(points.map(staged)))?;
+        until_error(points.read()?, |points| body.write_items(points.map(staged)))?;
         drop(points);
         data.starts.push(i);
         (data.body_len, data.sums) = body.end_body()?;

@@ -241,7 +241,7 @@ pub(crate) struct Sorted<T: Item> {
 }
 
 impl<T: Item> Sorted<T> {
-    pub fn iter(&self) -> Result<Box<dyn Iterator<Item = Result<T>> + '_>> {
+    pub fn read(&self) -> Result<Box<dyn Iterator<Item = Result<T>> + '_>> {
         if self.runs.is_empty() {
             return Ok(Box::new(self.buf.iter().copied().map(Ok)));
         }
@@ -324,7 +324,7 @@ mod tests {
         let sorted = s.finish().unwrap();
         assert!(sorted.runs.len() > 1, "several runs");
         for _ in 0..2 {
-            let got: Vec<_> = sorted.iter().unwrap().map(Result::unwrap).collect();
+            let got: Vec<_> = sorted.read().unwrap().map(Result::unwrap).collect();
             assert_eq!(got, all);
         }
         drop(sorted);

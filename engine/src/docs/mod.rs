@@ -271,16 +271,16 @@ impl DocsBuilder {
                 sorter.push(id?)?;
             }
             let sorted = sorter.finish()?;
-            let t = table(&mut self.body, sorted.iter()?.map(|v| v.map(u64::to_le_bytes)))?;
+            let t = table(&mut self.body, sorted.read()?.map(|v| v.map(u64::to_le_bytes)))?;
             t
         };
         // (parent, child, child's tag), to be sorted into the children's lists.
         let mut links = Sorter::<[u32; 3]>::new(beside(&path, "links.run"), self.memory);
         let parents = self.resolve_parents(Linked { bases, starts, ids }, &mut links)?;
         let links = links.finish()?;
-        let child_starts = prefix_counts(&mut self.body, links.iter()?.map(|l| l.map(|l| l[0] as usize)), n as usize)?;
-        let child_tags = table(&mut self.body, links.iter()?.map(|l| l.map(|l| l[2].to_le_bytes())))?;
-        let children = table(&mut self.body, links.iter()?.map(|l| l.map(|l| l[1].to_le_bytes())))?;
+        let child_starts = prefix_counts(&mut self.body, links.read()?.map(|l| l.map(|l| l[0] as usize)), n as usize)?;
+        let child_tags = table(&mut self.body, links.read()?.map(|l| l.map(|l| l[2].to_le_bytes())))?;
+        let children = table(&mut self.body, links.read()?.map(|l| l.map(|l| l[1].to_le_bytes())))?;
         drop(links);
         let block_starts = self.block_starts(n)?;
         let mut index = DocsIndexData {
@@ -991,8 +991,8 @@ mod tests {
         match i % 7 {
             0 => None,
             // A parent further on, or one that is not there.
-            3 if i % 13 == 0 => Some(i / 7 * 7 + 70).filter(|p| *p < n),
-            5 if i % 11 == 0 => Some(n + 1),
+            3 if i.is_multiple_of(13) => Some(i / 7 * 7 + 70).filter(|p| *p < n),
+            5 if i.is_multiple_of(11) => Some(n + 1),
             _ => Some(i / 7 * 7),
         }
     }
@@ -1006,7 +1006,8 @@ mod tests {
         for i in 0..n {
             let parent = parent_of(i, n).map(|p| format!("r{p}"));
             // Keys across store blocks, some sparse.
-            b.add((i as u64 / 1000) << 16 | (i as u64 % 1000) * 3, &rec(&format!("r{i}"), parent.as_deref())).unwrap();
+            b.add(((i as u64 / 1000) << 16) | ((i as u64 % 1000) * 3), &rec(&format!("r{i}"), parent.as_deref()))
+                .unwrap();
         }
         b.finish().unwrap();
         path
