@@ -90,7 +90,8 @@ fn import_memory_is_a_size() {
         ("1000", "too small"),
         ("", "not a size"),
     ] {
-        let out = cairn(&["import", "--data", &data, "--memory", bad, &file]);
+        // One word, or clap takes "-5MiB" for an option of its own.
+        let out = cairn(&["import", "--data", &data, &format!("--memory={bad}"), &file]);
         let err = stderr_of(&out);
         assert!(!out.status.success(), "--memory {bad:?} was taken");
         assert!(err.contains("--memory") && err.contains(says), "--memory {bad:?}: {err}");
