@@ -75,6 +75,34 @@ fn bad_cli_input_is_a_message_and_a_nonzero_exit() {
     assert!(!out.status.success());
 }
 
+/// `--memory` takes bytes or a size with a unit; anything else, or too
+/// little, is a message naming the option and a non-zero exit, before
+/// anything is created.
+#[test]
+fn import_memory_is_a_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("db").display().to_string();
+    let file = fixture("small.ndjson").display().to_string();
+    for (bad, says) in [
+        ("lots", "not a size"),
+        ("12XB", "not a size"),
+        ("-5MiB", "not a size"),
+        ("1000", "too small"),
+        ("", "not a size"),
+    ] {
+        // One word, or clap takes "-5MiB" for an option of its own.
+        let out = cairn(&["import", "--data", &data, &format!("--memory={bad}"), &file]);
+        let err = stderr_of(&out);
+        assert!(!out.status.success(), "--memory {bad:?} was taken");
+        assert!(err.contains("--memory") && err.contains(says), "--memory {bad:?}: {err}");
+        assert!(!dir.path().join("db").exists(), "--memory {bad:?} made a database");
+    }
+    for good in ["1MiB", "300MB", "1gib", "1048576"] {
+        let out = cairn(&["import", "--data", &data, "--memory", good, &file]);
+        assert!(out.status.success(), "--memory {good:?}: {}", stderr_of(&out));
+    }
+}
+
 #[test]
 fn malformed_lines_fail_the_import_or_are_skipped() {
     let dir = tempfile::tempdir().unwrap();

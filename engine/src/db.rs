@@ -40,6 +40,7 @@ use crate::profiles::address::{self as profile, Batch, Feature, ReverseQuery, Se
 use crate::profiles::{Active, Profile};
 use crate::record::Record;
 use crate::snapshot::{self, Manifest};
+use crate::spill::DEFAULT_BUILD_MEMORY;
 use crate::store::{Store, StoreReader, StoreTxn};
 use crate::text::TextWriter;
 
@@ -114,6 +115,9 @@ pub struct Database {
     /// One restore at a time: they stage in fixed places.
     restoring: Mutex<()>,
     pub(crate) collections: crate::collection::Registry,
+    /// Bytes a generation build may hold in tables that grow with the
+    /// records (see [`crate::spill`]).
+    build_memory: usize,
 }
 
 impl Database {
@@ -126,6 +130,15 @@ impl Database {
     /// Opens (creating if needed) a database for reading and writing. Only
     /// one process may hold it so; finishes any commit a crash interrupted.
     pub fn open(dir: impl AsRef<Path>) -> Result<Database> {
+        Database::open_with_build_memory(dir, DEFAULT_BUILD_MEMORY)
+    }
+
+    /// [`Database::open`], with the generation builds of this handle (the
+    /// one a recovery at open makes included) holding at most about
+    /// `build_memory` bytes in the tables that grow with the records;
+    /// beyond, they sort through temporary files beside the generation.
+    /// The files built are the same whatever the budget.
+    pub fn open_with_build_memory(dir: impl AsRef<Path>, build_memory: usize) -> Result<Database> {
         let dir = dir.as_ref().to_owned();
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let store = Store::open(&dir.join(STORE_FILE))?;
@@ -135,7 +148,7 @@ impl Database {
         remove_path(&dir.join(RESTORE_DIR))?;
         remove_path(&dir.join("CURRENT.tmp"))?;
         let committed = store.generation()?;
-        let db = Database::new(dir, None);
+        let db = Database { build_memory, ..Database::new(dir, None) };
         db.recover(&store, committed)?;
         let current = if committed > 0 {
             Some(Arc::new(open_generation(&gen_dir(&db.dir, committed), committed)?))
@@ -160,6 +173,7 @@ impl Database {
             current: RwLock::new(current),
             store_view: RwLock::new(None),
             restoring: Mutex::new(()),
+            build_memory: DEFAULT_BUILD_MEMORY,
         }
     }
 
@@ -203,7 +217,7 @@ impl Database {
             // with it, which the branch above finishes.
             let tmp = tmp_dir(dir, committed);
             remove_path(&tmp)?;
-            build_generation(store, &tmp, false)?;
+            build_generation(store, &tmp, false, self.build_memory)?;
             remove_path(&live.join(COMPLETE_FILE))?;
             sync_dir(&live)?;
             remove_path(&live)?;
@@ -220,7 +234,7 @@ impl Database {
     fn rebuild(&self, store: &Store, number: u64) -> Result<()> {
         let tmp = tmp_dir(&self.dir, number);
         remove_path(&tmp)?;
-        build_generation(store, &tmp, false)?;
+        build_generation(store, &tmp, false, self.build_memory)?;
         fs::rename(&tmp, gen_dir(&self.dir, number)).map_err(|e| Error::io(&tmp, e))?;
         sync_dir(&self.dir)
     }
@@ -371,7 +385,7 @@ impl Database {
         let out = f(&mut batch)?;
         let (mut txn, text, written, deleted) = batch.settle()?;
         text.finish()?;
-        build_read_files(tmp, &mut txn)?;
+        build_read_files(tmp, &mut txn, self.build_memory)?;
         Ok((out, txn, written, deleted))
     }
 
@@ -444,8 +458,8 @@ impl Database {
         let incoming = self.dir.join(INCOMING_STORE);
         remove_path(&staging)?;
         remove_path(&incoming)?;
-        let result =
-            Self::stage(input, &staging, &incoming, new_history).and_then(|staged| self.install(store, staged));
+        let result = Self::stage(input, &staging, &incoming, new_history, self.build_memory)
+            .and_then(|staged| self.install(store, staged));
         if result.is_err() {
             // Both names are gone once the commit point is passed, so this
             // only ever removes staging.
@@ -455,7 +469,13 @@ impl Database {
         result
     }
 
-    fn stage(input: &mut dyn Read, staging: &Path, incoming: &Path, new_history: bool) -> Result<Staged> {
+    fn stage(
+        input: &mut dyn Read,
+        staging: &Path,
+        incoming: &Path,
+        new_history: bool,
+        build_memory: usize,
+    ) -> Result<Staged> {
         let (manifest, store) = snapshot::stage(input, incoming)?;
         if new_history {
             store.new_history()?;
@@ -478,7 +498,7 @@ impl Database {
         // Checksums prove that the records arrived as sent, not that whoever
         // sent them made them right: the index files are built here, from
         // records checked to agree with each other.
-        build_generation(&store, staging, true).map_err(|e| match e {
+        build_generation(&store, staging, true, build_memory).map_err(|e| match e {
             Error::Store(why) => Error::snapshot(format!("its records are unusable: {why}")),
             e => e,
         })?;
@@ -628,7 +648,7 @@ struct Staged {
 /// Writes every file of a generation into `dir`, which must not exist, from
 /// the store alone. `checked`: the store came from elsewhere, and its tables
 /// are checked to agree (see [`StoreTxn::for_each_checked`]).
-fn build_generation(store: &Store, dir: &Path, checked: bool) -> Result<()> {
+fn build_generation(store: &Store, dir: &Path, checked: bool, memory: usize) -> Result<()> {
     fs::create_dir_all(dir.join("text")).map_err(|e| Error::io(dir, e))?;
     let mut text = TextWriter::open(&dir.join("text"), Active::FILTERS)?;
     let mut txn = store.begin()?;
@@ -644,15 +664,17 @@ fn build_generation(store: &Store, dir: &Path, checked: bool) -> Result<()> {
         txn.for_each(&mut add)?;
     }
     text.finish()?;
-    build_read_files(dir, &mut txn)
+    build_read_files(dir, &mut txn, memory)
 }
 
 /// Writes the documents and geo files of a generation from the store, then
-/// the COMPLETE marker, and syncs the directory.
-fn build_read_files(dir: &Path, txn: &mut StoreTxn) -> Result<()> {
+/// the COMPLETE marker, and syncs the directory. The sorts of the two
+/// files, one after the other, each hold up to `memory` bytes.
+fn build_read_files(dir: &Path, txn: &mut StoreTxn, memory: usize) -> Result<()> {
     let mut docs = DocsBuilder::create(&dir.join("docs"), Active::child_tag)?;
-    docs.reserve(usize::try_from(txn.count()?).unwrap_or(0));
+    docs.set_memory(memory);
     let mut geo = GeoBuilder::new(&dir.join("geo"));
+    geo.set_memory(memory);
     txn.for_each(|key, r| {
         let slot = docs.add(key, &r)?;
         if let Some(p) = r.point {
@@ -1006,7 +1028,7 @@ mod tests {
         two_generations(&b);
         // Stage and pass the commit point by hand, as `install` does.
         let (manifest, store) = snapshot::stage(&mut &bytes[..], &b.join(INCOMING_STORE)).unwrap();
-        build_generation(&store, &b.join(RESTORE_DIR), true).unwrap();
+        build_generation(&store, &b.join(RESTORE_DIR), true, DEFAULT_BUILD_MEMORY).unwrap();
         drop(store);
         fs::rename(b.join(RESTORE_DIR), tmp_dir(&b, manifest.generation)).unwrap();
         fs::rename(b.join(INCOMING_STORE), b.join(STORE_FILE)).unwrap();

@@ -18,6 +18,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 use crate::checked::{Blocks, BodyWriter, Mapped};
 use crate::error::{Error, Result};
 use crate::record::Point;
+use crate::spill::{beside, until_error, Column, Sorted, Sorter, DEFAULT_BUILD_MEMORY};
 
 /// ~280 m by ~190 m in France: a reverse query near an address reads a few
 /// dozen points.
@@ -126,31 +127,33 @@ fn from_fraction(c: i64, f: u32) -> f64 {
     (c as f64 + f64::from(f) / FRACTION) * CELL_DEG
 }
 
-/// Points a builder keeps in memory before it appends them to its spill
-/// file: 1.3 MB.
-const SPILL_EVERY: usize = 1 << 16;
-/// A point while the index is built: row and column of its cell, fractions
-/// of latitude and longitude, slot. Five words, not a `(u64, ..)` tuple's
-/// six: 28M points are sorted in memory at the end.
+/// A point while the index is built: row and column of its cell,
+/// fraction of latitude, slot, fraction of longitude. Five words, not a
+/// `(u64, ..)` tuple's six; in this order so that points sort by cell,
+/// then by latitude within a cell (see `nearest`), then by slot.
 type Staged = [u32; 5];
 
 /// Collects points, then writes the index file. The points go to a spill
-/// file beside the index as they come and are read back only to be sorted,
-/// once the documents file is done: a build never holds both at once.
+/// file beside the index as they come and are read back only to be sorted
+/// (within the builder's memory, see [`crate::spill`]), once the documents
+/// file is done: a build never holds both at once.
 pub struct GeoBuilder {
     path: std::path::PathBuf,
-    spill_path: std::path::PathBuf,
-    spill: Option<std::io::BufWriter<std::fs::File>>,
-    spilled: usize,
-    points: Vec<Staged>,
+    spill: Option<Column<Staged>>,
+    /// Bytes the sort of the points may hold.
+    memory: usize,
 }
 
 impl GeoBuilder {
-    /// A builder of the index at `path`; its spill file is `path.points`.
+    /// A builder of the index at `path`; its temporary files are `path.*`.
     pub fn new(path: &Path) -> GeoBuilder {
-        let mut spill_path = path.as_os_str().to_owned();
-        spill_path.push(".points");
-        GeoBuilder { path: path.to_owned(), spill_path: spill_path.into(), spill: None, spilled: 0, points: Vec::new() }
+        GeoBuilder { path: path.to_owned(), spill: None, memory: DEFAULT_BUILD_MEMORY }
+    }
+
+    /// Bounds the memory the sort of the points holds; beyond it, it goes
+    /// through temporary files. The file written is the same.
+    pub fn set_memory(&mut self, bytes: usize) {
+        self.memory = bytes;
     }
 
     pub fn add(&mut self, p: Point, slot: u32) -> Result<()> {
@@ -158,77 +161,51 @@ impl GeoBuilder {
             return Ok(());
         }
         let (ci, cj) = cell_of(p.lat, p.lon, CELL_DEG);
-        self.points.push([row_of(ci), col_of(cj), fraction(p.lat, ci), fraction(p.lon, cj), slot]);
-        if self.points.len() >= SPILL_EVERY {
-            self.spill()?;
-        }
-        Ok(())
+        let spill = match &mut self.spill {
+            Some(s) => s,
+            None => self.spill.insert(Column::create(beside(&self.path, "points"))?),
+        };
+        spill.push([row_of(ci), col_of(cj), fraction(p.lat, ci), slot, fraction(p.lon, cj)])
     }
 
-    fn spill(&mut self) -> Result<()> {
-        use std::io::Write;
-        let io = |e| Error::io(&self.spill_path, e);
-        if self.spill.is_none() {
-            let file = std::fs::File::create(&self.spill_path).map_err(io)?;
-            self.spill = Some(std::io::BufWriter::with_capacity(1 << 16, file));
-        }
-        let Some(out) = self.spill.as_mut() else { return Ok(()) };
-        self.spilled += self.points.len();
-        for point in self.points.drain(..) {
-            for w in point {
-                out.write_all(&w.to_le_bytes()).map_err(io)?;
+    /// Every point added, sorted.
+    fn sorted(&mut self) -> Result<Sorted<Staged>> {
+        let mut sorter = Sorter::new(beside(&self.path, "points.run"), self.memory);
+        if let Some(spill) = &mut self.spill {
+            for p in spill.read()? {
+                sorter.push(p?)?;
             }
         }
-        Ok(())
-    }
-
-    /// Every point added, the spilled ones read back.
-    fn collect(&mut self) -> Result<Vec<Staged>> {
-        use std::io::Read;
-        let Some(out) = self.spill.take() else { return Ok(std::mem::take(&mut self.points)) };
-        let io = |e| Error::io(&self.spill_path, e);
-        let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-        drop(file);
-        let mut input = std::io::BufReader::with_capacity(1 << 16, std::fs::File::open(&self.spill_path).map_err(io)?);
-        let mut all = Vec::with_capacity(self.spilled + self.points.len());
-        let mut b = [0u8; 20];
-        for _ in 0..self.spilled {
-            input.read_exact(&mut b).map_err(io)?;
-            let w = |i: usize| u32::from_le_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]]);
-            all.push([w(0), w(1), w(2), w(3), w(4)]);
+        // The spill file goes as soon as it is read.
+        self.spill = None;
+        if u32::try_from(sorter.len()).is_err() {
+            return Err(Error::Store("more points than a geo index holds".into()));
         }
-        drop(input);
-        std::fs::remove_file(&self.spill_path).map_err(io)?;
-        all.append(&mut self.points);
-        Ok(all)
+        sorter.finish()
     }
 
     pub fn write(mut self) -> Result<()> {
-        let mut points = self.collect()?;
-        // By cell, then by latitude within a cell (see `nearest`).
-        points.sort_unstable_by_key(|&[row, col, lat, _, slot]| (row, col, lat, slot));
-        if u32::try_from(points.len()).is_err() {
-            return Err(Error::Store("more points than a geo index holds".into()));
-        }
+        let points = self.sorted()?;
         let mut data = GeoIndexData::default();
-        for (i, &[row, col, _, _, slot]) in points.iter().enumerate() {
+        let mut body = BodyWriter::create(&self.path)?;
+        let mut i = 0u32;
+        let staged = |[row, col, lat, slot, lon]: Staged| {
             let key = key_of(row, col);
             if data.cells.last() != Some(&key) {
                 data.cells.push(key);
-                data.starts.push(i as u32);
+                data.starts.push(i);
             }
             data.max_slot = data.max_slot.max(Some(slot));
-        }
-        data.starts.push(points.len() as u32);
-        let mut body = BodyWriter::create(&self.path)?;
-        body.write_items(points.iter().map(|&[_, _, lat, lon, slot]| {
+            i += 1;
             let mut b = [0u8; POINT];
-            for (i, v) in [lat, lon, slot].into_iter().enumerate() {
-                b[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+            for (w, v) in [lat, lon, slot].into_iter().enumerate() {
+                b[w * 4..w * 4 + 4].copy_from_slice(&v.to_le_bytes());
             }
             b
-        }))?;
+        };
+        until_error(points.read()?, |points| body.write_items(points.map(staged)))?;
         drop(points);
+        data.starts.push(i);
         (data.body_len, data.sums) = body.end_body()?;
         let bytes =
             rkyv::to_bytes::<rkyv::rancor::Error>(&data).map_err(|e| Error::Store(format!("geo index: {e}")))?;
@@ -883,19 +860,25 @@ mod tests {
         }
     }
 
+    /// Built in memory or through many sorted runs, the index is the same
+    /// file, answers as a full scan does, and leaves no temporary file.
     #[test]
     fn nearest_agrees_with_a_full_scan() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("geo");
-        // More than two spills' worth: most points are read back from the
-        // builder's spill file, some come from memory.
-        let points = random_points(2 * SPILL_EVERY + 5_000, 7);
-        let mut b = GeoBuilder::new(&path);
-        for (slot, p) in points.iter().enumerate() {
-            b.add(*p, slot as u32).unwrap();
-        }
-        b.write().unwrap();
-        assert!(!dir.path().join("geo.points").exists(), "the spill file is left behind");
+        let points = random_points(135_000, 7);
+        let build = |name: &str, memory: usize| {
+            let path = dir.path().join(name);
+            let mut b = GeoBuilder::new(&path);
+            b.set_memory(memory);
+            for (slot, p) in points.iter().enumerate() {
+                b.add(*p, slot as u32).unwrap();
+            }
+            b.write().unwrap();
+            path
+        };
+        let (path, small) = (build("geo", 1 << 30), build("small", 20 * 1000));
+        assert!(std::fs::read(&path).unwrap() == std::fs::read(&small).unwrap(), "the files differ");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "temporary files left behind");
         let g = GeoIndex::open(&path).unwrap();
         assert_eq!(g.len(), points.len());
         check_against_brute(&g, &points, 99);

@@ -32,6 +32,7 @@ pub mod profiles;
 pub mod rank;
 mod record;
 pub mod snapshot;
+mod spill;
 mod store;
 pub mod text;
 
@@ -52,6 +53,7 @@ pub use profiles::address::Batch;
 pub use profiles::address::{Feature, Prop, ReverseQuery, SearchQuery};
 pub use record::{Field, Point, Record, Value};
 pub use snapshot::{FileEntry, Manifest};
+pub use spill::DEFAULT_BUILD_MEMORY;
 
 /// How to import files.
 #[derive(Debug, Clone, Default)]

@@ -47,6 +47,11 @@ enum Command {
         /// Skip malformed lines (reported with their numbers) instead of failing.
         #[arg(long)]
         skip_invalid: bool,
+        /// Memory the build of the address files may hold in its sorts,
+        /// beyond which they go through temporary files: bytes, or with a
+        /// unit (512MiB, 1GiB, 300MB); at least 1MiB.
+        #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_memory)]
+        memory: usize,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -238,14 +243,14 @@ fn main() {
 #[allow(clippy::too_many_lines)]
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Import { data, format, collection: Some(name), schema, skip_invalid, files } => {
+        Command::Import { data, format, collection: Some(name), schema, skip_invalid, memory: _, files } => {
             let on_error = if skip_invalid { OnError::Skip } else { OnError::Fail };
             import_collection(&data, &name, schema.as_deref(), format.as_deref(), on_error, &files)
         }
-        Command::Import { data, format, collection: None, schema: _, skip_invalid, files } => {
+        Command::Import { data, format, collection: None, schema: _, skip_invalid, memory, files } => {
             let format = format.map(|f| f.parse::<Format>()).transpose()?;
             let options = ImportOptions { format, on_error: if skip_invalid { OnError::Skip } else { OnError::Fail } };
-            import(&data, &files, &options, false)
+            import(&data, &files, &options, memory, false)
         }
         Command::Serve(args) => {
             let settings = args.resolve()?;
@@ -590,14 +595,14 @@ impl NewDatabase {
     }
 }
 
-fn import(data: &Path, files: &[PathBuf], options: &ImportOptions, demo: bool) -> Result<()> {
+fn import(data: &Path, files: &[PathBuf], options: &ImportOptions, memory: usize, demo: bool) -> Result<()> {
     for f in files {
         if !f.is_file() {
             bail!("{}: no such file", f.display());
         }
     }
     let new = NewDatabase::check(data);
-    let result = import_into(data, files, options, demo, new.as_ref());
+    let result = import_into(data, files, options, memory, demo, new.as_ref());
     if let (Err(_), Some(new)) = (&result, &new) {
         // The import created the database and failed: leave the directory
         // as it was, not an empty database that a later `serve` would
@@ -611,10 +616,11 @@ fn import_into(
     data: &Path,
     files: &[PathBuf],
     options: &ImportOptions,
+    memory: usize,
     demo: bool,
     new: Option<&NewDatabase>,
 ) -> Result<()> {
-    let db = Database::open(data).with_context(|| format!("opening {}", data.display()))?;
+    let db = Database::open_with_build_memory(data, memory).with_context(|| format!("opening {}", data.display()))?;
     let total: u64 = files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum();
     let bar = progress_bar(
         Some(total),
@@ -773,7 +779,7 @@ fn prepare_demo(dir: Option<PathBuf>) -> Result<PathBuf> {
     std::fs::write(&src, DEMO_DATA)?;
     eprintln!("importing the demo dataset into {} ...", dir.display());
     // The summary goes to stderr: stdout's first line is the server's banner.
-    import(&dir.join("db"), std::slice::from_ref(&src), &ImportOptions::default(), true)?;
+    import(&dir.join("db"), std::slice::from_ref(&src), &ImportOptions::default(), cairn::DEFAULT_BUILD_MEMORY, true)?;
     std::fs::remove_file(&src)?;
     std::fs::write(&stamp_file, stamp)?;
     Ok(dir)
@@ -830,4 +836,33 @@ fn serve(data: &Path, settings: config::Settings) -> Result<()> {
     // it is not waited for.
     rt.shutdown_timeout(Duration::from_millis(100));
     served
+}
+
+/// The smallest `--memory`: below it, sorts make runs of a few thousand
+/// records and merges of merges, for no memory worth saving.
+const MIN_MEMORY: u64 = 1 << 20;
+
+/// A size in bytes: a number, with an optional unit (B, KB, MB, GB in
+/// powers of 1000; KiB, MiB, GiB in powers of 1024), case ignored.
+fn parse_memory(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = (&t[..split], t[split..].trim());
+    let bad = || format!("{s:?} is not a size: expected bytes or a number with a unit, like 512MiB, 1GiB or 300MB");
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    let bytes = n.checked_mul(scale).ok_or_else(|| format!("{s:?} is too large"))?;
+    if bytes < MIN_MEMORY {
+        return Err(format!("{s:?} is too small: at least 1MiB"));
+    }
+    usize::try_from(bytes).map_err(|_| format!("{s:?} is too large"))
 }

@@ -24,6 +24,7 @@ pub use crate::codec::{Fields, ValueRef};
 use crate::checked::{Blocks, BodyWriter, Mapped};
 use crate::error::{Error, Result};
 use crate::record::{Point, Record};
+use crate::spill::{beside, Column, Sorter, DEFAULT_BUILD_MEMORY};
 use crate::store::block_of;
 
 const MAGIC: &[u8; 8] = b"CAIRNDO4";
@@ -92,85 +93,150 @@ struct DocsIndexData {
     sums: Vec<u32>,
 }
 
-/// The tables, while they are built.
-#[derive(Default)]
-struct Tables32 {
-    bases: Vec<u64>,
-    starts: Vec<u32>,
-    keys: Vec<u64>,
-    ids: Vec<u64>,
+/// The per-record tables while records come: in temporary files beside
+/// the output, so that a build holds none of them in memory.
+struct Columns {
+    bases: Column<u64>,
+    starts: Column<u32>,
+    keys: Column<u64>,
+    ids: Column<u64>,
+    /// The tag of each record, by slot (see [`DocsBuilder::create`]).
+    tags: Column<u32>,
 }
 
-/// See `DocsIndexData::block_starts`; `keys` increase.
-fn block_starts(keys: impl ExactSizeIterator<Item = u64> + Clone) -> Option<Vec<u32>> {
-    let n = keys.len();
-    let last = keys.clone().map(block_of).max().unwrap_or(0);
-    let blocks = usize::try_from(last).ok().filter(|b| *b <= n.max(1 << 16) * 4)? + 1;
-    let mut t = vec![0u32; blocks + 1];
-    // Count per block, then prefix sums.
-    for k in keys {
-        t[block_of(k) as usize + 1] += 1;
+impl Columns {
+    fn create(path: &Path) -> Result<Columns> {
+        Ok(Columns {
+            bases: Column::create(beside(path, "bases"))?,
+            starts: Column::create(beside(path, "starts"))?,
+            keys: Column::create(beside(path, "keys"))?,
+            ids: Column::create(beside(path, "ids"))?,
+            tags: Column::create(beside(path, "tags"))?,
+        })
     }
-    for b in 1..t.len() {
-        t[b] += t[b - 1];
+}
+
+/// Writes a table of the body, item by item.
+struct TableWriter<'a> {
+    body: &'a mut BodyWriter,
+    at: u64,
+    len: u64,
+    buf: Vec<u8>,
+}
+
+impl TableWriter<'_> {
+    /// A table of items `w` bytes wide, aligned to their width.
+    fn start(body: &mut BodyWriter, w: usize) -> Result<TableWriter<'_>> {
+        let pad = (w - (body.pos() as usize % w)) % w;
+        body.write(&[0u8; 8][..pad])?;
+        Ok(TableWriter { at: body.pos(), body, len: 0, buf: Vec::with_capacity(1 << 16) })
     }
-    Some(t)
+
+    fn push(&mut self, item: &[u8]) -> Result<()> {
+        self.buf.extend_from_slice(item);
+        self.len += 1;
+        // Written in runs of 64 KiB: a CRC update per item would cost more
+        // than the item.
+        if self.buf.len() >= 1 << 16 {
+            self.body.write(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    fn end(self) -> Result<Table> {
+        self.body.write(&self.buf)?;
+        Ok(Table { at: self.at, len: self.len })
+    }
+}
+
+/// Writes `values`, each `W` bytes, as a table of the body.
+fn table<const W: usize>(body: &mut BodyWriter, values: impl Iterator<Item = Result<[u8; W]>>) -> Result<Table> {
+    let mut t = TableWriter::start(body, W)?;
+    for v in values {
+        t.push(&v?)?;
+    }
+    t.end()
+}
+
+/// Writes the table `t[0..=last]` where `t[g]` is how many of `groups`
+/// (increasing) are below `g`: the CSR starts of children by parent, or
+/// of slots by store block.
+fn prefix_counts(body: &mut BodyWriter, groups: impl Iterator<Item = Result<usize>>, last: usize) -> Result<Table> {
+    let mut t = TableWriter::start(body, 4)?;
+    let (mut count, mut next) = (0u32, 0usize);
+    for g in groups {
+        let g = g?;
+        // Every group counted so far is below `next`, and every one not
+        // yet counted is at least `g`.
+        while next <= g.min(last) {
+            t.push(&count.to_le_bytes())?;
+            next += 1;
+        }
+        count += 1;
+    }
+    while next <= last {
+        t.push(&count.to_le_bytes())?;
+        next += 1;
+    }
+    t.end()
 }
 
 /// Writes a documents file; records must come in increasing key order.
 pub struct DocsBuilder {
     body: BodyWriter,
-    t: Tables32,
+    c: Columns,
+    last_key: Option<u64>,
+    /// Where the current group of records starts.
+    base: u64,
     records_end: u64,
     encoder: Encoder,
     buf: Vec<u8>,
-    /// The tag of each record, by slot (see [`DocsBuilder::create`]).
-    tags: Vec<u32>,
     tag: fn(&Record) -> u32,
+    /// Bytes a sort of a table may hold (see [`crate::spill`]).
+    memory: usize,
 }
 
 impl DocsBuilder {
     /// A builder writing to `path`; `tag` gives each record a 32-bit tag
     /// that its parent's list of children keeps beside it
     /// ([`Docs::child_tags`]): a profile's way to pick a child without
-    /// reading every child's record.
+    /// reading every child's record. Its temporary files are `path.*`.
     pub fn create(path: &Path, tag: fn(&Record) -> u32) -> Result<DocsBuilder> {
         Ok(DocsBuilder {
             body: BodyWriter::create(path)?,
-            t: Tables32::default(),
+            c: Columns::create(path)?,
+            last_key: None,
+            base: 0,
             records_end: 0,
             encoder: Encoder::default(),
             buf: Vec::new(),
-            tags: Vec::new(),
             tag,
+            memory: DEFAULT_BUILD_MEMORY,
         })
     }
 
-    /// Makes room for `n` records at once: the tables then grow by no
-    /// doubling, which at 28M records would hold up to twice their size.
-    pub fn reserve(&mut self, n: usize) {
-        self.t.starts.reserve_exact(n);
-        self.t.keys.reserve_exact(n);
-        self.t.ids.reserve_exact(n);
-        self.tags.reserve_exact(n);
-        self.t.bases.reserve_exact(n.div_ceil(1 << GROUP_SHIFT));
+    /// Bounds the memory the sorts of `finish` hold; beyond it they go
+    /// through temporary files. The file written is the same.
+    pub fn set_memory(&mut self, bytes: usize) {
+        self.memory = bytes;
     }
 
     /// Appends a record; returns its slot.
     pub fn add(&mut self, key: u64, record: &Record) -> Result<u32> {
-        if self.t.keys.last().is_some_and(|k| *k >= key) {
+        if self.last_key.is_some_and(|k| k >= key) {
             return Err(Error::Store(format!("documents out of key order at key {key}")));
         }
-        let slot = u32::try_from(self.t.keys.len())
+        let slot = u32::try_from(self.c.keys.len())
             .ok()
             .filter(|s| *s != NONE)
             .ok_or_else(|| Error::Store("more documents than a documents file holds".into()))?;
         let pos = self.body.pos();
         if slot.is_multiple_of(1 << GROUP_SHIFT) {
-            self.t.bases.push(pos);
+            self.c.bases.push(pos)?;
+            self.base = pos;
         }
-        let base = self.t.bases.last().copied().unwrap_or_default();
-        let start = u32::try_from(pos - base)
+        let start = u32::try_from(pos - self.base)
             .map_err(|_| Error::Store(format!("document {}: records too large for a documents file", record.id)))?;
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
@@ -178,58 +244,58 @@ impl DocsBuilder {
         let written = self.body.write(&buf);
         self.buf = buf;
         written?;
-        self.t.starts.push(start);
-        self.t.keys.push(key);
-        self.t.ids.push((u64::from(short_hash(&record.id)) << 32) | u64::from(slot));
-        self.tags.push((self.tag)(record));
+        self.c.starts.push(start)?;
+        self.c.keys.push(key)?;
+        self.c.ids.push((u64::from(short_hash(&record.id)) << 32) | u64::from(slot))?;
+        self.c.tags.push((self.tag)(record))?;
+        self.last_key = Some(key);
         Ok(slot)
     }
 
-    /// Writes `values`, each `W` bytes, as a table of the body.
-    fn table<const W: usize>(&mut self, values: impl Iterator<Item = [u8; W]>) -> Result<Table> {
-        let pad = (W - (self.body.pos() as usize % W)) % W;
-        self.body.write(&[0u8; 8][..pad])?;
-        let at = self.body.pos();
-        let len = self.body.write_items(values)?;
-        Ok(Table { at, len })
-    }
-
-    /// Resolves parents, writes the tables, the index, and syncs the file.
+    /// Writes the tables, resolving parents, then the index, and syncs the
+    /// file. Each table is streamed into the body from a temporary file
+    /// or a sort bounded by the builder's memory.
     pub fn finish(mut self) -> Result<()> {
         self.records_end = self.body.pos();
-        self.body.flush()?;
-        self.t.ids.sort_unstable();
+        let n = self.c.keys.len();
+        let path = self.body.path().to_owned();
         let (names, strings) = (std::mem::take(&mut self.encoder.names), std::mem::take(&mut self.encoder.strings));
-        let parents = self.resolve_parents()?;
-        let n = parents.len();
-        // The tables that linking the parents needed are written, and let
-        // go, before the children's lists are made: at 28M records that is
-        // 560 MB the build no longer holds at its peak.
-        let t = std::mem::take(&mut self.t);
         // A damaged block of records then never takes a table with it.
         self.body.pad_to_block()?;
-        let block_starts = block_starts(t.keys.iter().copied()).unwrap_or_default();
-        let bases = self.table(t.bases.iter().map(|v| v.to_le_bytes()))?;
-        let starts = self.table(t.starts.iter().map(|v| v.to_le_bytes()))?;
-        let keys = self.table(t.keys.iter().map(|v| v.to_le_bytes()))?;
-        let ids = self.table(t.ids.iter().map(|v| v.to_le_bytes()))?;
-        drop(t);
-        let (counts, children) = children_of(&parents);
-        let child_tags: Vec<u32> = children.iter().map(|c| self.tags[*c as usize]).collect();
-        self.tags = Vec::new();
+        let bases = table(&mut self.body, self.c.bases.read()?.map(|v| v.map(u64::to_le_bytes)))?;
+        let starts = table(&mut self.body, self.c.starts.read()?.map(|v| v.map(u32::to_le_bytes)))?;
+        let keys = table(&mut self.body, self.c.keys.read()?.map(|v| v.map(u64::to_le_bytes)))?;
+        let ids = {
+            let mut sorter = Sorter::new(beside(&path, "ids.run"), self.memory);
+            for id in self.c.ids.read()? {
+                sorter.push(id?)?;
+            }
+            let sorted = sorter.finish()?;
+            let t = table(&mut self.body, sorted.read()?.map(|v| v.map(u64::to_le_bytes)))?;
+            t
+        };
+        // (parent, child, child's tag), to be sorted into the children's lists.
+        let mut links = Sorter::<[u32; 3]>::new(beside(&path, "links.run"), self.memory);
+        let parents = self.resolve_parents(Linked { bases, starts, ids }, &mut links)?;
+        let links = links.finish()?;
+        let child_starts = prefix_counts(&mut self.body, links.read()?.map(|l| l.map(|l| l[0] as usize)), n as usize)?;
+        let child_tags = table(&mut self.body, links.read()?.map(|l| l.map(|l| l[2].to_le_bytes())))?;
+        let children = table(&mut self.body, links.read()?.map(|l| l.map(|l| l[1].to_le_bytes())))?;
+        drop(links);
+        let block_starts = self.block_starts(n)?;
         let mut index = DocsIndexData {
             bases,
             starts,
             keys,
             ids,
-            parents: self.table(parents.iter().map(|v| v.to_le_bytes()))?,
-            child_starts: self.table(counts.iter().map(|v| v.to_le_bytes()))?,
-            child_tags: self.table(child_tags.iter().map(|v| v.to_le_bytes()))?,
-            children: self.table(children.iter().map(|v| v.to_le_bytes()))?,
-            block_starts: self.table(block_starts.iter().map(|v| v.to_le_bytes()))?,
+            parents,
+            child_starts,
+            child_tags,
+            children,
+            block_starts,
             names,
             strings,
-            len: n as u64,
+            len: n,
             records_end: self.records_end,
             ..DocsIndexData::default()
         };
@@ -239,124 +305,102 @@ impl DocsBuilder {
         self.body.finish(&bytes, *MAGIC)
     }
 
-    /// The slot of each record's parent, read back from the records just
-    /// written: a parent is the record whose id is the one the child
-    /// names, compared whole, so that a hash collision can never link a
-    /// record to a stranger.
-    fn resolve_parents(&self) -> Result<Vec<u32>> {
-        let n = self.t.keys.len();
-        let mut parents = vec![NONE; n];
-        if n == 0 {
-            return Ok(parents);
-        }
-        let path = self.body.path();
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        // SAFETY: the file is ours and no longer written to until we drop the map.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        // Read once, front to back: pages left behind are dropped from the
-        // map (not from the page cache), or a 2 GB file would count whole
-        // in the build's memory.
+    /// See `DocsIndexData::block_starts`: empty when the blocks of the
+    /// keys are too sparse.
+    fn block_starts(&mut self, n: u64) -> Result<Table> {
+        let last = block_of(self.last_key.unwrap_or(0));
+        let room = usize::try_from(n).unwrap_or(usize::MAX).max(1 << 16).saturating_mul(4);
+        let Some(last) = usize::try_from(last).ok().filter(|b| *b <= room) else {
+            return TableWriter::start(&mut self.body, 4)?.end();
+        };
+        let blocks = self.c.keys.read()?.map(|k| k.map(|k| block_of(k) as usize));
+        prefix_counts(&mut self.body, blocks, last + 1)
+    }
+
+    /// Writes the parents' table: the slot of each record's parent, read
+    /// back from the records and tables just written. A parent is the
+    /// record whose id is the one the child names, compared whole, so that
+    /// a hash collision can never link a record to a stranger. Each link
+    /// goes to `links` with the child's tag.
+    fn resolve_parents(&mut self, at: Linked, links: &mut Sorter<[u32; 3]>) -> Result<Table> {
+        self.body.flush()?;
+        let n = u32::try_from(self.c.keys.len()).unwrap_or(NONE);
+        let path = self.body.path().to_owned();
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        // SAFETY: the file is ours, and what the map covers (records and
+        // the tables before the parents) is not written again: the body
+        // grows past the map's end while it is open.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
+        // Records are read once, front to back: pages left behind are
+        // dropped from the map (not from the page cache), or a 2 GB file
+        // would count whole in the build's memory.
         let _ = map.advise(memmap2::Advice::Sequential);
-        let mut released = 0usize;
-        let built = Built { t: &self.t, records_end: self.records_end, map: &map };
-        let broken =
-            || Error::Corrupt { path: path.to_owned(), reason: "a record just written reads back wrong".into() };
-        let ids = &self.t.ids;
-        let mut id = String::new();
-        // Children of one parent mostly follow each other.
-        let mut last: Option<(String, u32)> = None;
-        for slot in 0..n as u32 {
+        let built = Built { map: &map, at, len: n as usize, records_end: self.records_end };
+        let broken = || Error::Corrupt { path: path.clone(), reason: "a record just written reads back wrong".into() };
+        let mut out = TableWriter::start(&mut self.body, 4)?;
+        let mut tags = self.c.tags.read()?;
+        let mut pages = Pages { released: 0, lookups: 0 };
+        let mut look = Lookup::default();
+        for slot in 0..n {
+            let tag = tags.next().ok_or_else(broken)??;
             if slot % 4096 == 0 {
-                released = release_behind(&map, released, built.start(slot));
+                pages.release_records(&built, built.start(slot).ok_or_else(broken)?);
             }
-            let head = built.bytes(slot).and_then(Head::read).ok_or_else(broken)?;
-            next_id(&mut id, head.id_shared, head.id_rest).ok_or_else(broken)?;
-            let Some(parent) = head.parent_id(&id).flatten() else { continue };
-            if let Some((p, s)) = &last {
-                if *p == parent {
-                    parents[slot as usize] = *s;
-                    continue;
-                }
+            // A lookup touches about twenty pages of a large id table.
+            if pages.lookups >= 512 || slot.is_multiple_of(1 << 16) {
+                pages.release_tables(&built);
             }
-            let h = u64::from(short_hash(&parent));
-            let from = ids.partition_point(|e| e >> 32 < h);
-            for e in ids[from..].iter().take_while(|e| *e >> 32 == h) {
-                let found = *e as u32;
-                if built.id(found).ok_or_else(broken)? == parent {
-                    parents[slot as usize] = found;
-                    last = Some((parent, found));
-                    break;
-                }
+            let parent = look.parent(&built, slot, &mut pages).ok_or_else(broken)?;
+            out.push(&parent.to_le_bytes())?;
+            if parent != NONE {
+                links.push([parent, slot, tag])?;
             }
         }
-        Ok(parents)
+        out.end()
     }
 }
 
-/// A file being built, read back through the builder's own tables.
+/// Where the tables that resolving parents reads lie in the body.
+#[derive(Clone, Copy)]
+struct Linked {
+    bases: Table,
+    starts: Table,
+    ids: Table,
+}
+
+/// A file being built, read back through its own tables.
 struct Built<'a> {
-    t: &'a Tables32,
+    map: &'a Mmap,
+    at: Linked,
+    len: usize,
     records_end: u64,
-    map: &'a [u8],
-}
-
-/// The children of each slot, in CSR form: those of `p` are
-/// `children[starts[p]..starts[p + 1]]`, in slot order.
-fn children_of(parents: &[u32]) -> (Vec<u32>, Vec<u32>) {
-    let n = parents.len();
-    let mut starts = vec![0u32; n + 1];
-    for p in parents.iter().filter(|p| **p != NONE) {
-        starts[*p as usize + 1] += 1;
-    }
-    for i in 0..n {
-        starts[i + 1] += starts[i];
-    }
-    let mut children = vec![0u32; starts[n] as usize];
-    // `starts[p]` serves as p's cursor, and ends at p's end, which is
-    // where p + 1 starts: shifted back by one after. No second table.
-    for (slot, p) in parents.iter().enumerate().filter(|(_, p)| **p != NONE) {
-        let at = &mut starts[*p as usize];
-        children[*at as usize] = slot as u32;
-        *at += 1;
-    }
-    for i in (1..=n).rev() {
-        starts[i] = starts[i - 1];
-    }
-    starts[0] = 0;
-    (starts, children)
-}
-
-/// Drops the pages of `map` from `released` to a window before `at` out
-/// of this process (the page cache keeps them); returns the new mark.
-fn release_behind(map: &Mmap, released: usize, at: usize) -> usize {
-    // Parents are looked up behind the cursor, mostly close to it.
-    const WINDOW: usize = 32 << 20;
-    const PAGE: usize = 4096;
-    let end = at.saturating_sub(WINDOW) & !(PAGE - 1);
-    if end < released + WINDOW {
-        return released;
-    }
-    // SAFETY: the map is read-only and of a file nobody writes while it is
-    // open: a dropped page reads back the same bytes on the next access,
-    // so the slices `Built` hands out stay valid.
-    match unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, released, end - released) } {
-        Ok(()) => end,
-        Err(_) => released,
-    }
 }
 
 impl Built<'_> {
+    fn u32_at(&self, t: Table, i: usize) -> Option<u32> {
+        let at = usize::try_from(t.at).ok()? + i * 4;
+        Some(u32::from_le_bytes(self.map.get(at..at + 4)?.try_into().ok()?))
+    }
+
+    fn u64_at(&self, t: Table, i: usize) -> Option<u64> {
+        let at = usize::try_from(t.at).ok()? + i * 8;
+        Some(u64::from_le_bytes(self.map.get(at..at + 8)?.try_into().ok()?))
+    }
+
     /// Where the record in `slot` starts.
-    fn start(&self, slot: u32) -> usize {
+    fn start(&self, slot: u32) -> Option<usize> {
         let s = slot as usize;
-        usize::try_from(self.t.bases[s >> GROUP_SHIFT] + u64::from(self.t.starts[s])).unwrap_or(usize::MAX)
+        let base = self.u64_at(self.at.bases, s >> GROUP_SHIFT)?;
+        usize::try_from(base + u64::from(self.u32_at(self.at.starts, s)?)).ok()
     }
 
     fn bytes(&self, slot: u32) -> Option<&[u8]> {
-        let s = slot as usize;
-        let end =
-            if s + 1 < self.t.starts.len() { self.start(slot + 1) } else { usize::try_from(self.records_end).ok()? };
-        self.map.get(self.start(slot)..end)
+        let end = if (slot as usize) + 1 < self.len {
+            self.start(slot + 1)?
+        } else {
+            usize::try_from(self.records_end).ok()?
+        };
+        self.map.get(self.start(slot)?..end)
     }
 
     /// The id of the record in `slot`, read from the last record that
@@ -369,6 +413,102 @@ impl Built<'_> {
         }
         Some(id)
     }
+
+    /// The slot of the record whose id is `id`, `NONE` if there is none;
+    /// `None` if the file reads back wrong.
+    fn slot_of_id(&self, id: &str) -> Option<u32> {
+        let h = u64::from(short_hash(id));
+        let (mut lo, mut hi) = (0, self.len);
+        while lo < hi {
+            let m = lo + (hi - lo) / 2;
+            if self.u64_at(self.at.ids, m)? >> 32 < h {
+                lo = m + 1;
+            } else {
+                hi = m;
+            }
+        }
+        for i in lo..self.len {
+            let e = self.u64_at(self.at.ids, i)?;
+            if e >> 32 != h {
+                break;
+            }
+            if self.id(e as u32)? == id {
+                return Some(e as u32);
+            }
+        }
+        Some(NONE)
+    }
+}
+
+/// The id of the record being read and the last parent found: children
+/// of one parent mostly follow each other.
+#[derive(Default)]
+struct Lookup {
+    id: String,
+    last: Option<(String, u32)>,
+}
+
+impl Lookup {
+    /// The parent of `slot`, `NONE` for none; `None` if the file reads
+    /// back wrong.
+    fn parent(&mut self, built: &Built, slot: u32, pages: &mut Pages) -> Option<u32> {
+        let head = built.bytes(slot).and_then(Head::read)?;
+        next_id(&mut self.id, head.id_shared, head.id_rest)?;
+        let Some(parent) = head.parent_id(&self.id).flatten() else { return Some(NONE) };
+        if let Some((p, s)) = &self.last {
+            if *p == parent {
+                return Some(*s);
+            }
+        }
+        pages.lookups += 1;
+        let found = built.slot_of_id(&parent)?;
+        if found != NONE {
+            self.last = Some((parent, found));
+        }
+        Some(found)
+    }
+}
+
+/// What of the map resolving parents has let go of: its pages count in
+/// the process's memory until they are dropped from it.
+struct Pages {
+    /// Records before this offset are dropped.
+    released: usize,
+    /// Lookups in the tables since their pages were last dropped.
+    lookups: usize,
+}
+
+impl Pages {
+    /// Drops the records more than a window behind `at`.
+    fn release_records(&mut self, built: &Built, at: usize) {
+        // Parents are looked up behind the cursor, mostly close to it.
+        const WINDOW: usize = 32 << 20;
+        let end = at.saturating_sub(WINDOW) & !(PAGE - 1);
+        if end >= self.released + WINDOW && drop_pages(built.map, self.released, end) {
+            self.released = end;
+        }
+    }
+
+    /// Drops the pages of the tables.
+    fn release_tables(&mut self, built: &Built) {
+        let from = usize::try_from(built.at.bases.at).unwrap_or(usize::MAX) & !(PAGE - 1);
+        drop_pages(built.map, from, built.map.len());
+        self.lookups = 0;
+    }
+}
+
+const PAGE: usize = 4096;
+
+/// Drops the pages of `map[from..to]` out of this process (the page cache
+/// keeps them); whether it did.
+fn drop_pages(map: &Mmap, from: usize, to: usize) -> bool {
+    if from >= to || to > map.len() {
+        return false;
+    }
+    // SAFETY: the map is read-only and of a file nobody writes in its range
+    // while it is open: a dropped page reads back the same bytes on the
+    // next access, so the slices `Built` hands out stay valid.
+    unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, to - from) }.is_ok()
 }
 
 /// A memory-mapped documents file.
@@ -858,6 +998,65 @@ mod tests {
         bytes[index_at + 3] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
         assert!(matches!(Docs::open(&path), Err(Error::Corrupt { .. })));
+    }
+
+    /// The parent `rec_id(i)` names in `linked_records`, if any.
+    fn parent_of(i: usize, n: usize) -> Option<usize> {
+        match i % 7 {
+            0 => None,
+            // A parent further on, or one that is not there.
+            3 if i.is_multiple_of(13) => Some(i / 7 * 7 + 70).filter(|p| *p < n),
+            5 if i.is_multiple_of(11) => Some(n + 1),
+            _ => Some(i / 7 * 7),
+        }
+    }
+
+    /// A documents file of `n` linked records built holding `memory`
+    /// bytes in its sorts.
+    fn linked_file(dir: &std::path::Path, n: usize, memory: usize) -> std::path::PathBuf {
+        let path = dir.join(format!("docs-{memory}"));
+        let mut b = DocsBuilder::create(&path, |r| r.id.len() as u32).unwrap();
+        b.set_memory(memory);
+        for i in 0..n {
+            let parent = parent_of(i, n).map(|p| format!("r{p}"));
+            // Keys across store blocks, some sparse.
+            b.add(((i as u64 / 1000) << 16) | ((i as u64 % 1000) * 3), &rec(&format!("r{i}"), parent.as_deref()))
+                .unwrap();
+        }
+        b.finish().unwrap();
+        path
+    }
+
+    /// Built with sorts much smaller than the tables (many runs, merges of
+    /// merges), the file is byte for byte the one built in memory, its
+    /// links answer right, and no temporary file is left.
+    #[test]
+    fn a_small_budget_builds_the_same_file() {
+        let n = 5000;
+        let dir = tempfile::tempdir().unwrap();
+        let small = linked_file(dir.path(), n, 64);
+        let large = linked_file(dir.path(), n, 1 << 30);
+        assert!(std::fs::read(&small).unwrap() == std::fs::read(&large).unwrap(), "the files differ");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 2, "temporary files left: {names:?}");
+        let d = Docs::open(&small).unwrap();
+        assert_eq!(d.len(), n);
+        let mut children = vec![Vec::new(); n];
+        for i in 0..n {
+            let slot = i as u32;
+            assert_eq!(d.slot_of_id(&format!("r{i}")), Some(slot));
+            let parent = parent_of(i, n).filter(|p| *p < n);
+            assert_eq!(d.parent(slot), parent.map(|p| p as u32), "parent of r{i}");
+            if let Some(p) = parent {
+                children[p].push((slot, format!("r{i}").len() as u32));
+            }
+        }
+        for (p, want) in children.iter().enumerate() {
+            assert_eq!(d.children(p as u32).collect::<Vec<_>>(), *want, "children of r{p}");
+        }
+        assert_eq!(d.slot_of_id("r5000"), None);
+        assert!(d.index().block_starts.len.to_native() > 0);
+        assert!(d.check().is_ok());
     }
 
     /// Keys found through the per-block table are the keys of the file, in
