@@ -22,6 +22,8 @@ const IO_BUFFER: usize = 1 << 16;
 /// base) are merged into one before the next, so that a merge never
 /// holds more than this many files and buffers open.
 const FAN_IN: usize = 64;
+/// Items a sort's buffer first makes room for.
+const MIN_GROWTH: usize = 1 << 16;
 
 /// A path `base.suffix`.
 pub(crate) fn beside(base: &Path, suffix: &str) -> PathBuf {
@@ -171,9 +173,15 @@ impl<T: Item> Sorter<T> {
         if self.buf.len() >= self.cap {
             self.spill()?;
         }
-        if self.buf.capacity() == 0 {
-            // Exactly the budget: doubling would overshoot it by up to half.
-            self.buf.reserve_exact(self.cap);
+        if self.buf.len() == self.buf.capacity() {
+            // Grown by doubling up to exactly the budget (doubling past it
+            // would overshoot by up to half), never reserved whole at
+            // once: a budget far above what the build holds (or above what
+            // the machine has) costs nothing.
+            let grow = self.buf.capacity().max(MIN_GROWTH).min(self.cap.saturating_sub(self.buf.capacity())).max(1);
+            self.buf
+                .try_reserve_exact(grow)
+                .map_err(|e| Error::Store(format!("the build's sort could not hold {grow} more items: {e}")))?;
         }
         self.buf.push(item);
         self.len += 1;
@@ -329,6 +337,20 @@ mod tests {
         }
         drop(sorted);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "run files left behind");
+    }
+
+    /// A budget far beyond the machine's memory is only an upper bound:
+    /// the sort holds what it is given.
+    #[test]
+    fn a_huge_budget_holds_only_the_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Sorter::<u64>::new(dir.path().join("h"), usize::MAX);
+        for i in (0..200_000u64).rev() {
+            s.push(i).unwrap();
+        }
+        let sorted = s.finish().unwrap();
+        assert!(sorted.buf.capacity() < 1 << 20, "held {} items' room", sorted.buf.capacity());
+        assert!(sorted.read().unwrap().map(Result::unwrap).eq(0..200_000u64));
     }
 
     #[test]

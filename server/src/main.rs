@@ -858,6 +858,8 @@ fn parse_memory(s: &str) -> Result<usize, String> {
         "kib" => 1 << 10,
         "mib" => 1 << 20,
         "gib" => 1 << 30,
+        "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
         _ => return Err(bad()),
     };
     let bytes = n.checked_mul(scale).ok_or_else(|| format!("{s:?} is too large"))?;
