@@ -170,7 +170,8 @@ impl GeoBuilder {
 
     /// Every point added, sorted.
     fn sorted(&mut self) -> Result<Sorted<Staged>> {
-        let mut sorter = Sorter::new(beside(&self.path, "points.run"), self.memory);
+        let expected = self.spill.as_ref().map_or(0, Column::len);
+        let mut sorter = Sorter::new(beside(&self.path, "points.run"), self.memory, expected);
         if let Some(spill) = &mut self.spill {
             for p in spill.read()? {
                 sorter.push(p?)?;

@@ -22,7 +22,7 @@ const IO_BUFFER: usize = 1 << 16;
 /// base) are merged into one before the next, so that a merge never
 /// holds more than this many files and buffers open.
 const FAN_IN: usize = 64;
-/// Items a sort's buffer first makes room for.
+/// Items a sort's buffer grows by at least, past what was expected.
 const MIN_GROWTH: usize = 1 << 16;
 
 /// A path `base.suffix`.
@@ -154,6 +154,8 @@ pub(crate) struct Sorter<T: Item> {
     base: PathBuf,
     buf: Vec<T>,
     cap: usize,
+    /// Items the buffer first makes room for.
+    first: usize,
     runs: Vec<Run>,
     /// Run files made so far, for their names.
     made: usize,
@@ -161,12 +163,13 @@ pub(crate) struct Sorter<T: Item> {
 }
 
 impl<T: Item> Sorter<T> {
-    /// A sorter holding at most about `memory` bytes of items; its runs
-    /// are `base.0`, `base.1`...
-    pub fn new(base: PathBuf, memory: usize) -> Sorter<T> {
+    /// A sorter holding at most about `memory` bytes of items, of which
+    /// about `expected` will come; its runs are `base.0`, `base.1`...
+    pub fn new(base: PathBuf, memory: usize, expected: u64) -> Sorter<T> {
         // A floor keeps a silly budget from making a run per item.
         let cap = (memory / T::SIZE).max(16);
-        Sorter { base, buf: Vec::new(), cap, runs: Vec::new(), made: 0, len: 0 }
+        let first = usize::try_from(expected).unwrap_or(usize::MAX).clamp(1, cap);
+        Sorter { base, buf: Vec::new(), cap, first, runs: Vec::new(), made: 0, len: 0 }
     }
 
     pub fn push(&mut self, item: T) -> Result<()> {
@@ -174,11 +177,16 @@ impl<T: Item> Sorter<T> {
             self.spill()?;
         }
         if self.buf.len() == self.buf.capacity() {
-            // Grown by doubling up to exactly the budget (doubling past it
-            // would overshoot by up to half), never reserved whole at
-            // once: a budget far above what the build holds (or above what
-            // the machine has) costs nothing.
-            let grow = self.buf.capacity().max(MIN_GROWTH).min(self.cap.saturating_sub(self.buf.capacity())).max(1);
+            // Room for the items expected or the budget, whichever is
+            // less, at once (doubling would hold old and new buffers
+            // together); grown by doubling up to the budget if more come.
+            // Never the budget alone: one far above what the build holds
+            // (or above what the machine has) costs nothing.
+            let grow = if self.buf.capacity() == 0 {
+                self.first
+            } else {
+                self.buf.capacity().max(MIN_GROWTH).min(self.cap.saturating_sub(self.buf.capacity())).max(1)
+            };
             self.buf
                 .try_reserve_exact(grow)
                 .map_err(|e| Error::Store(format!("the build's sort could not hold {grow} more items: {e}")))?;
@@ -320,7 +328,7 @@ mod tests {
     #[test]
     fn sorts_beyond_the_budget() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Sorter::<[u32; 2]>::new(dir.path().join("t"), 16 * 8);
+        let mut s = Sorter::<[u32; 2]>::new(dir.path().join("t"), 16 * 8, 20_000);
         let mut all = Vec::new();
         let mut x = 7u32;
         for i in 0..20_000u32 {
@@ -344,7 +352,7 @@ mod tests {
     #[test]
     fn a_huge_budget_holds_only_the_items() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Sorter::<u64>::new(dir.path().join("h"), usize::MAX);
+        let mut s = Sorter::<u64>::new(dir.path().join("h"), usize::MAX, 1_000);
         for i in (0..200_000u64).rev() {
             s.push(i).unwrap();
         }

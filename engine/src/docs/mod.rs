@@ -266,7 +266,7 @@ impl DocsBuilder {
         let starts = table(&mut self.body, self.c.starts.read()?.map(|v| v.map(u32::to_le_bytes)))?;
         let keys = table(&mut self.body, self.c.keys.read()?.map(|v| v.map(u64::to_le_bytes)))?;
         let ids = {
-            let mut sorter = Sorter::new(beside(&path, "ids.run"), self.memory);
+            let mut sorter = Sorter::new(beside(&path, "ids.run"), self.memory, self.c.ids.len());
             for id in self.c.ids.read()? {
                 sorter.push(id?)?;
             }
@@ -275,7 +275,7 @@ impl DocsBuilder {
             t
         };
         // (parent, child, child's tag), to be sorted into the children's lists.
-        let mut links = Sorter::<[u32; 3]>::new(beside(&path, "links.run"), self.memory);
+        let mut links = Sorter::<[u32; 3]>::new(beside(&path, "links.run"), self.memory, n);
         let parents = self.resolve_parents(Linked { bases, starts, ids }, &mut links)?;
         let links = links.finish()?;
         let child_starts = prefix_counts(&mut self.body, links.read()?.map(|l| l.map(|l| l[0] as usize)), n as usize)?;
