@@ -78,6 +78,36 @@ fn role_collision(old: &Record, new: &Record, what: impl FnOnce() -> String) -> 
     Err(Error::IdCollision { id: new.id.clone(), what: what(), existing: old.kind.clone() })
 }
 
+/// How a child is named in an error.
+fn child_name(c: &Child, parent: &Record) -> String {
+    let number = c.record.get("housenumber").and_then(|v| v.first_str()).unwrap_or("");
+    format!("{} {number:?} of {}", c.record.kind, parent.id)
+}
+
+/// The text index's part of a put: the replaced record's document out,
+/// the new one's in (`doc`, with its key), and the replaced record's
+/// parent, if it had another, noted as having lost a child.
+fn index_put(
+    text: &mut TextWriter,
+    lost: &mut HashSet<String>,
+    key: u64,
+    old: Option<&(u64, Record)>,
+    parent: Option<&String>,
+    doc: Option<crate::text::TextDoc<'static>>,
+) -> Result<()> {
+    if let Some((old_key, old)) = old {
+        text.delete(*old_key);
+        if let Some(p) = old.parent.as_ref().filter(|p| Some(*p) != parent) {
+            lost.insert(p.clone());
+        }
+    }
+    if let Some(mut d) = doc {
+        d.key = key;
+        text.add(d)?;
+    }
+    Ok(())
+}
+
 impl Batch {
     /// A batch writing to `txn` and `text`, over the generation `prev`
     /// (none before the first commit).
@@ -107,17 +137,8 @@ impl Batch {
         let doc = Active::text_doc(0, &record);
         let parent = record.parent.clone();
         let (key, old) = self.txn.put(record)?;
-        if let Some((old_key, old)) = &old {
-            self.text.delete(*old_key);
-            if let Some(p) = old.parent.as_ref().filter(|p| Some(*p) != parent.as_ref()) {
-                self.lost.insert(p.clone());
-            }
-        }
-        if let Some(mut d) = doc {
-            d.key = key;
-            self.text.add(d)?;
-        }
         self.written += 1;
+        index_put(&mut self.text, &mut self.lost, key, old.as_ref(), parent.as_ref(), doc)?;
         Ok((key, old))
     }
 
@@ -140,26 +161,29 @@ impl Batch {
     /// record that is no child; two children may not share an id. Otherwise
     /// nothing is written and the error is [`Error::IdCollision`].
     pub fn put_family(&mut self, parent: Record, children: Vec<Child>) -> Result<()> {
+        // Looked up together: in an import most ids are new.
+        let mut keys = self.txn.keys_of(children.iter().map(|c| c.record.id.as_str()).chain([parent.id.as_str()]))?;
+        let parent_key = keys.pop().flatten();
         let mut ids = HashSet::with_capacity(children.len());
-        for c in &children {
-            let what = || {
-                let number = c.record.get("housenumber").and_then(|v| v.first_str()).unwrap_or("");
-                format!("{} {number:?} of {}", c.record.kind, parent.id)
-            };
+        for (c, key) in children.iter().zip(keys) {
             if !ids.insert(c.record.id.as_str()) || c.record.id == parent.id {
                 return Err(Error::IdCollision {
                     id: c.record.id.clone(),
-                    what: what(),
+                    what: child_name(c, &parent),
                     existing: "housenumber".into(),
                 });
             }
-            let Some(old) = self.txn.get(&c.record.id)? else { continue };
+            let Some(old) = key.map(|k| self.txn.get_key(k)).transpose()?.flatten() else { continue };
             if c.generated_id && (old.kind != c.record.kind || old.parent != c.record.parent) {
-                return Err(Error::IdCollision { id: c.record.id.clone(), what: what(), existing: old.kind });
+                return Err(Error::IdCollision {
+                    id: c.record.id.clone(),
+                    what: child_name(c, &parent),
+                    existing: old.kind,
+                });
             }
-            role_collision(&old, &c.record, what)?;
+            role_collision(&old, &c.record, || child_name(c, &parent))?;
         }
-        if let Some(old) = self.txn.get(&parent.id)? {
+        if let Some(old) = parent_key.map(|k| self.txn.get_key(k)).transpose()?.flatten() {
             role_collision(&old, &parent, || format!("a {}", parent.kind))?;
         }
         let id = parent.id.clone();
@@ -169,10 +193,17 @@ impl Batch {
             self.stale_in_batch = true;
         }
         self.stale.insert(id, key);
-        for c in children {
-            self.put(c.record)?;
+        let mut docs = Vec::with_capacity(children.len());
+        for c in &children {
+            docs.push((Active::text_doc(0, &c.record), c.record.parent.clone()));
         }
-        Ok(())
+        let mut docs = docs.into_iter();
+        let (text, lost, written) = (&mut self.text, &mut self.lost, &mut self.written);
+        self.txn.put_each(children.into_iter().map(|c| c.record), |key, old| {
+            let (doc, parent) = docs.next().unwrap_or_default();
+            *written += 1;
+            index_put(text, lost, key, old.as_ref(), parent.as_ref(), doc)
+        })
     }
 
     /// Removes the record with this id, and its children; false if there
