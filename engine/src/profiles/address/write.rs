@@ -235,7 +235,7 @@ impl Batch {
     /// there).
     pub fn import(
         &mut self,
-        input: impl std::io::BufRead,
+        input: impl std::io::BufRead + Send,
         format: Format,
         on_error: OnError,
         skipped: &mut Skipped,
