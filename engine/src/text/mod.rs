@@ -150,6 +150,39 @@ fn schema(filters: &[&str]) -> (Schema, Fields) {
     (b.build(), Fields { key, text, prefix, cell, rank, filters })
 }
 
+/// Whether a live document of `seg` holds `t`.
+fn term_is_live(seg: &tantivy::SegmentReader, t: &Term) -> bool {
+    let Ok(inverted) = seg.inverted_index(t.field()) else { return false };
+    match inverted.get_term_info(t) {
+        Ok(Some(info)) => term_info_is_live(seg, &inverted, &info),
+        _ => false,
+    }
+}
+
+/// Whether a live document of `seg` holds the term of `info`: at once when
+/// the segment has no deletions, or more documents hold it than were
+/// deleted; otherwise by its postings, which are then no longer than the
+/// segment's deletions.
+fn term_info_is_live(
+    seg: &tantivy::SegmentReader,
+    inverted: &tantivy::InvertedIndexReader,
+    info: &tantivy::postings::TermInfo,
+) -> bool {
+    let Some(alive) = seg.alive_bitset() else { return info.doc_freq > 0 };
+    if info.doc_freq > seg.num_deleted_docs() {
+        return true;
+    }
+    let Ok(mut postings) = inverted.read_postings_from_terminfo(info, IndexRecordOption::Basic) else { return true };
+    let mut doc = postings.doc();
+    while doc != tantivy::TERMINATED {
+        if alive.is_alive(doc) {
+            return true;
+        }
+        doc = postings.advance();
+    }
+    false
+}
+
 /// The grid cell of a point, as indexed and queried.
 fn cell_term(lat: f64, lon: f64) -> String {
     format!("{}:{}", (lat / CELL_DEG).floor() as i64, (lon / CELL_DEG).floor() as i64)
@@ -384,14 +417,32 @@ impl TextIndex {
 
     /// Number of indexed documents containing this word.
     pub fn word_freq(&self, word: &str) -> u64 {
-        let t = Term::from_field_text(self.fields.text, word);
-        self.reader.searcher().doc_freq(&t).unwrap_or(0)
+        self.live_freq(&Term::from_field_text(self.fields.text, word))
     }
 
     /// Number of indexed documents with a word starting with `prefix`.
     pub fn prefix_freq(&self, prefix: &str) -> u64 {
-        let t = Term::from_field_text(self.fields.prefix, analysis::indexed_prefix(prefix));
-        self.reader.searcher().doc_freq(&t).unwrap_or(0)
+        self.live_freq(&Term::from_field_text(self.fields.prefix, analysis::indexed_prefix(prefix)))
+    }
+
+    /// The term's document count as tantivy keeps it (deleted documents
+    /// included, as its scores count them), or 0 when no live document has
+    /// it: a word left only by replaced or deleted records is not in the
+    /// index, and is looked for with typos like any missing word.
+    fn live_freq(&self, t: &Term) -> u64 {
+        let searcher = self.reader.searcher();
+        let freq = searcher.doc_freq(t).unwrap_or(0);
+        if freq == 0 {
+            return 0;
+        }
+        let segments = searcher.segment_readers();
+        let live =
+            segments.iter().all(|seg| seg.num_deleted_docs() == 0) || segments.iter().any(|seg| term_is_live(seg, t));
+        if live {
+            freq
+        } else {
+            0
+        }
     }
 
     /// The terms of `field` within `distance` edits of `word` (or of a
@@ -405,7 +456,11 @@ impl TextIndex {
             let inverted = seg.inverted_index(field).map_err(text_err)?;
             let mut terms = inverted.terms().search(Lev(&dfa)).into_stream().map_err(|e| Error::Text(e.into()))?;
             while terms.advance() {
-                *found.entry(terms.key().to_vec()).or_default() += u64::from(terms.value().doc_freq);
+                let info = terms.value();
+                if !term_info_is_live(seg, &inverted, info) {
+                    continue;
+                }
+                *found.entry(terms.key().to_vec()).or_default() += u64::from(info.doc_freq);
             }
         }
         let mut found: Vec<(Vec<u8>, u64)> = found.into_iter().collect();
@@ -1145,8 +1200,12 @@ impl TextWriter {
         }
         self.writer.commit().map_err(text_err)?;
         if bulk {
-            let segments = self.writer.index().searchable_segment_ids().map_err(text_err)?;
-            if segments.len() > 1 {
+            let metas = self.writer.index().searchable_segment_metas().map_err(text_err)?;
+            let segments: Vec<_> = metas.iter().map(tantivy::SegmentMeta::id).collect();
+            // One segment is merged too when it holds deleted documents (an
+            // import that replaced its own records): the merge drops them,
+            // and the words only they held.
+            if segments.len() > 1 || metas.iter().any(tantivy::SegmentMeta::has_deletes) {
                 // Only an optimisation: should a merge started while indexing
                 // still hold some of these segments, this one fails, and the
                 // commit stands as it is, in several segments.
@@ -1568,6 +1627,40 @@ mod tests {
         assert_eq!(keys(&["rue"]), vec![2]);
         assert_eq!(keys(&["chemin"]), vec![1]);
         assert_eq!(keys(&["lilas"]), vec![1]);
+    }
+
+    #[test]
+    fn a_word_only_replaced_documents_held_is_looked_for_with_typos() {
+        let dir = tempfile::tempdir().unwrap();
+        let lilac = |index: &TextIndex, word: &str| -> Vec<u32> {
+            let w = index.word(word, false).unwrap();
+            let q = TextQuery { words: vec![w], ..TextQuery::default() };
+            index.candidates(&q, 10).unwrap().iter().map(|c| c.1).collect()
+        };
+        drop(towns(dir.path()));
+        // A small commit (the index is not rewritten): "lilas" is left only
+        // in a deleted document of the new segment.
+        let mut w = TextWriter::open(dir.path(), &["type"]).unwrap();
+        add(&mut w, 9_000, &["impasse", "des", "lilas"]);
+        w.delete(9_000);
+        add(&mut w, 9_001, &["impasse", "des", "lilac"]);
+        w.finish().unwrap();
+        let index = open(dir.path(), &["type"]);
+        assert_eq!(index.word_freq("lilas"), 0);
+        assert_eq!(lilac(&index, "lilas"), vec![9_001], "found through the typo");
+
+        // An import into an empty index that replaced its own record: merged
+        // even in one segment, so no deleted document stays behind.
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = TextWriter::open(dir.path(), &[]).unwrap();
+        add(&mut w, 1, &["impasse", "des", "lilas"]);
+        w.delete(1);
+        add(&mut w, 2, &["impasse", "des", "lilac"]);
+        w.finish().unwrap();
+        let metas = Index::open_in_dir(dir.path()).unwrap().searchable_segment_metas().unwrap();
+        assert!(metas.iter().all(|m| !m.has_deletes()), "{metas:?}");
+        let index = open(dir.path(), &[]);
+        assert_eq!(lilac(&index, "lilas"), vec![2]);
     }
 
     fn segments(dir: &Path) -> usize {
