@@ -1200,12 +1200,19 @@ impl TextWriter {
         }
         self.writer.commit().map_err(text_err)?;
         if bulk {
-            let metas = self.writer.index().searchable_segment_metas().map_err(text_err)?;
-            let segments: Vec<_> = metas.iter().map(tantivy::SegmentMeta::id).collect();
             // One segment is merged too when it holds deleted documents (an
             // import that replaced its own records): the merge drops them,
-            // and the words only they held.
-            if segments.len() > 1 || metas.iter().any(tantivy::SegmentMeta::has_deletes) {
+            // and the words only they held. (The metas are dropped before
+            // the merge: while one is held, its segment's files are kept
+            // from the garbage collection that ends the merge.)
+            let (segments, deletes) = {
+                let metas = self.writer.index().searchable_segment_metas().map_err(text_err)?;
+                (
+                    metas.iter().map(tantivy::SegmentMeta::id).collect::<Vec<_>>(),
+                    metas.iter().any(tantivy::SegmentMeta::has_deletes),
+                )
+            };
+            if segments.len() > 1 || deletes {
                 // Only an optimisation: should a merge started while indexing
                 // still hold some of these segments, this one fails, and the
                 // commit stands as it is, in several segments.
@@ -1676,6 +1683,12 @@ mod tests {
         }
         w.finish().unwrap();
         assert_eq!(segments(dir.path()), 1);
+        // The merged segments' files are gone, not left beside it.
+        let idx = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "idx"))
+            .count();
+        assert_eq!(idx, 1);
         let mut w = TextWriter::open(dir.path(), &[]).unwrap();
         add(&mut w, 20_000, &["impasse", "des", "mimosas"]);
         w.finish().unwrap();
