@@ -150,12 +150,15 @@ fn schema(filters: &[&str]) -> (Schema, Fields) {
     (b.build(), Fields { key, text, prefix, cell, rank, filters })
 }
 
-/// Whether a live document of `seg` holds `t`.
+/// Whether a live document of `seg` holds `t`. A segment that cannot be
+/// read is taken to hold it, as in [`term_info_is_live`]: the count then
+/// stays tantivy's, as before deletions were looked at.
 fn term_is_live(seg: &tantivy::SegmentReader, t: &Term) -> bool {
-    let Ok(inverted) = seg.inverted_index(t.field()) else { return false };
+    let Ok(inverted) = seg.inverted_index(t.field()) else { return true };
     match inverted.get_term_info(t) {
         Ok(Some(info)) => term_info_is_live(seg, &inverted, &info),
-        _ => false,
+        Ok(None) => false,
+        Err(_) => true,
     }
 }
 
