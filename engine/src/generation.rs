@@ -17,8 +17,9 @@ pub(crate) const FORMAT_FILE: &str = "FORMAT";
 /// same store: text analysis, filter values, file layouts. Version 1 had no
 /// FORMAT file; version 2 had no rank field in the text index; version 3
 /// had no checksums in the documents file (every record was checked at open);
-/// version 4 (never released) checked its records in 64 KiB blocks.
-pub(crate) const GENERATION_FORMAT: &str = "cairn-generation 6\n";
+/// version 4 (never released) checked its records in 64 KiB blocks;
+/// version 6 kept each record's whole store key in the documents file.
+pub(crate) const GENERATION_FORMAT: &str = "cairn-generation 7\n";
 
 /// One committed, immutable state of the database, open for reading.
 pub struct Generation<D> {
