@@ -15,9 +15,11 @@
 //!   without one, a CSV street's id) never replaces a record of another kind
 //!   or another street: that is refused as [`Error::IdCollision`].
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::rc::Rc;
 
 use serde_json::{Map, Value as Json};
 
@@ -529,6 +531,76 @@ fn csv_columns(headers: &csv::StringRecord, delimiter: u8) -> Result<[usize; 8]>
     Err(Error::BadInput { line: 1, reason })
 }
 
+/// What [`UnixLines`] has passed on so far.
+#[derive(Clone, Copy, Default)]
+struct Ends {
+    bytes: u64,
+    last: u8,
+    eof: bool,
+}
+
+/// The input with every line end made `\n` (CRLF, and a lone CR): the
+/// csv reader counts lines by `\n` and ends a CRLF record at its `\r`, so
+/// a Windows file named every line after the first blank one a line early.
+struct UnixLines<R> {
+    inner: R,
+    /// The last byte read was a `\r`: a `\n` right after it is dropped.
+    cr: bool,
+    ends: Rc<Cell<Ends>>,
+}
+
+impl<R: BufRead> Read for UnixLines<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let input = self.inner.fill_buf()?;
+            if input.is_empty() || buf.is_empty() {
+                let mut ends = self.ends.get();
+                ends.eof |= input.is_empty();
+                self.ends.set(ends);
+                return Ok(0);
+            }
+            let mut used = usize::from(self.cr && input[0] == b'\n');
+            self.cr = false;
+            let mut out = 0;
+            // Runs without a CR are copied whole: a Unix file costs a memchr.
+            while used < input.len() && out < buf.len() {
+                let rest = &input[used..input.len().min(used + buf.len() - out)];
+                let Some(i) = memchr::memchr(b'\r', rest) else {
+                    buf[out..out + rest.len()].copy_from_slice(rest);
+                    (used, out) = (used + rest.len(), out + rest.len());
+                    continue;
+                };
+                buf[out..out + i].copy_from_slice(&rest[..i]);
+                buf[out + i] = b'\n';
+                (used, out) = (used + i + 1, out + i + 1);
+                match input.get(used) {
+                    Some(b'\n') => used += 1,
+                    Some(_) => {}
+                    None => self.cr = true,
+                }
+            }
+            self.inner.consume(used);
+            if out > 0 {
+                let ends = self.ends.get();
+                self.ends.set(Ends { bytes: ends.bytes + out as u64, last: buf[out - 1], eof: false });
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// The line a record just read starts on. The csv reader's own position for
+/// it is where it started reading, before the blank lines it skipped; what
+/// it read since is those lines, the record's own line ends (in quoted
+/// fields), and its end, unless the input ended first.
+fn record_line(before: u64, after: &csv::Position, ends: Ends, record: &csv::StringRecord, ok: bool) -> u64 {
+    let inner: usize = if ok { record.iter().map(|f| f.bytes().filter(|b| *b == b'\n').count()).sum() } else { 0 };
+    let at_end = ends.eof && after.byte() == ends.bytes;
+    let ended = !(at_end && ends.last != b'\n');
+    let blank = (after.line() - before).saturating_sub(inner as u64 + u64::from(ended));
+    before + blank
+}
+
 fn read_ban_csv(
     mut input: impl BufRead,
     on_error: OnError,
@@ -537,6 +609,8 @@ fn read_ban_csv(
 ) -> Result<Derived> {
     let head = input.fill_buf().map_err(|e| unreadable(1, e))?;
     let delimiter = csv_delimiter(head);
+    let ends = Rc::new(Cell::new(Ends::default()));
+    let input = UnixLines { inner: input, cr: false, ends: Rc::clone(&ends) };
     let mut rdr = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(input);
     let headers = match rdr.headers() {
         Ok(h) => h.clone(),
@@ -549,8 +623,10 @@ fn read_ban_csv(
     let mut derived = Derived::default();
     let mut record = csv::StringRecord::new();
     loop {
-        let line = rdr.position().line() + 1;
-        match rdr.read_record(&mut record) {
+        let before = rdr.position().line();
+        let read = rdr.read_record(&mut record);
+        let line = record_line(before, rdr.position(), ends.get(), &record, read.is_ok());
+        match read {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => return Err(unreadable(line, e)),
@@ -559,7 +635,6 @@ fn read_ban_csv(
                 continue;
             }
         }
-        let line = record.position().map_or(line, csv::Position::line);
         let get = |c: usize| record.get(c).unwrap_or("").trim();
         let opt = |c: Option<usize>| c.map_or("", get);
         let (id, numero, voie, insee) = (get(c_id), get(c_num), get(c_voie), get(c_insee));
@@ -679,6 +754,57 @@ bad;49099_0136;41;;Avenue des Bruyères;49300;49099;Cholet;;;;;abc;47.0837;entr�
         // Streets and communes are derived at commit, from every row.
         assert_eq!(derived.streets["49099_0136"].name, "Avenue des Bruyères");
         assert_eq!(derived.communes["49099"].city, "Cholet");
+    }
+
+    /// Line ends are made `\n` across any split of the input into reads.
+    #[test]
+    fn line_ends_are_unix_whatever_the_reads() {
+        let text = b"a\r\nb\rc\r\n\r\nd\n\re\r";
+        for cap in 1..=text.len() {
+            for out in [1, 2, 3, 64] {
+                let inner = BufReader::with_capacity(cap, &text[..]);
+                let mut lines = UnixLines { inner, cr: false, ends: Rc::default() };
+                let (mut got, mut buf) = (Vec::new(), vec![0; out]);
+                loop {
+                    let n = lines.read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                assert_eq!(String::from_utf8_lossy(&got), "a\nb\nc\n\nd\n\ne\n", "capacity {cap}, reads of {out}");
+                let ends = lines.ends.get();
+                assert!(ends.eof && ends.bytes == got.len() as u64 && ends.last == b'\n');
+            }
+        }
+    }
+
+    /// A file saved with Windows (or old Mac) line ends names the same
+    /// lines as with Unix ones, after blank lines, a quoted field that
+    /// spans two lines, and with or without a last line end.
+    #[test]
+    fn ban_csv_bad_rows_are_named_by_their_line_whatever_the_line_ends() {
+        let rows = "id;numero;nom_voie;code_postal;code_insee;nom_commune;lon;lat\n\
+a1;1;Rue A;49300;49099;Cholet;-0.87;47.08\n\
+\n\
+a2;2;Rue A;49300;49099;Cholet;x;47.08\n\
+a3;3;\"Rue\nB\";49300;49099;Cholet;-0.87;47.08\n\
+a5;5;Rue A;49300;49099;Cholet;-0.87;y\n\
+a4;\"4;Rue A;49300;49099;Cholet;-0.87;47.08\n";
+        for end in ["\n", "\r\n", "\r"] {
+            for last in [true, false] {
+                let mut text = rows.replace('\n', end);
+                if !last {
+                    text.truncate(text.len() - end.len());
+                }
+                let (r, recs, skipped) = collect(&text, Format::BanCsv, OnError::Skip);
+                r.unwrap();
+                let what = format!("line end {end:?}, last line ended: {last}: {:?}", skipped.first);
+                assert_eq!(recs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a1", "a3"], "{what}");
+                let lines: Vec<u64> = skipped.first.iter().map(|(l, _)| *l).collect();
+                assert_eq!(lines, [4, 7, 8], "{what}");
+            }
+        }
     }
 
     /// Issue 24, item 4: the delimiter is found before the columns are
