@@ -107,6 +107,47 @@ fn a_bad_document_is_refused_whole() {
     assert_eq!(send(&s, "GET", "/documents", Some(TOKEN), "text/plain", "").0, 405);
 }
 
+/// A gzip body is read as `cairn import` reads a `.gz` file: whether it
+/// says so (`Content-Encoding: gzip`) or not, with or without a content
+/// type; a broken one is refused whole, naming what went wrong.
+#[test]
+fn a_gzip_body_is_imported_like_a_gz_file() {
+    use std::io::Write;
+    let s = primary(&["--write-token", TOKEN]);
+    let gzip = |text: &str| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(text.as_bytes()).unwrap();
+        gz.finish().unwrap()
+    };
+    let upload = |headers: &str, body: &[u8]| {
+        let (status, body) = common::send_authorized(&s.addr, TOKEN, "POST", "/documents", headers, body);
+        (status, serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default())
+    };
+    let cases = [
+        ("Content-Type: application/x-ndjson\r\nContent-Encoding: gzip\r\n", "69123_0101"),
+        ("Content-Type: application/x-ndjson\r\n", "69123_0102"),
+        ("", "69123_0103"),
+    ];
+    for (i, (headers, id)) in cases.iter().enumerate() {
+        let (status, v) = upload(headers, &gzip(&NEW_STREET.replace("69123_0099", id)));
+        assert_eq!(status, 200, "{headers:?}: {v}");
+        assert_eq!(generation(&s), 2 + i as u64);
+        assert_eq!(s.get_json(&format!("/get/{id}")).0, 200, "{headers:?}");
+    }
+    let csv = "id;numero;nom_voie;code_postal;code_insee;nom_commune;lon;lat\n\
+69123_0104_00007;7;Rue Yvonne;69002;69123;Lyon;4.83;45.75\n";
+    let (status, v) = upload("Content-Type: text/csv\r\n", &gzip(csv));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(s.get_json("/get/69123_0104_00007").0, 200);
+
+    let mut broken = gzip(&format!("{NEW_STREET}\n{NEW_STREET}\n"));
+    broken.truncate(broken.len() / 2);
+    let (status, v) = upload("Content-Type: application/x-ndjson\r\n", &broken);
+    assert_eq!(status, 400, "{v}");
+    assert!(v["description"].as_str().unwrap_or("").contains("line"), "{v}");
+    assert_eq!(generation(&s), 5, "a broken body writes nothing");
+}
+
 #[test]
 fn searches_keep_answering_while_commits_run() {
     let s = Arc::new(primary(&["--write-token", TOKEN]));

@@ -16,7 +16,7 @@
 // Handlers return the error answer itself, as in http.rs.
 #![allow(clippy::result_large_err)]
 
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Write};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -210,19 +210,14 @@ impl App {
         };
         let headers = req.headers().clone();
         let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        let gzip = headers.get(CONTENT_ENCODING).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        let gzip = crate::http::is_gzip(&headers);
         let body = match self.body(req).await {
             Ok(b) => b,
             Err(r) => return r,
         };
         let db = self.db.clone();
         let done = blocking(move || {
-            let raw: Box<dyn Read + Send> = if gzip || body.starts_with(&[0x1f, 0x8b]) {
-                Box::new(flate2::read::MultiGzDecoder::new(std::io::Cursor::new(body)))
-            } else {
-                Box::new(std::io::Cursor::new(body))
-            };
-            let mut input = std::io::BufReader::with_capacity(1 << 16, raw);
+            let mut input = crate::http::decoded(body, gzip);
             let format = if content_type.starts_with("text/csv") {
                 ImportFormat::Csv
             } else if content_type.starts_with("application/x-ndjson") {

@@ -332,6 +332,7 @@ impl App {
             return self.delete(raw).await;
         }
         let db = self.db.clone();
+        let gzip = is_gzip(req.headers());
         let format = match req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
             Some(t) if t.starts_with("text/csv") => Some(cairn::Format::BanCsv),
             Some(t) if t.starts_with("application/x-ndjson") || t.starts_with("application/json") => {
@@ -343,12 +344,22 @@ impl App {
             Ok(b) => b,
             Err(r) => return r,
         };
-        let Ok(format) = format.map_or_else(|| cairn::import::detect_format("body".as_ref(), &body), Ok) else {
-            return bad(415, "Send documents as application/x-ndjson (BAN NDJSON) or text/csv (BAN CSV)");
+        let mut input = decoded(body, gzip);
+        let format = match format {
+            Some(f) => f,
+            None => match std::io::BufRead::fill_buf(&mut input) {
+                Err(e) => return bad(400, format!("The body could not be read: {e}")),
+                Ok(head) => match cairn::import::detect_format("body".as_ref(), head) {
+                    Ok(f) => f,
+                    Err(_) => {
+                        return bad(415, "Send documents as application/x-ndjson (BAN NDJSON) or text/csv (BAN CSV)")
+                    }
+                },
+            },
         };
         let done = tokio::task::spawn_blocking(move || {
             let mut skipped = cairn::Skipped::default();
-            db.write(|b| b.import(&body[..], format, cairn::OnError::Fail, &mut skipped)).map(|((), c)| (c, skipped))
+            db.write(|b| b.import(input, format, cairn::OnError::Fail, &mut skipped)).map(|((), c)| (c, skipped))
         })
         .await;
         committed(done)
@@ -954,6 +965,22 @@ impl std::io::Write for ChannelWriter<'_> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.send()
     }
+}
+
+/// Whether a request body says it is gzip (`Content-Encoding: gzip`).
+pub(crate) fn is_gzip(headers: &hyper::HeaderMap) -> bool {
+    headers.get(hyper::header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"))
+}
+
+/// An uploaded body to read from: gunzipped when it says it is gzip or
+/// starts as gzip does (as `cairn import` reads a `.gz` file).
+pub(crate) fn decoded(body: Bytes, gzip: bool) -> std::io::BufReader<Box<dyn std::io::Read + Send>> {
+    let raw: Box<dyn std::io::Read + Send> = if gzip || body.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(std::io::Cursor::new(body)))
+    } else {
+        Box::new(std::io::Cursor::new(body))
+    };
+    std::io::BufReader::with_capacity(1 << 16, raw)
 }
 
 /// A path segment (an id in `/get/{id}` and `/documents/{id}`) decoded as
