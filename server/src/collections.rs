@@ -210,14 +210,18 @@ impl App {
         };
         let headers = req.headers().clone();
         let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        let gzip = crate::http::is_gzip(&headers);
+        let gzip = match crate::http::is_gzip(&headers) {
+            Ok(g) => g,
+            Err(r) => return r,
+        };
         let body = match self.body(req).await {
             Ok(b) => b,
             Err(r) => return r,
         };
         let db = self.db.clone();
+        let limit = self.limits.max_upload;
+        let (mut input, over) = crate::http::decoded(body, gzip, limit);
         let done = blocking(move || {
-            let mut input = crate::http::decoded(body, gzip);
             let format = if content_type.starts_with("text/csv") {
                 ImportFormat::Csv
             } else if content_type.starts_with("application/x-ndjson") {
@@ -235,6 +239,9 @@ impl App {
             Ok(report_json(&report, &commit))
         })
         .await;
+        if over.load(std::sync::atomic::Ordering::Relaxed) {
+            return crate::http::inflated_too_large(limit);
+        }
         match done {
             Ok(v) => respond(StatusCode::OK, &v),
             Err(r) => r,

@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -332,7 +333,10 @@ impl App {
             return self.delete(raw).await;
         }
         let db = self.db.clone();
-        let gzip = is_gzip(req.headers());
+        let gzip = match is_gzip(req.headers()) {
+            Ok(g) => g,
+            Err(r) => return r,
+        };
         let format = match req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
             Some(t) if t.starts_with("text/csv") => Some(cairn::Format::BanCsv),
             Some(t) if t.starts_with("application/x-ndjson") || t.starts_with("application/json") => {
@@ -344,10 +348,11 @@ impl App {
             Ok(b) => b,
             Err(r) => return r,
         };
-        let mut input = decoded(body, gzip);
+        let (mut input, over) = decoded(body, gzip, self.limits.max_upload);
         let format = match format {
             Some(f) => f,
             None => match std::io::BufRead::fill_buf(&mut input) {
+                Err(_) if over.load(Ordering::Relaxed) => return inflated_too_large(self.limits.max_upload),
                 Err(e) => return bad(400, format!("The body could not be read: {e}")),
                 Ok(head) => match cairn::import::detect_format("body".as_ref(), head) {
                     Ok(f) => f,
@@ -362,6 +367,9 @@ impl App {
             db.write(|b| b.import(input, format, cairn::OnError::Fail, &mut skipped)).map(|((), c)| (c, skipped))
         })
         .await;
+        if over.load(Ordering::Relaxed) {
+            return inflated_too_large(self.limits.max_upload);
+        }
         committed(done)
     }
 
@@ -967,20 +975,67 @@ impl std::io::Write for ChannelWriter<'_> {
     }
 }
 
-/// Whether a request body says it is gzip (`Content-Encoding: gzip`).
-pub(crate) fn is_gzip(headers: &hyper::HeaderMap) -> bool {
-    headers.get(hyper::header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"))
+/// Whether a request body says it is gzip (`Content-Encoding: gzip`); a
+/// 415 for an encoding it cannot be read in (`deflate`, `br`...), rather
+/// than reading compressed bytes as text.
+#[allow(clippy::result_large_err)]
+pub(crate) fn is_gzip(headers: &hyper::HeaderMap) -> Result<bool, Response<Body>> {
+    let Some(v) = headers.get(hyper::header::CONTENT_ENCODING) else { return Ok(false) };
+    let v = v.to_str().unwrap_or("").trim();
+    if v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip") {
+        return Ok(true);
+    }
+    if v.is_empty() || v.eq_ignore_ascii_case("identity") {
+        return Ok(false);
+    }
+    Err(bad(415, format!("Content-Encoding {v:?} is not supported: send the body plain or as gzip")))
 }
 
 /// An uploaded body to read from: gunzipped when it says it is gzip or
-/// starts as gzip does (as `cairn import` reads a `.gz` file).
-pub(crate) fn decoded(body: Bytes, gzip: bool) -> std::io::BufReader<Box<dyn std::io::Read + Send>> {
+/// starts as gzip does (as `cairn import` reads a `.gz` file). A gzip body
+/// may inflate to `limit` bytes (`--max-upload`, as a plain one); past that
+/// reading fails and the flag is set, so that the answer is a 413 and a
+/// small body cannot make the server hold gigabytes.
+pub(crate) fn decoded(
+    body: Bytes,
+    gzip: bool,
+    limit: usize,
+) -> (std::io::BufReader<Box<dyn std::io::Read + Send>>, Arc<AtomicBool>) {
+    let over = Arc::new(AtomicBool::new(false));
     let raw: Box<dyn std::io::Read + Send> = if gzip || body.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(std::io::Cursor::new(body)))
+        let inflated = flate2::read::MultiGzDecoder::new(std::io::Cursor::new(body));
+        Box::new(Capped { inner: inflated, left: limit as u64, over: Arc::clone(&over) })
     } else {
         Box::new(std::io::Cursor::new(body))
     };
-    std::io::BufReader::with_capacity(1 << 16, raw)
+    (std::io::BufReader::with_capacity(1 << 16, raw), over)
+}
+
+/// A reader that fails once more than its limit has been read.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    over: Arc<AtomicBool>,
+}
+
+impl<R: std::io::Read> std::io::Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // One byte past the limit tells a body of exactly the limit from a
+        // longer one.
+        let room = usize::try_from(self.left + 1).unwrap_or(usize::MAX).min(buf.len());
+        let n = self.inner.read(&mut buf[..room])?;
+        if n as u64 > self.left {
+            self.over.store(true, Ordering::Relaxed);
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "the body inflates past --max-upload"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// The 413 of a gzip body that inflates past `limit`.
+pub(crate) fn inflated_too_large(limit: usize) -> Response<Body> {
+    bad(413, format!("Upload too large once decompressed, limit is {limit} bytes (--max-upload)"))
 }
 
 /// A path segment (an id in `/get/{id}` and `/documents/{id}`) decoded as

@@ -244,6 +244,15 @@ fn deliver(sink: &mut Sink<'_>, entry: Entry, on_error: OnError, skipped: &mut S
 /// A stream that cannot be read any further (a truncated or corrupt gzip
 /// file, a disk error) fails the import whatever `OnError` says: skipping
 /// it would commit a database that silently lacks the rest of the file.
+/// The longest line an import reads (a whole street with its housenumbers
+/// is a few hundred KB at most): memory stays bounded whatever comes,
+/// a gzip body that inflates to one endless line included.
+pub const MAX_LINE: usize = 16 << 20;
+
+fn too_long(line: u64) -> Error {
+    Error::BadInput { line, reason: format!("the line is longer than {} MiB", MAX_LINE >> 20) }
+}
+
 fn unreadable(line: u64, e: impl std::fmt::Display) -> Error {
     Error::BadInput {
         line,
@@ -428,7 +437,7 @@ fn parse_lines(mut input: impl BufRead, tx: &std::sync::mpsc::SyncSender<Parsed>
     let mut batch = Vec::with_capacity(PARSED_BATCH);
     loop {
         buf.clear();
-        let n = match input.read_until(b'\n', &mut buf) {
+        let n = match input.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut buf) {
             Ok(n) => n,
             Err(e) => {
                 let _ = tx.send(batch);
@@ -440,6 +449,10 @@ fn parse_lines(mut input: impl BufRead, tx: &std::sync::mpsc::SyncSender<Parsed>
             return Ok(());
         }
         line_no += 1;
+        if n > MAX_LINE {
+            let _ = tx.send(batch);
+            return Err(too_long(line_no));
+        }
         match std::str::from_utf8(&buf) {
             Err(_) => batch.push((line_no, Err("not valid UTF-8".into()))),
             Ok(line) => {
@@ -547,6 +560,9 @@ struct UnixLines<R> {
     /// The last byte read was a `\r`: a `\n` right after it is dropped.
     cr: bool,
     ends: Rc<Cell<Ends>>,
+    /// Bytes passed on since the last line end: a line over [`MAX_LINE`]
+    /// is an error, or the csv reader would hold all of it.
+    line: usize,
 }
 
 impl<R: BufRead> Read for UnixLines<R> {
@@ -580,6 +596,18 @@ impl<R: BufRead> Read for UnixLines<R> {
                 }
             }
             self.inner.consume(used);
+            // The line this read ended (if any), and the one it left open.
+            let ended = memchr::memchr(b'\n', &buf[..out]).map_or(0, |i| self.line + i);
+            self.line = match memchr::memrchr(b'\n', &buf[..out]) {
+                Some(i) => out - i - 1,
+                None => self.line + out,
+            };
+            if self.line.max(ended) > MAX_LINE {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("a line is longer than {} MiB", MAX_LINE >> 20),
+                ));
+            }
             if out > 0 {
                 let ends = self.ends.get();
                 self.ends.set(Ends { bytes: ends.bytes + out as u64, last: buf[out - 1], eof: false });
@@ -592,11 +620,13 @@ impl<R: BufRead> Read for UnixLines<R> {
 /// The line a record just read starts on. The csv reader's own position for
 /// it is where it started reading, before the blank lines it skipped; what
 /// it read since is those lines, the record's own line ends (in quoted
-/// fields), and its end, unless the input ended first.
-fn record_line(before: u64, after: &csv::Position, ends: Ends, record: &csv::StringRecord, ok: bool) -> u64 {
-    let inner: usize = if ok { record.iter().map(|f| f.bytes().filter(|b| *b == b'\n').count()).sum() } else { 0 };
+/// fields), and its end, unless the input ended first: in the last field
+/// of an unclosed quote, the input's last line end is the field's.
+fn record_line(before: u64, after: &csv::Position, ends: Ends, record: &csv::ByteRecord) -> u64 {
+    let inner: usize = record.iter().map(|f| memchr::memchr_iter(b'\n', f).count()).sum();
+    let swallowed = record.iter().next_back().is_some_and(|f| f.ends_with(b"\n"));
     let at_end = ends.eof && after.byte() == ends.bytes;
-    let ended = !(at_end && ends.last != b'\n');
+    let ended = !(at_end && (ends.last != b'\n' || swallowed));
     let blank = (after.line() - before).saturating_sub(inner as u64 + u64::from(ended));
     before + blank
 }
@@ -610,7 +640,7 @@ fn read_ban_csv(
     let head = input.fill_buf().map_err(|e| unreadable(1, e))?;
     let delimiter = csv_delimiter(head);
     let ends = Rc::new(Cell::new(Ends::default()));
-    let input = UnixLines { inner: input, cr: false, ends: Rc::clone(&ends) };
+    let input = UnixLines { inner: input, cr: false, ends: Rc::clone(&ends), line: 0 };
     let mut rdr = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(input);
     let headers = match rdr.headers() {
         Ok(h) => h.clone(),
@@ -623,18 +653,23 @@ fn read_ban_csv(
     let mut derived = Derived::default();
     let mut record = csv::StringRecord::new();
     loop {
+        // The last record's buffers, reused.
+        let mut bytes = std::mem::take(&mut record).into_byte_record();
         let before = rdr.position().line();
-        let read = rdr.read_record(&mut record);
-        let line = record_line(before, rdr.position(), ends.get(), &record, read.is_ok());
+        let read = rdr.read_byte_record(&mut bytes);
+        let line = record_line(before, rdr.position(), ends.get(), &bytes);
         match read {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => return Err(unreadable(line, e)),
-            Err(e) => {
-                skipped.note(on_error, line, e.to_string())?;
-                continue;
-            }
+            Err(e) => return Err(unreadable(line, e)),
         }
+        // Read as bytes, so that the line of a record that is not UTF-8 is
+        // known too (its line ends counted).
+        let Ok(read) = csv::StringRecord::from_byte_record(bytes) else {
+            skipped.note(on_error, line, "not valid UTF-8".into())?;
+            continue;
+        };
+        record = read;
         let get = |c: usize| record.get(c).unwrap_or("").trim();
         let opt = |c: Option<usize>| c.map_or("", get);
         let (id, numero, voie, insee) = (get(c_id), get(c_num), get(c_voie), get(c_insee));
@@ -690,9 +725,13 @@ mod tests {
     /// The records of what `read` yields, families flattened, and the
     /// streets and communes it names.
     fn collect(input: &str, format: Format, on_error: OnError) -> (Result<Derived>, Vec<Record>, Skipped) {
+        collect_bytes(input.as_bytes(), format, on_error)
+    }
+
+    fn collect_bytes(input: &[u8], format: Format, on_error: OnError) -> (Result<Derived>, Vec<Record>, Skipped) {
         let mut out = Vec::new();
         let mut skipped = Skipped::default();
-        let r = read(input.as_bytes(), format, on_error, &mut skipped, &mut |entry| {
+        let r = read(input, format, on_error, &mut skipped, &mut |entry| {
             match entry {
                 Entry::Record(r) => out.push(r),
                 Entry::Family { parent, children } => {
@@ -756,6 +795,26 @@ bad;49099_0136;41;;Avenue des Bruyères;49300;49099;Cholet;;;;;abc;47.0837;entr�
         assert_eq!(derived.communes["49099"].city, "Cholet");
     }
 
+    /// A line longer than [`MAX_LINE`] (a gzip body can inflate to one) is
+    /// refused with its number, in either format, not read whole.
+    #[test]
+    fn a_line_too_long_is_refused_with_its_number() {
+        let long = format!("{STREET}\n{{\"id\": \"{}\"}}\n", "x".repeat(MAX_LINE));
+        let (r, _, _) = collect(&long, Format::BanNdjson, OnError::Skip);
+        let Err(Error::BadInput { line: 2, reason }) = r else { panic!("{r:?}") };
+        assert!(reason.contains("longer than 16 MiB"), "{reason}");
+        let csv = format!(
+            "id;numero;nom_voie;code_postal;code_insee;nom_commune;lon;lat\na1;1;{};1;1;1;1;1\n",
+            "x".repeat(MAX_LINE)
+        );
+        let (r, recs, _) = collect(&csv, Format::BanCsv, OnError::Skip);
+        let Err(Error::BadInput { reason, .. }) = r else { panic!("{r:?}") };
+        assert!(reason.contains("longer than 16 MiB"), "{reason}");
+        assert!(recs.is_empty());
+        let fits = format!("{STREET}\n{}\n", " ".repeat(MAX_LINE - 1));
+        assert!(collect(&fits, Format::BanNdjson, OnError::Fail).0.is_ok(), "a line of the limit is read");
+    }
+
     /// Line ends are made `\n` across any split of the input into reads.
     #[test]
     fn line_ends_are_unix_whatever_the_reads() {
@@ -763,7 +822,7 @@ bad;49099_0136;41;;Avenue des Bruyères;49300;49099;Cholet;;;;;abc;47.0837;entr�
         for cap in 1..=text.len() {
             for out in [1, 2, 3, 64] {
                 let inner = BufReader::with_capacity(cap, &text[..]);
-                let mut lines = UnixLines { inner, cr: false, ends: Rc::default() };
+                let mut lines = UnixLines { inner, cr: false, ends: Rc::default(), line: 0 };
                 let (mut got, mut buf) = (Vec::new(), vec![0; out]);
                 loop {
                     let n = lines.read(&mut buf).unwrap();
@@ -790,6 +849,8 @@ a1;1;Rue A;49300;49099;Cholet;-0.87;47.08\n\
 a2;2;Rue A;49300;49099;Cholet;x;47.08\n\
 a3;3;\"Rue\nB\";49300;49099;Cholet;-0.87;47.08\n\
 a5;5;Rue A;49300;49099;Cholet;-0.87;y\n\
+a6;6;\"Rue\n¤\";49300;49099;Cholet;-0.87;47.08\n\
+\n\
 a4;\"4;Rue A;49300;49099;Cholet;-0.87;47.08\n";
         for end in ["\n", "\r\n", "\r"] {
             for last in [true, false] {
@@ -797,12 +858,15 @@ a4;\"4;Rue A;49300;49099;Cholet;-0.87;47.08\n";
                 if !last {
                     text.truncate(text.len() - end.len());
                 }
-                let (r, recs, skipped) = collect(&text, Format::BanCsv, OnError::Skip);
+                // A row that is not UTF-8, over two lines.
+                let bytes: Vec<u8> =
+                    text.replace('¤', "\u{1}").bytes().map(|b| if b == 1 { 0xff } else { b }).collect();
+                let (r, recs, skipped) = collect_bytes(&bytes, Format::BanCsv, OnError::Skip);
                 r.unwrap();
                 let what = format!("line end {end:?}, last line ended: {last}: {:?}", skipped.first);
                 assert_eq!(recs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a1", "a3"], "{what}");
                 let lines: Vec<u64> = skipped.first.iter().map(|(l, _)| *l).collect();
-                assert_eq!(lines, [4, 7, 8], "{what}");
+                assert_eq!(lines, [4, 7, 8, 11], "{what}");
             }
         }
     }
