@@ -971,14 +971,32 @@ mod tests {
 
     /// A documents file of `n` records `r0`, `r1`... with keys 0, 1...
     fn file_of(n: u64) -> (tempfile::TempDir, std::path::PathBuf) {
+        file_with_keys(&(0..n).collect::<Vec<_>>())
+    }
+
+    /// A documents file of records `r0`, `r1`... with keys `keys`.
+    fn file_with_keys(keys: &[u64]) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("docs");
         let mut b = DocsBuilder::create(&path, |_| 0).unwrap();
-        for i in 0..n {
-            b.add(i, &rec(&format!("r{i}"), None)).unwrap();
+        for (i, k) in keys.iter().enumerate() {
+            b.add(*k, &rec(&format!("r{i}"), None)).unwrap();
         }
         b.finish().unwrap();
         (dir, path)
+    }
+
+    /// Each of `keys` is found in its slot and read back from it, none of
+    /// `missing` is found, and nothing read was damaged.
+    fn assert_keys(d: &Docs, keys: &[u64], missing: &[u64]) {
+        for (slot, k) in keys.iter().enumerate() {
+            assert_eq!(d.slot_of_key(*k), Some(slot as u32), "key {k}");
+            assert_eq!(d.key(slot as u32), *k, "slot {slot}");
+        }
+        for k in missing {
+            assert_eq!(d.slot_of_key(*k), None, "key {k}");
+        }
+        assert!(d.check().is_ok());
     }
 
     /// A flipped byte among the records does not stop the file opening,
@@ -1102,53 +1120,27 @@ mod tests {
     /// blocks with deleted positions, empty blocks between, and past the end.
     #[test]
     fn keys_map_to_slots_across_blocks() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("docs");
-        let mut b = DocsBuilder::create(&path, |_| 0).unwrap();
         let keys: Vec<u64> = [(0u64, 0u64), (0, 3), (0, 4), (2, 1), (2, 7), (5, 0)]
             .iter()
             .map(|(block, pos)| (block << 16) | pos)
             .collect();
-        for (i, k) in keys.iter().enumerate() {
-            b.add(*k, &rec(&format!("r{i}"), None)).unwrap();
-        }
-        b.finish().unwrap();
+        let (_dir, path) = file_with_keys(&keys);
         let d = Docs::open(&path).unwrap();
         assert!(d.index().block_starts.len.to_native() > 0);
         assert_eq!(d.index().keys.len.to_native(), 0, "the low bits alone are kept");
-        for (slot, k) in keys.iter().enumerate() {
-            assert_eq!(d.slot_of_key(*k), Some(slot as u32), "key {k}");
-            assert_eq!(d.key(slot as u32), *k, "slot {slot}");
-        }
-        for missing in
-            [1u64, 2, 5, 1 << 16, (2 << 16) | 2, (2 << 16) | 8, (3 << 16) | 1, (5 << 16) | 1, 6 << 16, u64::MAX]
-        {
-            assert_eq!(d.slot_of_key(missing), None, "key {missing}");
-        }
-        assert!(d.check().is_ok());
+        let missing =
+            [1u64, 2, 5, 1 << 16, (2 << 16) | 2, (2 << 16) | 8, (3 << 16) | 1, (5 << 16) | 1, 6 << 16, u64::MAX];
+        assert_keys(&d, &keys, &missing);
     }
 
     /// Keys whose blocks are too far apart for a per-block table are kept
     /// whole, and found the same.
     #[test]
     fn sparse_keys_are_kept_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("docs");
-        let mut b = DocsBuilder::create(&path, |_| 0).unwrap();
         let keys = [3u64, (1 << 36) | 7, u64::MAX - 1];
-        for (i, k) in keys.iter().enumerate() {
-            b.add(*k, &rec(&format!("r{i}"), None)).unwrap();
-        }
-        b.finish().unwrap();
+        let (_dir, path) = file_with_keys(&keys);
         let d = Docs::open(&path).unwrap();
         assert_eq!(d.index().block_starts.len.to_native(), 0);
-        for (slot, k) in keys.iter().enumerate() {
-            assert_eq!(d.slot_of_key(*k), Some(slot as u32), "key {k}");
-            assert_eq!(d.key(slot as u32), *k, "slot {slot}");
-        }
-        for missing in [0u64, 4, 7, 1 << 36, u64::MAX] {
-            assert_eq!(d.slot_of_key(missing), None, "key {missing}");
-        }
-        assert!(d.check().is_ok());
+        assert_keys(&d, &keys, &[0, 4, 7, 1 << 36, u64::MAX]);
     }
 }

@@ -15,11 +15,9 @@
 //!   without one, a CSV street's id) never replaces a record of another kind
 //!   or another street: that is refused as [`Error::IdCollision`].
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::rc::Rc;
 
 use serde_json::{Map, Value as Json};
 
@@ -559,7 +557,8 @@ struct UnixLines<R> {
     inner: R,
     /// The last byte read was a `\r`: a `\n` right after it is dropped.
     cr: bool,
-    ends: Rc<Cell<Ends>>,
+    /// Read by the caller through the csv reader (`get_ref`).
+    ends: Ends,
     /// Bytes passed on since the last line end: a line over [`MAX_LINE`]
     /// is an error, or the csv reader would hold all of it.
     line: usize,
@@ -570,9 +569,7 @@ impl<R: BufRead> Read for UnixLines<R> {
         loop {
             let input = self.inner.fill_buf()?;
             if input.is_empty() || buf.is_empty() {
-                let mut ends = self.ends.get();
-                ends.eof |= input.is_empty();
-                self.ends.set(ends);
+                self.ends.eof |= input.is_empty();
                 return Ok(0);
             }
             let mut used = usize::from(self.cr && input[0] == b'\n');
@@ -609,8 +606,7 @@ impl<R: BufRead> Read for UnixLines<R> {
                 ));
             }
             if out > 0 {
-                let ends = self.ends.get();
-                self.ends.set(Ends { bytes: ends.bytes + out as u64, last: buf[out - 1], eof: false });
+                self.ends = Ends { bytes: self.ends.bytes + out as u64, last: buf[out - 1], eof: false };
                 return Ok(out);
             }
         }
@@ -639,8 +635,7 @@ fn read_ban_csv(
 ) -> Result<Derived> {
     let head = input.fill_buf().map_err(|e| unreadable(1, e))?;
     let delimiter = csv_delimiter(head);
-    let ends = Rc::new(Cell::new(Ends::default()));
-    let input = UnixLines { inner: input, cr: false, ends: Rc::clone(&ends), line: 0 };
+    let input = UnixLines { inner: input, cr: false, ends: Ends::default(), line: 0 };
     let mut rdr = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(input);
     let headers = match rdr.headers() {
         Ok(h) => h.clone(),
@@ -657,7 +652,7 @@ fn read_ban_csv(
         let mut bytes = std::mem::take(&mut record).into_byte_record();
         let before = rdr.position().line();
         let read = rdr.read_byte_record(&mut bytes);
-        let line = record_line(before, rdr.position(), ends.get(), &bytes);
+        let line = record_line(before, rdr.position(), rdr.get_ref().ends, &bytes);
         match read {
             Ok(false) => break,
             Ok(true) => {}
@@ -822,7 +817,7 @@ bad;49099_0136;41;;Avenue des Bruy√®res;49300;49099;Cholet;;;;;abc;47.0837;entr√
         for cap in 1..=text.len() {
             for out in [1, 2, 3, 64] {
                 let inner = BufReader::with_capacity(cap, &text[..]);
-                let mut lines = UnixLines { inner, cr: false, ends: Rc::default(), line: 0 };
+                let mut lines = UnixLines { inner, cr: false, ends: Ends::default(), line: 0 };
                 let (mut got, mut buf) = (Vec::new(), vec![0; out]);
                 loop {
                     let n = lines.read(&mut buf).unwrap();
@@ -832,7 +827,7 @@ bad;49099_0136;41;;Avenue des Bruy√®res;49300;49099;Cholet;;;;;abc;47.0837;entr√
                     got.extend_from_slice(&buf[..n]);
                 }
                 assert_eq!(String::from_utf8_lossy(&got), "a\nb\nc\n\nd\n\ne\n", "capacity {cap}, reads of {out}");
-                let ends = lines.ends.get();
+                let ends = lines.ends;
                 assert!(ends.eof && ends.bytes == got.len() as u64 && ends.last == b'\n');
             }
         }
