@@ -63,7 +63,18 @@ fn writes_need_the_right_token_and_change_nothing_otherwise() {
 
 #[test]
 fn a_post_commits_a_generation_that_searches_see_at_once() {
-    let s = primary(&["--write-token", TOKEN]);
+    commits_seen_at_once(&["--write-token", TOKEN]);
+}
+
+/// The same with live commits: each write a layer over the base, with the
+/// same answers and the same generation numbers.
+#[test]
+fn a_live_post_is_seen_at_once_too() {
+    commits_seen_at_once(&["--write-token", TOKEN, "--live-writes", "true"]);
+}
+
+fn commits_seen_at_once(extra: &[&str]) {
+    let s = primary(extra);
     // Cached while the street does not exist yet.
     assert!(ids(&s.get_json("/search?q=zephyrine").1).is_empty());
     assert!(ids(&s.get_json("/search?q=zephyrine").1).is_empty());

@@ -36,6 +36,7 @@ use crate::docs::DocsBuilder;
 use crate::error::{Error, Result};
 use crate::generation::{current_format, FORMAT_FILE, GENERATION_FORMAT};
 use crate::geo::GeoBuilder;
+use crate::live::{self, View};
 use crate::profiles::address::{self as profile, Batch, Feature, ReverseQuery, SearchQuery, Target};
 use crate::profiles::{Active, Profile};
 use crate::record::Record;
@@ -59,6 +60,9 @@ const COMPLETE_FILE: &str = "COMPLETE";
 // removes every gen-* entry but its own.
 const RESTORE_DIR: &str = "restore.tmp";
 const INCOMING_STORE: &str = "store.redb.incoming";
+/// Where live layers are built (see [`crate::live`]): never synced, and
+/// removed at every read-write open, which builds them again.
+const LIVE_DIR: &str = "live";
 
 fn gen_dir(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("gen-{n:010}"))
@@ -106,7 +110,7 @@ pub struct CommitReport {
 pub struct Database {
     dir: PathBuf,
     store: Option<Mutex<Store>>,
-    current: RwLock<Option<Arc<Generation>>>,
+    current: RwLock<Option<Arc<View>>>,
     /// The store for snapshots, which read it apart from the writer's
     /// mutex so that they never wait for a commit. Held shared while a
     /// snapshot is made and exclusively while a restore swaps the store, so
@@ -118,7 +122,15 @@ pub struct Database {
     /// Bytes a generation build may hold in tables that grow with the
     /// records (see [`crate::spill`]).
     build_memory: usize,
+    /// Records the live layers may hold before a live commit folds them
+    /// into a new base (see [`Database::set_live_limit`]).
+    live_limit: std::sync::atomic::AtomicU64,
+    /// Numbers the live layers' directories.
+    layers_made: std::sync::atomic::AtomicU64,
 }
+
+/// The default of [`Database::set_live_limit`].
+pub const DEFAULT_LIVE_LIMIT: u64 = 100_000;
 
 impl Database {
     /// The file whose presence makes `dir` a database: what [`Database::open`]
@@ -147,14 +159,11 @@ impl Database {
         remove_path(&dir.join(INCOMING_STORE))?;
         remove_path(&dir.join(RESTORE_DIR))?;
         remove_path(&dir.join("CURRENT.tmp"))?;
+        remove_path(&dir.join(LIVE_DIR))?;
         let committed = store.generation()?;
         let db = Database { build_memory, ..Database::new(dir, None) };
         db.recover(&store, committed)?;
-        let current = if committed > 0 {
-            Some(Arc::new(open_generation(&gen_dir(&db.dir, committed), committed)?))
-        } else {
-            None
-        };
+        let current = if committed > 0 { Some(Arc::new(db.reopen_view(&store, committed)?)) } else { None };
         let reader = store.reader();
         db.collections.load(&|| reader.begin())?;
         Ok(Database {
@@ -165,7 +174,28 @@ impl Database {
         })
     }
 
-    fn new(dir: PathBuf, current: Option<Arc<Generation>>) -> Database {
+    /// The view at open: the base, and the live commits logged since it
+    /// laid over it again as one layer, read from the store.
+    fn reopen_view(&self, store: &Store, committed: u64) -> Result<View> {
+        let base = store.base()?;
+        let view = View::of_base(Arc::new(open_generation(&gen_dir(&self.dir, base), base)?), committed);
+        if committed == base {
+            return Ok(view);
+        }
+        let mut txn = store.begin()?;
+        let touched = txn.logged_since(base)?;
+        let changes = live::changes(Some(&view), &mut txn, &touched)?;
+        drop(txn);
+        view.with_changes(committed, changes, &self.layer_dir())
+    }
+
+    /// A directory for the next layer.
+    fn layer_dir(&self) -> PathBuf {
+        let n = self.layers_made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.dir.join(LIVE_DIR).join(format!("layer-{n:010}"))
+    }
+
+    fn new(dir: PathBuf, current: Option<Arc<View>>) -> Database {
         Database {
             collections: crate::collection::Registry::new(&dir),
             dir,
@@ -174,7 +204,17 @@ impl Database {
             store_view: RwLock::new(None),
             restoring: Mutex::new(()),
             build_memory: DEFAULT_BUILD_MEMORY,
+            live_limit: std::sync::atomic::AtomicU64::new(DEFAULT_LIVE_LIMIT),
+            layers_made: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How many records the live layers may hold before the live commit
+    /// that passes it folds them into a new base generation (built from the
+    /// whole store, as an import's commit is). Larger: fewer rebuilds,
+    /// more layers for queries to read.
+    pub fn set_live_limit(&self, records: u64) {
+        self.live_limit.store(records.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Opens the last published generation for reading only, without the
@@ -191,7 +231,7 @@ impl Database {
                 }
                 None
             }
-            n => Some(Arc::new(open_generation(&gen_dir(&dir, n), n)?)),
+            n => Some(Arc::new(View::of_base(Arc::new(open_generation(&gen_dir(&dir, n), n)?), n))),
         };
         Ok(Database::new(dir, current))
     }
@@ -200,42 +240,50 @@ impl Database {
         &self.dir
     }
 
-    /// Brings the directory in line with the committed generation.
+    /// Brings the directory in line with the committed state: the base
+    /// generation's files whole and of this build's format, `CURRENT`
+    /// naming them, nothing else. Files that are lost, or of another
+    /// format, are built again from the whole store, which then becomes
+    /// the base (the live commits since the old base are in it).
     fn recover(&self, store: &Store, committed: u64) -> Result<()> {
         let dir = &self.dir;
-        let live = gen_dir(dir, committed);
-        if committed > 0 && !live.join(COMPLETE_FILE).exists() {
-            let tmp = tmp_dir(dir, committed);
+        let mut base = store.base()?;
+        let live = gen_dir(dir, base);
+        if base > 0 && !live.join(COMPLETE_FILE).exists() {
+            let tmp = tmp_dir(dir, base);
             if tmp.join(COMPLETE_FILE).exists() && current_format(&tmp) {
                 fs::rename(&tmp, &live).map_err(|e| Error::io(&tmp, e))?;
             } else {
                 self.rebuild(store, committed)?;
+                base = committed;
             }
-        } else if committed > 0 && !current_format(&live) {
-            // Made by another version: rebuilt beside, then swapped in. A
-            // crash in between leaves gen-N without COMPLETE and gen-N.tmp
-            // with it, which the branch above finishes.
-            let tmp = tmp_dir(dir, committed);
-            remove_path(&tmp)?;
-            build_generation(store, &tmp, false, self.build_memory)?;
-            remove_path(&live.join(COMPLETE_FILE))?;
-            sync_dir(&live)?;
-            remove_path(&live)?;
-            rename(&tmp, &live)?;
-            sync_dir(dir)?;
+        } else if base > 0 && !current_format(&live) {
+            // Made by another version: rebuilt beside, then swapped in.
+            self.rebuild(store, committed)?;
+            base = committed;
         }
-        if read_current(dir)? != committed {
-            write_current(dir, committed)?;
+        if read_current(dir)? != base {
+            write_current(dir, base)?;
         }
-        self.remove_other_generations(committed)
+        self.remove_other_generations(base)
     }
 
-    /// Rebuilds a generation's files from redb alone.
+    /// Rebuilds generation `number` (the committed one) from redb alone and
+    /// makes it the base. Its files are complete in `gen-N.tmp/` before the
+    /// store says so (the commit point), so that a crash after it finds
+    /// them there.
     fn rebuild(&self, store: &Store, number: u64) -> Result<()> {
         let tmp = tmp_dir(&self.dir, number);
         remove_path(&tmp)?;
         build_generation(store, &tmp, false, self.build_memory)?;
-        fs::rename(&tmp, gen_dir(&self.dir, number)).map_err(|e| Error::io(&tmp, e))?;
+        store.rebase()?;
+        let dest = gen_dir(&self.dir, number);
+        if dest.exists() {
+            remove_path(&dest.join(COMPLETE_FILE))?;
+            sync_dir(&dest)?;
+            remove_path(&dest)?;
+        }
+        fs::rename(&tmp, &dest).map_err(|e| Error::io(&tmp, e))?;
         sync_dir(&self.dir)
     }
 
@@ -252,27 +300,28 @@ impl Database {
         Ok(())
     }
 
-    /// The generation queries run against, if anything was committed.
-    pub fn snapshot(&self) -> Option<Arc<Generation>> {
+    /// What queries read, if anything was committed.
+    pub(crate) fn view(&self) -> Option<Arc<View>> {
         self.current.read().clone()
     }
 
     /// The number of the visible generation (0 for an empty database).
     pub fn generation(&self) -> u64 {
-        self.snapshot().map_or(0, |g| g.number)
+        self.view().map_or(0, |v| v.number)
     }
 
-    /// An id of the visible generation that no other generation opened by
-    /// this process has (0 for none): what answers are cached under. The
-    /// number would not do: a restore can bring back a number, with other
-    /// records under it.
+    /// An id of the visible address records that no other state of them
+    /// opened by this process has (0 for none): what answers are cached
+    /// under. Every address commit, live or full, and every restore gives
+    /// a new one; a commit to a collection keeps it. The number would not
+    /// do: a restore can bring back a number, with other records under it.
     pub fn epoch(&self) -> u64 {
-        self.snapshot().map_or(0, |g| g.epoch)
+        self.view().map_or(0, |v| v.epoch)
     }
 
-    /// Records in the visible generation.
+    /// Records visible.
     pub fn len(&self) -> u64 {
-        self.snapshot().map_or(0, |g| g.docs.len() as u64)
+        self.view().map_or(0, |v| v.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -289,16 +338,22 @@ impl Database {
         }
     }
 
-    /// Applies `f` as one atomic commit: everything it writes becomes
-    /// visible at once as a new generation, or nothing does.
+    /// Applies `f` as one atomic commit that builds a new base generation
+    /// from the whole store (the live layers folded in): everything it
+    /// writes becomes visible at once, or nothing does. For imports; see
+    /// [`Database::write_live`] for small writes.
     pub fn write<T>(&self, f: impl FnOnce(&mut Batch) -> Result<T>) -> Result<(T, CommitReport)> {
         let store = self.store.as_ref().ok_or(Error::ReadOnly)?.lock();
+        self.write_locked(&store, f)
+    }
+
+    fn write_locked<T>(&self, store: &Store, f: impl FnOnce(&mut Batch) -> Result<T>) -> Result<(T, CommitReport)> {
         let previous = store.generation()?;
         let number = previous + 1;
         let tmp = tmp_dir(&self.dir, number);
         // Until the commit point, a failure leaves nothing behind: a full
         // disk must not stay full of a generation that never was.
-        let staged = self.stage_commit(&store, &tmp, previous, f);
+        let staged = self.stage_commit(store, &tmp, f);
         let (out, txn, written, deleted) = match staged {
             Ok(s) => s,
             Err(e) => {
@@ -321,14 +376,53 @@ impl Database {
         fs::rename(&tmp, &dest).map_err(|e| Error::io(&tmp, e))?;
         write_current(&self.dir, number)?;
         let generation = Arc::new(open_generation(&dest, number)?);
-        *self.current.write() = Some(generation);
+        *self.current.write() = Some(Arc::new(View::of_base(generation, number)));
         self.remove_other_generations(number)?;
         Ok((out, CommitReport { generation: number, written, deleted, total }))
     }
 
-    /// A commit of the store alone (collections): the last generation's
-    /// address files are linked under the new number, so nothing of the
-    /// geocoder is rebuilt and its cached answers stay valid. `f` writes;
+    /// Applies `f` as one atomic live commit: durable when this returns
+    /// (one redb commit), and visible to queries at once, as a layer over
+    /// the base holding the families it changed, without rebuilding the
+    /// base (see [`crate::live`]). Once the layers hold more records than
+    /// [`Database::set_live_limit`] allows, the commit that passes it also
+    /// folds them into a new base, as [`Database::write`] does.
+    pub fn write_live<T>(&self, f: impl FnOnce(&mut Batch) -> Result<T>) -> Result<(T, CommitReport)> {
+        let store = self.store.as_ref().ok_or(Error::ReadOnly)?.lock();
+        let Some(view) = self.view() else {
+            // The first commit makes the base.
+            return self.write_locked(&store, f);
+        };
+        let number = store.generation()? + 1;
+        let mut batch = Batch::new(store.begin()?, None, Some(view.clone()));
+        let out = f(&mut batch)?;
+        let (mut txn, _, written, deleted) = batch.settle()?;
+        let touched = txn.touched().to_vec();
+        let changes = live::changes(Some(&view), &mut txn, &touched)?;
+        let total = txn.count()?;
+        // Built before the commit point: a layer that cannot be built
+        // fails the write, not the reads after it.
+        let next = view.with_changes(number, changes, &self.layer_dir())?;
+        txn.commit_live(number)?;
+        let next = Arc::new(next);
+        *self.current.write() = Some(next.clone());
+        let report = CommitReport { generation: number, written, deleted, total };
+        if next.layered() > self.live_limit.load(std::sync::atomic::Ordering::Relaxed) {
+            // Folds the layers into a new base: the layers' records are in
+            // the store, and an empty batch commits them as a new base.
+            let ((), folded) = self.write_locked(&store, |_| Ok(()))?;
+            return Ok((out, CommitReport { generation: folded.generation, ..report }));
+        }
+        let mut txn = store.begin()?;
+        if let Some(merged) = next.merged(&mut txn, &self.layer_dir())? {
+            drop(txn);
+            *self.current.write() = Some(Arc::new(merged));
+        }
+        Ok((out, report))
+    }
+
+    /// A commit of the store alone (collections): the address files and
+    /// layers stay as they are, and so do their cached answers. `f` writes;
     /// `after` runs under the writer's lock with a view of the committed
     /// state, to swap in what it builds before another commit lands.
     pub(crate) fn write_store<T, E: From<Error>>(
@@ -337,7 +431,7 @@ impl Database {
         after: impl FnOnce(u64, crate::store::StoreView) -> std::result::Result<(), E>,
     ) -> std::result::Result<(T, u64), E> {
         let lock = self.store.as_ref().ok_or(Error::ReadOnly)?;
-        if self.snapshot().is_none() {
+        if self.view().is_none() {
             // The database's first commit makes its (empty) address files.
             self.write(|_| Ok(()))?;
         }
@@ -346,45 +440,62 @@ impl Database {
         let number = previous + 1;
         let mut txn = store.begin()?;
         let out = f(&mut txn)?;
-        let tmp = tmp_dir(&self.dir, number);
-        let staged = remove_path(&tmp).and_then(|()| link_tree(&gen_dir(&self.dir, previous), &tmp));
-        if let Err(e) = staged.and_then(|()| txn.commit(number)) {
-            let _ = remove_path(&tmp);
-            return Err(e.into());
+        let Some(v) = self.view() else { return Err(Error::Store("no generation to commit over".into()).into()) };
+        if v.parts.len() == 1 && v.base().number == previous {
+            // No live layers: the base's files are linked under the new
+            // number, which becomes the base, so that `CURRENT` and
+            // read-only openers follow the generation.
+            let tmp = tmp_dir(&self.dir, number);
+            let staged = remove_path(&tmp).and_then(|()| link_tree(&gen_dir(&self.dir, previous), &tmp));
+            if let Err(e) = staged.and_then(|()| txn.commit(number)) {
+                let _ = remove_path(&tmp);
+                return Err(e.into());
+            }
+            let dest = gen_dir(&self.dir, number);
+            rename(&tmp, &dest)?;
+            write_current(&self.dir, number)?;
+            let base = Arc::new(Generation { number, parts: v.base().parts.clone() });
+            let parts = vec![live::Part::of(base)];
+            *self.current.write() = Some(Arc::new(View { number, epoch: v.epoch, parts }));
+            self.remove_other_generations(number)?;
+        } else {
+            // Over live layers, the base stays where it is, and so does the
+            // write log that lays them over it.
+            txn.commit_store(number)?;
+            *self.current.write() = Some(Arc::new(View { number, epoch: v.epoch, parts: v.parts.clone() }));
         }
-        let dest = gen_dir(&self.dir, number);
-        rename(&tmp, &dest)?;
-        write_current(&self.dir, number)?;
-        let parts = self.snapshot().map(|g| g.parts.clone());
-        if let Some(parts) = parts {
-            *self.current.write() = Some(Arc::new(Generation { number, parts }));
-        }
-        self.remove_other_generations(number)?;
         let view = store.reader().begin()?;
         after(number, view)?;
         Ok((out, number))
     }
 
-    /// Everything of a commit before its commit point: the caller's writes,
-    /// what they imply (children of replaced parents, derived streets), and
-    /// the generation's files in `tmp`.
+    /// Everything of a commit before its commit point: the live layers
+    /// folded into the text index, the caller's writes, what they imply
+    /// (children of replaced parents, derived streets), and the
+    /// generation's files in `tmp`.
     fn stage_commit<T>(
         &self,
         store: &Store,
         tmp: &Path,
-        previous: u64,
         f: impl FnOnce(&mut Batch) -> Result<T>,
     ) -> Result<(T, StoreTxn, u64, u64)> {
         remove_path(tmp)?;
         fs::create_dir_all(tmp.join("text")).map_err(|e| Error::io(tmp, e))?;
-        if previous > 0 {
-            link_tree(&gen_dir(&self.dir, previous).join("text"), &tmp.join("text"))?;
+        let view = self.view();
+        if let Some(v) = &view {
+            link_tree(&gen_dir(&self.dir, v.base().number).join("text"), &tmp.join("text"))?;
         }
-        let text = TextWriter::open(&tmp.join("text"), Active::FILTERS)?;
-        let mut batch = Batch::new(store.begin()?, text, self.snapshot());
+        let mut text = TextWriter::open(&tmp.join("text"), Active::FILTERS)?;
+        let mut txn = store.begin()?;
+        if let Some(v) = &view {
+            fold_layers(v, &mut txn, &mut text)?;
+        }
+        let mut batch = Batch::new(txn, Some(text), view);
         let out = f(&mut batch)?;
         let (mut txn, text, written, deleted) = batch.settle()?;
-        text.finish()?;
+        if let Some(text) = text {
+            text.finish()?;
+        }
         build_read_files(tmp, &mut txn, self.build_memory)?;
         Ok((out, txn, written, deleted))
     }
@@ -482,6 +593,8 @@ impl Database {
         } else {
             store.mark_following()?;
         }
+        // Its files are built here from the whole store: they are its base.
+        store.rebase()?;
         let n = manifest.generation;
         let view = store.reader().begin()?;
         let (stored, count) = (view.generation()?, view.count()?);
@@ -522,7 +635,8 @@ impl Database {
         // No commit and no snapshot runs from here on.
         let mut guard = store.lock();
         let mut view = self.store_view.write();
-        let local = guard.generation()?;
+        // The number of the live directory.
+        let local = guard.base()?;
         let (dest, tmp) = (gen_dir(&self.dir, n), tmp_dir(&self.dir, n));
         // Starts with gen-: removed with the other generations at the end.
         let displaced = self.dir.join(format!("gen-{n:010}.old"));
@@ -561,7 +675,7 @@ impl Database {
         let reader = guard.reader();
         let loaded = self.collections.load(&|| reader.begin());
         // Opened from staging: open files and maps follow the renames.
-        *self.current.write() = Some(Arc::new(generation));
+        *self.current.write() = Some(Arc::new(View::of_base(Arc::new(generation), n)));
         let finished = (|| {
             sync_dir(&self.dir)?;
             if n == local {
@@ -590,35 +704,49 @@ impl Database {
         self.search_by(q, Some(deadline))
     }
 
-    /// The profile's search on the visible generation; an error if it read
-    /// a damaged record.
+    /// The profile's search on the visible records: on the base, and on
+    /// each layer with what later layers replaced masked, the answers
+    /// merged by score (scores are absolute, not relative to an index); an
+    /// error if it read a damaged record.
     fn search_by(&self, q: &SearchQuery, deadline: Option<std::time::Instant>) -> Result<Vec<Feature>> {
-        match self.snapshot() {
-            Some(g) => Active::search(&g, q, deadline).and_then(|f| g.check().map(|()| f)),
-            None => Ok(Vec::new()),
+        let Some(v) = self.view() else { return Ok(Vec::new()) };
+        let counts = crate::text::Counts::new(v.parts.iter().map(|p| (&p.gen.text, p.mask.as_deref())).collect());
+        let mut lists = Vec::with_capacity(v.parts.len());
+        for part in &v.parts {
+            lists.push(Active::search(&part.gen, &counts, part.mask.as_deref(), q, deadline)?);
         }
+        v.check()?;
+        Ok(merged(lists, q.limit))
     }
 
     /// The records nearest a point.
     pub fn reverse(&self, q: &ReverseQuery) -> Result<Vec<Feature>> {
-        match self.snapshot() {
-            Some(g) => {
-                let found = Active::reverse(&g, q);
-                g.check().map(|()| found)
-            }
-            None => Ok(Vec::new()),
+        let Some(v) = self.view() else { return Ok(Vec::new()) };
+        let lists: Vec<Vec<Feature>> = v.parts.iter().map(|p| Active::reverse(&p.gen, p.mask.as_deref(), q)).collect();
+        v.check()?;
+        if lists.len() == 1 {
+            return Ok(lists.into_iter().flatten().collect());
         }
+        // As one index orders them: by distance (the score falls with it;
+        // the `distance` shown is rounded), then the record stored first.
+        let key = |f: &Feature| f.prop_str("id").and_then(|id| v.locate(id)).map(|(p, s)| v.parts[p].gen.docs.key(s));
+        let mut all: Vec<Feature> = lists.into_iter().flatten().collect();
+        all.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| key(a).cmp(&key(b))));
+        all.truncate(q.limit);
+        Ok(all)
     }
 
     /// A cheap check that the visible generation answers, for readiness
-    /// probes: a point of the geo index is looked up and its document read.
+    /// probes: a point of the base's geo index is looked up and its
+    /// document read.
     pub fn probe(&self) -> Result<()> {
-        let Some(g) = self.snapshot() else { return Ok(()) };
+        let Some(v) = self.view() else { return Ok(()) };
+        let g = v.base();
         // No point: an empty index, or a damaged first block of points.
-        let Some((at, _)) = g.geo.any_point() else { return g.check() };
-        let found = Active::reverse(&g, &ReverseQuery { at, limit: 1, filters: Vec::new() });
+        let Some((at, _)) = g.geo.any_point() else { return v.check() };
+        let found = Active::reverse(g, None, &ReverseQuery { at, limit: 1, filters: Vec::new() });
         // A generation found damaged by any read is not ready.
-        g.check()?;
+        v.check()?;
         if found.is_empty() {
             return Err(Error::Corrupt {
                 path: gen_dir(&self.dir, g.number),
@@ -630,10 +758,34 @@ impl Database {
 
     /// One record by id, as a feature.
     pub fn get(&self, id: &str) -> Result<Option<Feature>> {
-        let Some(g) = self.snapshot() else { return Ok(None) };
-        let found = g.docs.slot_of_id(id).map(|slot| profile::feature(&g.docs, Target::of(&g.docs, slot), 1.0, None));
-        g.check().map(|()| found)
+        let Some(v) = self.view() else { return Ok(None) };
+        let found = v.locate(id).map(|(p, slot)| {
+            let docs = &v.parts[p].gen.docs;
+            profile::feature(docs, Target::of(docs, slot), 1.0, None)
+        });
+        v.check().map(|()| found)
     }
+}
+
+/// The best `limit` of the answers of each part, in the order one search
+/// gives them: score, then importance, then id.
+fn merged(mut lists: Vec<Vec<Feature>>, limit: usize) -> Vec<Feature> {
+    if lists.len() == 1 {
+        return lists.pop().unwrap_or_default();
+    }
+    let mut all: Vec<Feature> = lists.into_iter().flatten().collect();
+    let importance = |f: &Feature| match f.prop("importance") {
+        Some(profile::Prop::Num(n)) => *n,
+        _ => 0.0,
+    };
+    all.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(importance(b).total_cmp(&importance(a)))
+            .then_with(|| a.prop_str("id").cmp(&b.prop_str("id")))
+    });
+    all.truncate(limit);
+    all
 }
 
 /// A verified snapshot waiting for its commit point.
@@ -665,6 +817,31 @@ fn build_generation(store: &Store, dir: &Path, checked: bool, memory: usize) -> 
     }
     text.finish()?;
     build_read_files(dir, &mut txn, memory)
+}
+
+/// Brings the base's text index (being copied into the next generation's)
+/// up to the view: the documents of masked base records out, those of the
+/// layers' live records in, read from the store by key.
+fn fold_layers(view: &View, txn: &mut StoreTxn, text: &mut TextWriter) -> Result<()> {
+    let base = &view.parts[0];
+    if let Some(mask) = &base.mask {
+        for slot in (0..base.gen.docs.len() as u32).filter(|s| mask.contains(*s)) {
+            text.delete(base.gen.docs.key(slot));
+        }
+    }
+    for part in &view.parts[1..] {
+        let docs = &part.gen.docs;
+        for slot in (0..docs.len() as u32).filter(|s| !part.masked(*s)) {
+            let key = docs.key(slot);
+            let Some(r) = txn.get_key(key)? else {
+                return Err(Error::Store(format!("a layer names key {key}, which the store lacks")));
+            };
+            if let Some(d) = Active::text_doc(key, &r) {
+                text.add(d)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes the documents and geo files of a generation from the store, then
@@ -923,8 +1100,12 @@ mod tests {
     }
 
     fn ids(db: &Database) -> Vec<String> {
-        let g = db.snapshot().unwrap();
-        let mut v: Vec<String> = (0..g.docs.len() as u32).map(|slot| g.docs.record(slot).id()).collect();
+        let v = db.view().unwrap();
+        let mut v: Vec<String> = v
+            .parts
+            .iter()
+            .flat_map(|p| (0..p.gen.docs.len() as u32).filter(|s| !p.masked(*s)).map(|s| p.gen.docs.record(s).id()))
+            .collect();
         v.sort();
         v
     }

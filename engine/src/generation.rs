@@ -31,8 +31,6 @@ pub struct Generation<D> {
 
 /// The files of a generation, and what the profile derived from them.
 pub struct Parts<D> {
-    /// See [`crate::Database::epoch`].
-    pub(crate) epoch: u64,
     pub(crate) docs: Docs,
     pub(crate) geo: GeoIndex,
     pub(crate) text: TextIndex,
@@ -187,8 +185,6 @@ impl<D> Generation<D> {
         // What the profile read to derive its state must have been intact:
         // a generation that would fail every query is refused at open.
         docs.check()?;
-        static EPOCHS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let epoch = EPOCHS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(Generation { number, parts: Arc::new(Parts { epoch, docs, geo, text, derived }) })
+        Ok(Generation { number, parts: Arc::new(Parts { docs, geo, text, derived }) })
     }
 }

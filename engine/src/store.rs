@@ -28,6 +28,37 @@ const COLLECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("collecti
 /// Records of every collection: `name NUL id` -> the record (JSON). A name
 /// holds no NUL, so one collection's keys are one range, in id order.
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
+/// The write log of live writes (see [`crate::live`]): generation -> the
+/// ids that commit put or deleted, each as a u32 length and its bytes. It
+/// holds the commits since the generation whose files are the base
+/// ([`BASE`]): what a reopen lays over the base again. A full commit
+/// clears it. Not part of snapshots.
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+
+/// The meta key of the generation whose files are served as the base; the
+/// commits after it are in [`LOG`]. Missing: the committed generation
+/// (stores made before live writes).
+pub(crate) const BASE: &str = "base";
+
+fn encode_ids(ids: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ids.iter().map(|i| i.len() + 4).sum());
+    for id in ids {
+        out.extend_from_slice(&(id.len() as u32).to_le_bytes());
+        out.extend_from_slice(id.as_bytes());
+    }
+    out
+}
+
+fn decode_ids(mut bytes: &[u8], out: &mut Vec<String>) -> Result<()> {
+    let bad = || Error::Store("the write log holds an entry that does not decode".into());
+    while !bytes.is_empty() {
+        let n = bytes.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize).ok_or_else(bad)?;
+        let id = bytes.get(4..4 + n).ok_or_else(bad)?;
+        out.push(std::str::from_utf8(id).map_err(|_| bad())?.to_owned());
+        bytes = &bytes[4 + n..];
+    }
+    Ok(())
+}
 
 fn record_key(collection: &str, id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(collection.len() + 1 + id.len());
@@ -147,6 +178,7 @@ impl Store {
             txn.open_table(IDS)?;
             txn.open_table(COLLECTIONS)?;
             txn.open_table(RECORDS)?;
+            txn.open_table(LOG)?;
             let mut meta = txn.open_table(META)?;
             // Databases made before histories existed get theirs now.
             if meta.get(HISTORY)?.is_none() {
@@ -169,6 +201,28 @@ impl Store {
         }
         txn.commit()?;
         Ok(id)
+    }
+
+    /// The generation whose files are the base (see [`BASE`]).
+    pub fn base(&self) -> Result<u64> {
+        let txn = self.db.begin_write()?;
+        let b = meta_base(&txn)?;
+        txn.abort()?;
+        Ok(b)
+    }
+
+    /// Makes the committed generation the base, with an empty write log:
+    /// its files were just built from the whole store (a rebuild, a
+    /// restore's staging).
+    pub fn rebase(&self) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let g = meta_get(&txn, "generation")?;
+            txn.open_table(META)?.insert(BASE, g)?;
+            txn.open_table(LOG)?.retain(|_, _| false)?;
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     /// Keeps the history, as a replica: the next commit starts a new one.
@@ -215,7 +269,7 @@ impl Store {
             pending_block: None,
             next_pos: 0,
         };
-        Ok(StoreTxn { txn, w })
+        Ok(StoreTxn { txn, w, touched: Vec::new() })
     }
 }
 
@@ -225,10 +279,22 @@ fn meta_get(txn: &WriteTransaction, name: &str) -> Result<u64> {
     Ok(v)
 }
 
+fn meta_base(txn: &WriteTransaction) -> Result<u64> {
+    let t = txn.open_table(META)?;
+    let v = match t.get(BASE)? {
+        Some(b) => b.value(),
+        None => t.get("generation")?.map_or(0, |v| v.value()),
+    };
+    Ok(v)
+}
+
 /// One write transaction: records go in, nothing is visible until `commit`.
 pub struct StoreTxn {
     txn: WriteTransaction,
     w: Writes,
+    /// The ids put or deleted, in order (with repeats): what a live commit
+    /// logs and lays over the base.
+    touched: Vec<String>,
 }
 
 /// What a transaction keeps beside redb's: its open block. Apart from the
@@ -257,6 +323,7 @@ impl StoreTxn {
     /// record had this id, that record and its key.
     pub fn put(&mut self, record: Record) -> Result<(u64, Option<(u64, Record)>)> {
         let mut ids = self.txn.open_table(IDS)?;
+        self.touched.push(record.id.clone());
         self.w.put(&self.txn, &mut ids, record)
     }
 
@@ -269,6 +336,7 @@ impl StoreTxn {
     ) -> Result<()> {
         let mut ids = self.txn.open_table(IDS)?;
         for record in records {
+            self.touched.push(record.id.clone());
             let (key, old) = self.w.put(&self.txn, &mut ids, record)?;
             f(key, old)?;
         }
@@ -283,9 +351,28 @@ impl StoreTxn {
             k
         };
         match key {
-            Some(key) => self.w.take(&self.txn, key).map(Some),
+            Some(key) => {
+                self.touched.push(id.to_owned());
+                self.w.take(&self.txn, key).map(Some)
+            }
             None => Ok(None),
         }
+    }
+
+    /// The ids put or deleted by this transaction, in order, with repeats.
+    pub fn touched(&self) -> &[String] {
+        &self.touched
+    }
+
+    /// The ids every live commit after `base` put or deleted, in order.
+    pub fn logged_since(&self, base: u64) -> Result<Vec<String>> {
+        let t = self.txn.open_table(LOG)?;
+        let mut out = Vec::new();
+        for item in t.range(base + 1..)? {
+            let (_, bytes) = item?;
+            decode_ids(bytes.value(), &mut out)?;
+        }
+        Ok(out)
     }
 
     /// The key of the record with this id, if there is one.
@@ -440,10 +527,42 @@ impl StoreTxn {
         Ok(old)
     }
 
-    /// Makes everything durable as generation `generation`. The first
-    /// commit of a database that took another's history (a replica's, see
-    /// [`FOLLOWS`]) starts a history of its own.
-    pub fn commit(mut self, generation: u64) -> Result<()> {
+    /// Makes everything durable as generation `generation`, whose files
+    /// were built from the whole store: it becomes the base, and the write
+    /// log is emptied. The first commit of a database that took another's
+    /// history (a replica's, see [`FOLLOWS`]) starts a history of its own.
+    pub fn commit(self, generation: u64) -> Result<()> {
+        self.txn.open_table(LOG)?.retain(|_, _| false)?;
+        self.txn.open_table(META)?.insert(BASE, generation)?;
+        self.commit_keeping_base(generation)
+    }
+
+    /// Makes everything durable as generation `generation`, a live commit:
+    /// the base stays, and the ids this transaction touched are logged
+    /// under `generation`, so that a reopen lays them over the base again.
+    pub fn commit_live(mut self, generation: u64) -> Result<()> {
+        self.keep_base()?;
+        let entry = encode_ids(&self.touched);
+        self.txn.open_table(LOG)?.insert(generation, entry.as_slice())?;
+        self.commit_keeping_base(generation)
+    }
+
+    /// Makes everything durable as generation `generation`, for a commit
+    /// that changed no address record (a collection's): base and log stay.
+    pub fn commit_store(mut self, generation: u64) -> Result<()> {
+        self.keep_base()?;
+        self.commit_keeping_base(generation)
+    }
+
+    /// Writes the base down when the store names none yet (it was the
+    /// generation), before the generation moves past it.
+    fn keep_base(&mut self) -> Result<()> {
+        let base = meta_base(&self.txn)?;
+        self.txn.open_table(META)?.insert(BASE, base)?;
+        Ok(())
+    }
+
+    fn commit_keeping_base(mut self, generation: u64) -> Result<()> {
         self.flush()?;
         {
             let mut meta = self.txn.open_table(META)?;

@@ -111,6 +111,11 @@ pub struct ServeArgs {
     /// How often a replica asks its primary for a new generation [default: 10s].
     #[arg(long, env = "CAIRN_POLL")]
     pub poll: Option<String>,
+    /// Commit small POST /documents bodies and deletions live: durable and
+    /// visible in milliseconds, as layers over the base generation
+    /// (`true` or `false`) [default: false].
+    #[arg(long, env = "CAIRN_LIVE_WRITES")]
+    pub live_writes: Option<bool>,
 }
 
 /// How requests are logged.
@@ -137,6 +142,7 @@ pub struct Settings {
     pub snapshot_token: Option<String>,
     pub replica_of: Option<String>,
     pub poll: Duration,
+    pub live_writes: bool,
 }
 
 /// What one request may ask of the server.
@@ -269,6 +275,7 @@ impl ServeArgs {
                 Some(v) => duration("--poll", &v)?.max(Duration::from_millis(100)),
                 None => Duration::from_secs(10),
             },
+            live_writes: pick!(live_writes).unwrap_or(false),
         })
     }
 }

@@ -42,6 +42,9 @@ fn full(body: Bytes) -> Body {
 }
 
 const JSON: &str = "application/json; charset=utf-8";
+/// The largest `POST /documents` body (as sent) committed live; a larger
+/// one builds a new base generation (see `cairn::Database::write_live`).
+const LIVE_BODY_MAX: usize = 1 << 20;
 
 pub(crate) fn respond(status: StatusCode, body: &Value) -> Response<Body> {
     respond_bytes(status, Bytes::from(body.to_string()))
@@ -88,6 +91,8 @@ pub struct App {
     pub write_token: Option<String>,
     /// Bearer token of `GET /snapshot/*`; open when `None`.
     pub snapshot_token: Option<String>,
+    /// Small writes are live commits (`cairn::Database::write_live`).
+    pub live_writes: bool,
     pub publisher: Option<Publisher>,
     /// Set on a replica: what it knows of its primary.
     pub replica: Option<Arc<ReplicaStatus>>,
@@ -109,6 +114,7 @@ impl App {
             access_log: AccessLog::Off,
             write_token: None,
             snapshot_token: None,
+            live_writes: false,
             publisher: None,
             replica: None,
         }
@@ -348,6 +354,10 @@ impl App {
             Ok(b) => b,
             Err(r) => return r,
         };
+        // A small body is a live commit (a layer over the base, visible in
+        // milliseconds); a large one, an import, builds a new base at once,
+        // as a live commit would do once its layers grew that large.
+        let live = self.live_writes && body.len() <= LIVE_BODY_MAX;
         let (mut input, over) = decoded(body, gzip, self.limits.max_upload);
         let format = match format {
             Some(f) => f,
@@ -364,7 +374,9 @@ impl App {
         };
         let done = tokio::task::spawn_blocking(move || {
             let mut skipped = cairn::Skipped::default();
-            db.write(|b| b.import(input, format, cairn::OnError::Fail, &mut skipped)).map(|((), c)| (c, skipped))
+            let import = |b: &mut cairn::Batch| b.import(input, format, cairn::OnError::Fail, &mut skipped);
+            let done = if live { db.write_live(import) } else { db.write(import) };
+            done.map(|((), c)| (c, skipped))
         })
         .await;
         if over.load(Ordering::Relaxed) {
@@ -390,7 +402,16 @@ impl App {
                 &json!({"title": "404 Not Found", "description": format!("no document with id {id:?}")}),
             );
         }
-        let done = tokio::task::spawn_blocking(move || db.write(|b| b.delete(&id).map(|_| ()))).await;
+        let live = self.live_writes;
+        let done = tokio::task::spawn_blocking(move || {
+            let delete = |b: &mut cairn::Batch| b.delete(&id).map(|_| ());
+            if live {
+                db.write_live(delete)
+            } else {
+                db.write(delete)
+            }
+        })
+        .await;
         committed(done.map(|r| r.map(|((), c)| (c, cairn::Skipped::default()))))
     }
 

@@ -807,6 +807,7 @@ fn serve(data: &Path, settings: config::Settings) -> Result<()> {
     app.access_log = settings.access_log;
     app.write_token.clone_from(&settings.write_token);
     app.snapshot_token.clone_from(&settings.snapshot_token);
+    app.live_writes = settings.live_writes;
     app.publisher = Some(replica::Publisher::new(&dir));
     let following = settings.replica_of.clone().map(|url| {
         let status = Arc::new(replica::ReplicaStatus::default());

@@ -12,8 +12,9 @@ use std::time::Instant;
 use crate::docs::Docs;
 use crate::error::Result;
 use crate::generation::Generation;
+use crate::live::Mask;
 use crate::record::Record;
-use crate::text::{TextDoc, TextIndex};
+use crate::text::{Counts, TextDoc, TextIndex};
 
 /// What the core is given to serve one kind of record through its
 /// generations.
@@ -33,6 +34,11 @@ pub trait Profile {
     /// `None`: it is found through another record, not by its own words.
     fn text_doc(key: u64, record: &Record) -> Option<TextDoc<'static>>;
 
+    /// Whether records of `kind` have a text document of their own (see
+    /// [`Profile::text_doc`]): what a masked record takes from the counts a
+    /// query is planned on.
+    fn indexed(kind: &str) -> bool;
+
     /// A 32-bit tag of a record, kept beside it in its parent's list of
     /// children ([`Docs::child_tags`]) when the generation is built, so
     /// that a search can pick a child without reading each child's record.
@@ -47,12 +53,20 @@ pub trait Profile {
     /// opening it derives nothing.
     fn save(derived: &Self::Derived) -> Vec<u8>;
 
-    /// The search plan over one generation; past `deadline`, gives up with
-    /// [`crate::Error::Timeout`].
-    fn search(g: &Generation<Self::Derived>, q: &Self::Query, deadline: Option<Instant>) -> Result<Vec<Self::Hit>>;
+    /// The search plan over one generation, the slots of `skip` left out
+    /// (records a live layer replaced), its words counted in `counts` (the
+    /// text indexes of every part the query reads); past `deadline`, gives
+    /// up with [`crate::Error::Timeout`].
+    fn search(
+        g: &Generation<Self::Derived>,
+        counts: &Counts<'_>,
+        skip: Option<&Mask>,
+        q: &Self::Query,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Self::Hit>>;
 
     /// The records nearest a position, by the profile's plan.
-    fn reverse(g: &Generation<Self::Derived>, q: &Self::Reverse) -> Vec<Self::Hit>;
+    fn reverse(g: &Generation<Self::Derived>, skip: Option<&Mask>, q: &Self::Reverse) -> Vec<Self::Hit>;
 }
 
 /// The profile of this build's generations.

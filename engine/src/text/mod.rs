@@ -24,6 +24,7 @@ use tantivy::DocSet;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::error::{Error, Result};
+use crate::live::Mask;
 use crate::record::Point;
 
 /// Bytes of candidate lists of costly queries kept per generation (see
@@ -95,6 +96,9 @@ fn lev_builder(distance: u8) -> &'static LevenshteinAutomatonBuilder {
 /// Grid of the `cell` field, in degrees: about 11 km.
 const CELL_DEG: f64 = 0.1;
 const WRITER_BUDGET: usize = 128 * 1024 * 1024;
+/// The same for a live layer's index ([`TextWriter::open_small`]):
+/// tantivy's least.
+const SMALL_WRITER_BUDGET: usize = 15 * 1024 * 1024;
 
 #[derive(Clone)]
 struct Fields {
@@ -193,7 +197,7 @@ fn cell_term(lat: f64, lon: f64) -> String {
 
 /// What the full-text layer is asked for one query.
 #[derive(Debug, Default, Clone)]
-pub struct TextQuery {
+pub struct TextQuery<'a> {
     /// Whole words, any order.
     pub words: Vec<Word>,
     /// The last word, matched as a prefix (autocomplete).
@@ -202,6 +206,13 @@ pub struct TextQuery {
     pub filters: Vec<(String, Vec<String>)>,
     /// Favour documents near this point.
     pub near: Option<Point>,
+    /// Slots that are no candidates (records a live write replaced, see
+    /// [`crate::live`]): skipped as the best k are collected, so that k
+    /// others take their places.
+    pub skip: Option<&'a Mask>,
+    /// Documents the words' counts are of ([`Counts::num_docs`]): which
+    /// words are common is decided on them, not on this index alone.
+    pub num_docs: u64,
 }
 
 /// A query word with what the index knows of it, looked up once per query
@@ -268,6 +279,124 @@ pub struct TextIndex {
     /// query's cost, and misspellings of the same street and city names
     /// come back.
     typos: quick_cache::sync::Cache<(String, bool), Expansions>,
+}
+
+/// The text indexes a query plan reads (a view's base and layers, see
+/// [`crate::live`]), for what it counts: a word's documents in all of
+/// them, so that each index is queried with the words a single index of
+/// all the records would have chosen (which are common, which are
+/// misspelt and expanded how).
+pub struct Counts<'a> {
+    /// Each index, with the slots of it that are not counted.
+    indexes: Vec<(&'a TextIndex, Option<&'a Mask>)>,
+}
+
+impl<'a> Counts<'a> {
+    pub fn new(indexes: Vec<(&'a TextIndex, Option<&'a Mask>)>) -> Counts<'a> {
+        debug_assert!(!indexes.is_empty(), "a plan reads one index at least");
+        Counts { indexes }
+    }
+
+    /// The one index, when there is one and nothing of it is masked: its
+    /// own counts are the plan's.
+    fn single(&self) -> Option<&'a TextIndex> {
+        match self.indexes.as_slice() {
+            [(one, None)] => Some(*one),
+            _ => None,
+        }
+    }
+
+    /// Documents, masked ones left out (as tantivy leaves out deleted ones).
+    pub fn num_docs(&self) -> u64 {
+        self.indexes.iter().map(|(i, m)| i.num_docs().saturating_sub(m.map_or(0, |m| m.texts() as u64))).sum()
+    }
+
+    /// The documents of `t` in every index; 0 for an index where only
+    /// masked documents hold it, as for one where only deleted ones do
+    /// (see [`TextIndex::live_freq`]).
+    fn freq(&self, t: impl Fn(&TextIndex) -> Term) -> u64 {
+        let mut sum = 0;
+        for (index, mask) in &self.indexes {
+            let term = t(index);
+            let n = index.live_freq(&term);
+            if n > 0 && mask.is_none_or(|m| index.unmasked(&term, m)) {
+                sum += n;
+            }
+        }
+        sum
+    }
+
+    fn word_freq(&self, word: &str) -> u64 {
+        self.freq(|i| Term::from_field_text(i.fields.text, word))
+    }
+
+    fn prefix_freq(&self, prefix: &str) -> u64 {
+        self.freq(|i| Term::from_field_text(i.fields.prefix, analysis::indexed_prefix(prefix)))
+    }
+
+    /// [`TextIndex::word`] over all the indexes: the typo expansions of a
+    /// word none has are the most frequent of every index's, their counts
+    /// summed.
+    pub fn word(&self, text: &str, prefix: bool) -> Result<Word> {
+        if let Some(one) = self.single() {
+            return one.word(text, prefix);
+        }
+        let whole = self.word_freq(text);
+        let freq = if prefix { self.prefix_freq(text) } else { whole };
+        if freq > 0 {
+            return Ok(Word {
+                text: text.to_owned(),
+                freq,
+                whole,
+                typos: std::sync::Arc::default(),
+                alternative: None,
+            });
+        }
+        let mut found: HashMap<Term, u64> = HashMap::new();
+        for (i, mask) in &self.indexes {
+            for (t, n) in i.typos_of(text, prefix)?.iter() {
+                // A term only masked records hold is no correction.
+                if mask.is_none_or(|m| i.unmasked(t, m)) {
+                    *found.entry(t.clone()).or_default() += n;
+                }
+            }
+        }
+        let mut found: Vec<(Term, u64)> = found.into_iter().collect();
+        found.sort_unstable_by(|a, b| {
+            b.1.cmp(&a.1).then_with(|| a.0.serialized_value_bytes().cmp(b.0.serialized_value_bytes()))
+        });
+        found.truncate(MAX_EXPANSIONS);
+        Ok(Word { text: text.to_owned(), freq, whole, typos: std::sync::Arc::new(found), alternative: None })
+    }
+
+    /// [`TextIndex::prefix_or`] over all the indexes.
+    pub fn prefix_or(&self, text: &str, other: &str) -> Result<Word> {
+        if let Some(one) = self.single() {
+            return one.prefix_or(text, other);
+        }
+        let other_freq = self.prefix_freq(other);
+        if other_freq == 0 || (other.starts_with(text) && text.chars().count() >= analysis::MIN_PREFIX) {
+            return self.word(text, true);
+        }
+        let freq = self.prefix_freq(text) + other_freq;
+        let f = &self.indexes[0].0.fields;
+        let alternative = Some(Term::from_field_text(f.prefix, analysis::indexed_prefix(other)));
+        Ok(Word { text: text.to_owned(), freq, whole: 0, typos: std::sync::Arc::default(), alternative })
+    }
+
+    /// [`TextIndex::word_or`] over all the indexes.
+    pub fn word_or(&self, text: &str, other: &str) -> Result<Word> {
+        if let Some(one) = self.single() {
+            return one.word_or(text, other);
+        }
+        let other_freq = self.word_freq(other);
+        if other_freq == 0 {
+            return self.word(text, false);
+        }
+        let freq = self.word_freq(text) + other_freq;
+        let alternative = Some(Term::from_field_text(self.indexes[0].0.fields.text, other));
+        Ok(Word { text: text.to_owned(), freq, whole: freq, typos: std::sync::Arc::default(), alternative })
+    }
 }
 
 /// The record behind a document of the index, and its [`rank`].
@@ -374,19 +503,19 @@ impl TextIndex {
     pub fn word(&self, text: &str, prefix: bool) -> Result<Word> {
         let whole = self.word_freq(text);
         let freq = if prefix { self.prefix_freq(text) } else { whole };
-        let typos = if freq > 0 {
-            std::sync::Arc::default()
-        } else {
-            let key = (text.to_owned(), prefix);
-            if let Some(t) = self.typos.get(&key) {
-                t
-            } else {
-                let t = std::sync::Arc::new(self.typo_terms(text, prefix)?);
-                self.typos.insert(key, t.clone());
-                t
-            }
-        };
+        let typos = if freq > 0 { std::sync::Arc::default() } else { self.typos_of(text, prefix)? };
         Ok(Word { text: text.to_owned(), freq, whole, typos, alternative: None })
+    }
+
+    /// [`TextIndex::typo_terms`], kept.
+    fn typos_of(&self, text: &str, prefix: bool) -> Result<Expansions> {
+        let key = (text.to_owned(), prefix);
+        if let Some(t) = self.typos.get(&key) {
+            return Ok(t);
+        }
+        let t = std::sync::Arc::new(self.typo_terms(text, prefix)?);
+        self.typos.insert(key, t.clone());
+        Ok(t)
     }
 
     /// The last word typed, as a prefix, that may also be read as `other`
@@ -448,6 +577,31 @@ impl TextIndex {
         }
     }
 
+    /// Whether a live document whose slot `mask` leaves out holds `t`: at
+    /// once when more documents hold it than are masked, otherwise by its
+    /// postings.
+    fn unmasked(&self, t: &Term, mask: &Mask) -> bool {
+        let searcher = self.reader.searcher();
+        if searcher.doc_freq(t).unwrap_or(0) > mask.len() as u64 {
+            return true;
+        }
+        for (ord, seg) in searcher.segment_readers().iter().enumerate() {
+            let Ok(inverted) = seg.inverted_index(t.field()) else { return true };
+            let Ok(Some(mut postings)) = inverted.read_postings(t, IndexRecordOption::Basic) else { continue };
+            let alive = seg.alive_bitset();
+            let mut doc = postings.doc();
+            while doc != tantivy::TERMINATED {
+                if alive.is_none_or(|a| a.is_alive(doc))
+                    && self.slot(ord as u32, doc).is_some_and(|s| !mask.contains(s))
+                {
+                    return true;
+                }
+                doc = postings.advance();
+            }
+        }
+        false
+    }
+
     /// The terms of `field` within `distance` edits of `word` (or of a
     /// prefix of them, with `prefix`), with their document counts: at most
     /// [`MAX_EXPANSIONS`] of them, the most frequent first.
@@ -493,12 +647,12 @@ impl TextIndex {
     /// full-text score: a union of the query's terms, which tantivy runs
     /// with block-max WAND. Words missing from the index are matched with
     /// typo tolerance (see [`TextIndex::typo_terms`]).
-    pub fn candidates(&self, q: &TextQuery, k: usize) -> Result<Vec<(f32, u32)>> {
+    pub fn candidates(&self, q: &TextQuery<'_>, k: usize) -> Result<Vec<(f32, u32)>> {
         let f = &self.fields;
         // Words in a tenth of the documents ("rue", "de", a big city) are
         // what a union pays most for: block-max WAND skips their documents
         // only once k documents score above anything they can give.
-        let common = self.num_docs() / 10;
+        let common = q.num_docs / 10;
         let (mut rare, mut common_terms) = (Vec::new(), Vec::new());
         let mut common_docs = 0;
         // Rare words found as typed; typo expansions do not count, since a
@@ -576,7 +730,13 @@ impl TextIndex {
         });
         if let Some(hit) = memo_key.as_ref().and_then(|key| self.common.get(key)) {
             if hit.k >= asked {
-                return Ok(hit.list.iter().take(asked).copied().collect());
+                // A list kept before more records were replaced: usable
+                // while none of the first `asked` is (masks only grow
+                // until the next base, which has an index of its own).
+                let first = hit.list.iter().take(asked);
+                if first.clone().all(|(_, s)| q.skip.is_none_or(|m| !m.contains(*s))) {
+                    return Ok(first.copied().collect());
+                }
             }
         }
         let cells: Vec<Term> = match q.near {
@@ -592,7 +752,7 @@ impl TextIndex {
         let searcher = self.reader.searcher();
         let mut seed = f32::MIN;
         if !rare.is_empty() && !common_terms.is_empty() && rare_docs <= common.min(RARE_FIRST_MAX_DOCS) {
-            match self.rare_first(&searcher, &rare, &common_terms, &cells, &q.filters, k)? {
+            match self.rare_first(&searcher, &rare, &common_terms, &cells, &q.filters, k, q.skip)? {
                 Ok(top) => return Ok(self.memoised(memo_key, k, top, asked)),
                 Err(s) => seed = s,
             }
@@ -602,10 +762,10 @@ impl TextIndex {
             let mut others: Vec<Term> = rare.iter().chain(&common_terms).cloned().collect();
             if let Some(i) = others.iter().position(|t| t == term) {
                 others.remove(i);
-                seed = self.seed(&searcher, term, &others, &cells, &q.filters, k)?;
+                seed = self.seed(&searcher, term, &others, &cells, &q.filters, k, q.skip)?;
             }
         }
-        let top = self.union(&searcher, &[&rare, &common_terms], &cells, &q.filters, k, seed)?;
+        let top = self.union(&searcher, &[&rare, &common_terms], &cells, &q.filters, k, seed, q.skip)?;
         Ok(self.memoised(memo_key, k, top, asked))
     }
 
@@ -670,6 +830,7 @@ impl TextIndex {
     /// (score, slot), best first. Only documents scoring above `seed` are
     /// looked at: it must be below the k-th best score (see
     /// [`TopK::seed`]).
+    #[allow(clippy::too_many_arguments)]
     fn union(
         &self,
         searcher: &tantivy::Searcher,
@@ -678,12 +839,13 @@ impl TextIndex {
         filters: &[(String, Vec<String>)],
         k: usize,
         seed: f32,
+        skip: Option<&Mask>,
     ) -> Result<Vec<(f32, u32)>> {
         let words = words.iter().flat_map(|w| w.iter()).map(|t| should(t.clone(), IndexRecordOption::WithFreqs));
         let cells = cells.iter().map(|t| should(t.clone(), IndexRecordOption::Basic));
         let union = words.chain(cells).collect();
         let query = self.filtered(union, filters)?;
-        searcher.search(&query, &BySlot { k, slots: &self.slots, seed }).map_err(text_err)
+        searcher.search(&query, &BySlot { k, slots: &self.slots, seed, skip }).map_err(text_err)
     }
 
     /// A score below the union's k-th best, from the first [`SEED_DOCS`]
@@ -702,6 +864,7 @@ impl TextIndex {
     /// scored with every other term of the union, are union documents with
     /// their union scores: their k-th is a threshold the union's k-th
     /// cannot be below.
+    #[allow(clippy::too_many_arguments)]
     fn seed(
         &self,
         searcher: &tantivy::Searcher,
@@ -710,6 +873,7 @@ impl TextIndex {
         cells: &[Term],
         filters: &[(String, Vec<String>)],
         k: usize,
+        skip: Option<&Mask>,
     ) -> Result<f32> {
         let top = self.driven(
             searcher,
@@ -720,6 +884,7 @@ impl TextIndex {
             k,
             f32::INFINITY,
             SEED_DOCS.max(2 * k),
+            skip,
         )?;
         Ok(top.seed())
     }
@@ -739,6 +904,7 @@ impl TextIndex {
     /// scores of the other terms; when the k-th score found is above that,
     /// no such document can enter the union's top k, and this top k is the
     /// union's.
+    #[allow(clippy::too_many_arguments)]
     fn rare_first(
         &self,
         searcher: &tantivy::Searcher,
@@ -747,6 +913,7 @@ impl TextIndex {
         cells: &[Term],
         filters: &[(String, Vec<String>)],
         k: usize,
+        skip: Option<&Mask>,
     ) -> Result<std::result::Result<Vec<(f32, u32)>, f32>> {
         let mut bound = 0.0f32;
         for t in common {
@@ -765,7 +932,7 @@ impl TextIndex {
                 bound += self.max_score(searcher, &Term::from_field_text(field, v), IndexRecordOption::Basic)?;
             }
         }
-        let top = self.driven(searcher, rare, common, cells, filters, k, bound, usize::MAX)?;
+        let top = self.driven(searcher, rare, common, cells, filters, k, bound, usize::MAX, skip)?;
         let seed = top.seed();
         let top = top.into_sorted();
         // Sums of the same scores in another order may differ in their last
@@ -790,6 +957,7 @@ impl TextIndex {
         k: usize,
         bound: f32,
         walk: usize,
+        skip: Option<&Mask>,
     ) -> Result<TopK> {
         let scoring = || tantivy::query::EnableScoring::enabled_from_searcher(searcher);
         let term_weight = |t: &Term, o: IndexRecordOption| TermQuery::new(t.clone(), o).weight(scoring());
@@ -855,7 +1023,9 @@ impl TextIndex {
                     // that can enter the top k (a tie needs its rank).
                     if top.admits(score) {
                         if let Some(d) = self.doc_ref(ord as u32, doc) {
-                            top.push(score, d);
+                            if skip.is_none_or(|m| !m.contains(d.slot)) {
+                                top.push(score, d);
+                            }
                         }
                     }
                 }
@@ -1037,6 +1207,7 @@ struct BySlot<'a> {
     /// Documents scoring at most this are not offered (see
     /// [`TextIndex::union`]).
     seed: f32,
+    skip: Option<&'a Mask>,
 }
 
 struct BySlotSegment {
@@ -1044,13 +1215,21 @@ struct BySlotSegment {
     slots: std::sync::Arc<[DocRef]>,
 }
 
+impl BySlotSegment {
+    fn collect_unless(&mut self, doc: tantivy::DocId, score: f32, skip: Option<&Mask>) {
+        if let Some(&d) = self.slots.get(doc as usize).filter(|d| d.slot != u32::MAX) {
+            if skip.is_none_or(|m| !m.contains(d.slot)) {
+                self.top.push(score, d);
+            }
+        }
+    }
+}
+
 impl SegmentCollector for BySlotSegment {
     type Fruit = Vec<(f32, DocRef)>;
 
     fn collect(&mut self, doc: tantivy::DocId, score: f32) {
-        if let Some(&d) = self.slots.get(doc as usize).filter(|d| d.slot != u32::MAX) {
-            self.top.push(score, d);
-        }
+        self.collect_unless(doc, score, None);
     }
 
     fn harvest(self) -> Self::Fruit {
@@ -1087,10 +1266,10 @@ impl Collector for BySlot<'_> {
     ) -> tantivy::Result<Vec<(f32, DocRef)>> {
         let mut segment = self.for_segment(ord, reader)?;
         let alive = reader.alive_bitset();
-        let seed = self.seed;
+        let (seed, skip) = (self.seed, self.skip);
         weight.for_each_pruning(seed, reader, &mut |doc, score| {
             if alive.is_none_or(|a| a.is_alive(doc)) {
-                segment.collect(doc, score);
+                segment.collect_unless(doc, score, skip);
             }
             segment.top.threshold().max(seed)
         })?;
@@ -1134,6 +1313,21 @@ impl TextWriter {
         let metas = index.searchable_segment_metas().map_err(text_err)?;
         let before = metas.iter().map(|m| u64::from(m.num_docs())).sum();
         Ok(TextWriter { writer, fields, before, added: 0, pending: Vec::with_capacity(ADD_BATCH) })
+    }
+
+    /// Opens a new index in `dir` (empty) for a few documents: one
+    /// indexing thread and a small budget, since a live layer's index is
+    /// built while its writer waits.
+    pub fn open_small(dir: &Path, filters: &[&str]) -> Result<TextWriter> {
+        let (schema, fields) = schema(filters);
+        let mmap = MmapDirectory::open(dir).map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
+        let settings = tantivy::IndexSettings {
+            sort_by_field: Some(tantivy::IndexSortByField { field: "rank".into(), order: tantivy::Order::Asc }),
+            ..Default::default()
+        };
+        let index = Index::builder().schema(schema).settings(settings).open_or_create(mmap).map_err(text_err)?;
+        let writer = index.writer_with_num_threads(1, SMALL_WRITER_BUDGET).map_err(text_err)?;
+        Ok(TextWriter { writer, fields, before: 0, added: 0, pending: Vec::with_capacity(ADD_BATCH) })
     }
 
     pub fn add(&mut self, d: TextDoc<'_>) -> Result<()> {
@@ -1246,10 +1440,11 @@ mod tests {
         w.add(TextDoc { key, words, filters: vec![("type", vec![kind.to_owned()])], point: None }).unwrap();
     }
 
-    fn text_query(index: &TextIndex, words: &[&str], filters: &[(&str, &str)]) -> TextQuery {
+    fn text_query(index: &TextIndex, words: &[&str], filters: &[(&str, &str)]) -> TextQuery<'static> {
         TextQuery {
             words: words.iter().map(|w| index.word(w, false).unwrap()).collect(),
             filters: filters.iter().map(|(n, v)| (n.to_string(), vec![v.to_string()])).collect(),
+            num_docs: index.num_docs(),
             ..Default::default()
         }
     }
@@ -1259,7 +1454,7 @@ mod tests {
     fn union_top(index: &TextIndex, q: &TextQuery, k: usize) -> Vec<(f32, u32)> {
         let f = &index.fields;
         let terms: Vec<Term> = q.words.iter().map(|w| Term::from_field_text(f.text, &w.text)).collect();
-        index.union(&index.reader.searcher(), &[&terms], &[], &q.filters, k, f32::MIN).unwrap()
+        index.union(&index.reader.searcher(), &[&terms], &[], &q.filters, k, f32::MIN, None).unwrap()
     }
 
     /// Two top lists agree: the same scores, and the same documents but
@@ -1317,9 +1512,9 @@ mod tests {
             (vec![text("rue"), text("de"), text("la")], vec![("type".to_owned(), vec!["street".to_owned()])]),
         ] {
             for k in [5, 10, 20] {
-                let first = index.rare_first(&searcher, &rare, &common, &[], &filters, k).unwrap();
+                let first = index.rare_first(&searcher, &rare, &common, &[], &filters, k, None).unwrap();
                 let first = first.unwrap_or_else(|_| panic!("{common:?} {filters:?} k={k}: the plan gave up"));
-                let union = index.union(&searcher, &[&rare, &common], &[], &filters, k, f32::MIN).unwrap();
+                let union = index.union(&searcher, &[&rare, &common], &[], &filters, k, f32::MIN, None).unwrap();
                 assert_same_top(&first, &union, &format!("{common:?} {filters:?} k={k}"));
             }
         }
@@ -1362,9 +1557,9 @@ mod tests {
         let rare = [text("brunoy")];
         let common = [text("rue"), text("de"), text("la")];
         for k in [1, 3, 10] {
-            let union = index.union(&searcher, &[&rare, &common], &[], &[], k, f32::MIN).unwrap();
+            let union = index.union(&searcher, &[&rare, &common], &[], &[], k, f32::MIN, None).unwrap();
             assert!(union.iter().all(|c| c.1 >= 9_800), "the five-word documents lead: {union:?}");
-            let first = index.rare_first(&searcher, &rare, &common, &[], &[], k).unwrap();
+            let first = index.rare_first(&searcher, &rare, &common, &[], &[], k, None).unwrap();
             let first = first.unwrap_or_else(|_| panic!("k={k}: the plan gave up"));
             assert_same_top(&first, &union, &format!("k={k}"));
         }
@@ -1400,12 +1595,12 @@ mod tests {
             let rarest = terms.iter().min_by_key(|t| searcher.doc_freq(t).unwrap()).unwrap();
             let others: Vec<Term> = terms.iter().filter(|t| *t != rarest).cloned().collect();
             for k in [1, 5, 20, 60, 100] {
-                let union = index.union(&searcher, &[&terms], &[], &[], k, f32::MIN).unwrap();
-                let seed = index.seed(&searcher, rarest, &others, &[], &[], k).unwrap();
+                let union = index.union(&searcher, &[&terms], &[], &[], k, f32::MIN, None).unwrap();
+                let seed = index.seed(&searcher, rarest, &others, &[], &[], k, None).unwrap();
                 let kth = union.last().map_or(f32::MIN, |c| c.0);
                 assert!(seed < kth, "{words:?} k={k}: seed {seed} not below the k-th {kth}");
                 seeded += usize::from(seed > f32::MIN);
-                let got = index.union(&searcher, &[&terms], &[], &[], k, seed).unwrap();
+                let got = index.union(&searcher, &[&terms], &[], &[], k, seed, None).unwrap();
                 assert_eq!(got, union, "{words:?} k={k}, seed {seed}");
             }
         }
@@ -1644,7 +1839,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lilac = |index: &TextIndex, word: &str| -> Vec<u32> {
             let w = index.word(word, false).unwrap();
-            let q = TextQuery { words: vec![w], ..TextQuery::default() };
+            let q = TextQuery { words: vec![w], num_docs: index.num_docs(), ..TextQuery::default() };
             index.candidates(&q, 10).unwrap().iter().map(|c| c.1).collect()
         };
         drop(towns(dir.path()));
@@ -1698,7 +1893,11 @@ mod tests {
         assert_eq!(segments(dir.path()), 2);
         let index = open(dir.path(), &[]);
         assert_eq!(index.num_docs(), 20_001);
-        let q = TextQuery { words: vec![index.word("mimosas", false).unwrap()], ..Default::default() };
+        let q = TextQuery {
+            words: vec![index.word("mimosas", false).unwrap()],
+            num_docs: index.num_docs(),
+            ..Default::default()
+        };
         assert_eq!(index.candidates(&q, 5).unwrap().iter().map(|c| c.1).collect::<Vec<_>>(), vec![20_000]);
     }
 }

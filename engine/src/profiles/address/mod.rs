@@ -21,8 +21,9 @@ use super::Profile;
 use crate::docs::Docs;
 use crate::error::Result;
 use crate::generation::Generation;
+use crate::live::Mask;
 use crate::record::Record;
-use crate::text::{TextDoc, TextIndex};
+use crate::text::{Counts, TextDoc, TextIndex};
 
 /// The geocoder's profile.
 pub struct Address;
@@ -43,6 +44,10 @@ impl Profile for Address {
         text_doc(key, record)
     }
 
+    fn indexed(kind: &str) -> bool {
+        kind != feature::CHILD_KIND
+    }
+
     fn child_tag(record: &Record) -> u32 {
         feature::number_tag(record)
     }
@@ -59,11 +64,17 @@ impl Profile for Address {
         derived.towns.to_bytes()
     }
 
-    fn search(g: &Generation<Derived>, q: &SearchQuery, deadline: Option<Instant>) -> Result<Vec<Feature>> {
-        search::search(g, q, deadline)
+    fn search(
+        g: &Generation<Derived>,
+        counts: &Counts<'_>,
+        skip: Option<&Mask>,
+        q: &SearchQuery,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Feature>> {
+        search::search(g, counts, skip, q, deadline)
     }
 
-    fn reverse(g: &Generation<Derived>, q: &ReverseQuery) -> Vec<Feature> {
-        search::reverse(g, q)
+    fn reverse(g: &Generation<Derived>, skip: Option<&Mask>, q: &ReverseQuery) -> Vec<Feature> {
+        search::reverse(g, skip, q)
     }
 }

@@ -12,10 +12,11 @@ use crate::generation::Generation as Files;
 /// A generation of addresses.
 type Generation = Files<Derived>;
 use crate::geo::haversine_m;
+use crate::live::Mask;
 use crate::rank;
 use crate::record::Point;
 use crate::text::analysis::{parse_query, BigramCounts};
-use crate::text::TextQuery;
+use crate::text::{Counts, TextQuery};
 
 /// Candidates fetched from the full-text index and scored, per query.
 const CANDIDATES: usize = 20;
@@ -86,14 +87,20 @@ fn check(deadline: Option<Instant>) -> Result<()> {
     }
 }
 
-pub(crate) fn search(g: &Generation, q: &SearchQuery, deadline: Option<Instant>) -> Result<Vec<Feature>> {
+pub(crate) fn search(
+    g: &Generation,
+    counts: &Counts<'_>,
+    skip: Option<&Mask>,
+    q: &SearchQuery,
+    deadline: Option<Instant>,
+) -> Result<Vec<Feature>> {
     let q = &normalised(q);
     let docs = &g.docs;
     let mut out: Vec<Scored> = Vec::new();
     let last = POOLS.len() - 1;
     for (i, &size) in POOLS.iter().enumerate() {
         let size = if i == last { size.max(q.limit) } else { size };
-        let pool = ranked(docs, search_pool(g, q, size, deadline)?);
+        let pool = ranked(docs, search_pool(g, counts, skip, q, size, deadline)?);
         if out.is_empty() {
             out = pool;
         } else {
@@ -123,7 +130,14 @@ fn normalised_filters(filters: &[(String, Vec<String>)]) -> Vec<(String, Vec<Str
 /// particular order.
 // One plan, read top to bottom; split, it would hide which step feeds which.
 #[allow(clippy::too_many_lines)]
-fn search_pool(g: &Generation, q: &SearchQuery, pool: usize, deadline: Option<Instant>) -> Result<Vec<Scored>> {
+fn search_pool(
+    g: &Generation,
+    counts: &Counts<'_>,
+    skip: Option<&Mask>,
+    q: &SearchQuery,
+    pool: usize,
+    deadline: Option<Instant>,
+) -> Result<Vec<Scored>> {
     let docs = &g.docs;
     let parsed = parse_query(&q.q);
     let mut words = parsed.tokens;
@@ -134,7 +148,7 @@ fn search_pool(g: &Generation, q: &SearchQuery, pool: usize, deadline: Option<In
         // addresses with that number nearest to it, which is what someone
         // typing "12" on a map means.
         return match (housenumber, q.near) {
-            (Some(h), Some(at)) => numbers_near(g, q, &parsed.compare, &h, at, pool, deadline),
+            (Some(h), Some(at)) => numbers_near(g, skip, q, &parsed.compare, &h, at, pool, deadline),
             _ => Ok(Vec::new()),
         };
     }
@@ -159,17 +173,18 @@ fn search_pool(g: &Generation, q: &SearchQuery, pool: usize, deadline: Option<In
     // A word that may be an abbreviation or not ("r", "ham"): documents
     // hold either reading, a query means either.
     let word = |w: &String| match parsed.alternatives.iter().find(|a| &a.literal == w) {
-        Some(a) => g.text.word_or(w, &a.canonical),
-        None => g.text.word(w, false),
+        Some(a) => counts.word_or(w, &a.canonical),
+        None => counts.word(w, false),
     };
     let words = words.iter().map(word).collect::<Result<Vec<_>>>()?;
     let prefix = prefix
         .map(|p| match parsed.alternatives.iter().find(|a| a.literal == p) {
-            Some(a) => g.text.prefix_or(&p, &a.canonical),
-            None => g.text.word(&p, true),
+            Some(a) => counts.prefix_or(&p, &a.canonical),
+            None => counts.word(&p, true),
         })
         .transpose()?;
-    let mut tq = TextQuery { words, prefix, filters: text_filters, near: q.near };
+    let num_docs = counts.num_docs();
+    let mut tq = TextQuery { words, prefix, filters: text_filters, near: q.near, skip, num_docs };
     let municipality_allowed = kinds.as_ref().is_none_or(|k| k.iter().any(|t| t == "municipality"));
     // Short queries, which also ask for municipalities apart, take the
     // full path at once: they rarely match a label exactly.
@@ -234,7 +249,7 @@ fn search_pool(g: &Generation, q: &SearchQuery, pool: usize, deadline: Option<In
         // Paris street but names one town), whose towns are known without a
         // query. "rue de la" names none, and a filtered union of common
         // words is the most expensive query there is.
-        let rare = g.text.num_docs() / 50 + 100;
+        let rare = num_docs / 50 + 100;
         let mut towns: Vec<u32> = Vec::new();
         for w in tq.words.iter().filter(|w| w.freq > rare) {
             towns.extend_from_slice(g.derived.towns.named(&w.text));
@@ -247,7 +262,7 @@ fn search_pool(g: &Generation, q: &SearchQuery, pool: usize, deadline: Option<In
         let others: Vec<(String, Vec<String>)> = q.filters.iter().filter(|(n, _)| n != "type").cloned().collect();
         let mut fresh: Vec<(f32, u32)> = towns
             .into_iter()
-            .filter(|s| !candidates.iter().any(|k| k.1 == *s))
+            .filter(|s| !candidates.iter().any(|k| k.1 == *s) && skip.is_none_or(|m| !m.contains(*s)))
             .filter(|s| profile::passes(docs, Target { slot: *s, child: None }, &others))
             .map(|s| (0.0, s))
             .collect();
@@ -341,8 +356,10 @@ fn score_candidates(
 /// [`NUMBER_REACH_M`], scored as any search result (so "12" scores as
 /// Addok scores it: a label that starts with the query, importance and
 /// nearness).
+#[allow(clippy::too_many_arguments)]
 fn numbers_near(
     g: &Generation,
+    skip: Option<&Mask>,
     q: &SearchQuery,
     compare: &str,
     key: &str,
@@ -354,7 +371,10 @@ fn numbers_near(
     // Every filter, `type` included, is checked here, on the point's record.
     let keep = |slot: u32| {
         let t = Target::of(docs, slot);
-        t.child.is_some() && profile::is_number(docs, slot, key) && profile::passes(docs, t, &q.filters)
+        skip.is_none_or(|m| !m.contains(slot))
+            && t.child.is_some()
+            && profile::is_number(docs, slot, key)
+            && profile::passes(docs, t, &q.filters)
     };
     let streets: Vec<(f32, u32)> = g
         .geo
@@ -378,10 +398,13 @@ fn numbers_near(
     Ok(scored)
 }
 
-pub(crate) fn reverse(g: &Generation, q: &ReverseQuery) -> Vec<Feature> {
+pub(crate) fn reverse(g: &Generation, skip: Option<&Mask>, q: &ReverseQuery) -> Vec<Feature> {
     let docs = &g.docs;
     let filters = normalised_filters(&q.filters);
-    let keep = |slot: u32| filters.is_empty() || profile::passes(docs, Target::of(docs, slot), &filters);
+    let keep = |slot: u32| {
+        skip.is_none_or(|m| !m.contains(slot))
+            && (filters.is_empty() || profile::passes(docs, Target::of(docs, slot), &filters))
+    };
     // The index keeps points to a micrometre: distances are measured
     // again from the records' own points, so that answers do not depend on
     // how the index stores them.

@@ -8,9 +8,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::Derived;
 use crate::error::{Error, Result};
-use crate::generation::Generation;
+use crate::live::View;
 use crate::profiles::address::import::{self, Child, Entry, Format, OnError, Skipped};
 use crate::profiles::{Active, Profile};
 use crate::record::{Point, Record};
@@ -20,10 +19,12 @@ use crate::text::TextWriter;
 /// The writes of one commit.
 pub struct Batch {
     txn: StoreTxn,
-    text: TextWriter,
-    /// The generation the commit starts from: who the children of a
-    /// replaced or deleted parent were, and which streets a commune had.
-    prev: Option<Arc<Generation<Derived>>>,
+    /// The next generation's text index, for a full commit; none for a live
+    /// one, whose layer is built from the store once the batch settles.
+    text: Option<TextWriter>,
+    /// What the commit starts from: who the children of a replaced or
+    /// deleted parent were, and which streets a commune had.
+    prev: Option<Arc<View>>,
     /// Parents deleted, or given a full list of children: their children
     /// with keys below the mark (put before that statement) are removed
     /// when the batch commits.
@@ -88,7 +89,7 @@ fn child_name(c: &Child, parent: &Record) -> String {
 /// the new one's in (`doc`, with its key), and the replaced record's
 /// parent, if it had another, noted as having lost a child.
 fn index_put(
-    text: &mut TextWriter,
+    text: &mut Option<TextWriter>,
     lost: &mut HashSet<String>,
     key: u64,
     old: Option<&(u64, Record)>,
@@ -96,12 +97,14 @@ fn index_put(
     doc: Option<crate::text::TextDoc<'static>>,
 ) -> Result<()> {
     if let Some((old_key, old)) = old {
-        text.delete(*old_key);
+        if let Some(text) = text {
+            text.delete(*old_key);
+        }
         if let Some(p) = old.parent.as_ref().filter(|p| Some(*p) != parent) {
             lost.insert(p.clone());
         }
     }
-    if let Some(mut d) = doc {
+    if let (Some(mut d), Some(text)) = (doc, text) {
         d.key = key;
         text.add(d)?;
     }
@@ -111,7 +114,7 @@ fn index_put(
 impl Batch {
     /// A batch writing to `txn` and `text`, over the generation `prev`
     /// (none before the first commit).
-    pub(crate) fn new(txn: StoreTxn, text: TextWriter, prev: Option<Arc<Generation<Derived>>>) -> Batch {
+    pub(crate) fn new(txn: StoreTxn, text: Option<TextWriter>, prev: Option<Arc<View>>) -> Batch {
         Batch {
             txn,
             text,
@@ -212,7 +215,9 @@ impl Batch {
         let mark = self.txn.next_key();
         match self.txn.delete(id)? {
             Some((key, old)) => {
-                self.text.delete(key);
+                if let Some(text) = &mut self.text {
+                    text.delete(key);
+                }
                 self.stale.insert(id.to_owned(), mark);
                 self.stale_in_batch = true;
                 match &old.parent {
@@ -251,13 +256,13 @@ impl Batch {
     /// What a commit does after the caller's writes; gives back the
     /// transaction, the text writer, and the counts of records written and
     /// deleted.
-    pub(crate) fn settle(mut self) -> Result<(StoreTxn, TextWriter, u64, u64)> {
+    pub(crate) fn settle(mut self) -> Result<(StoreTxn, Option<TextWriter>, u64, u64)> {
         self.remove_stale_children()?;
         self.derive_parents()?;
         // Both read the last generation's records: one of them damaged
         // would be written into the store as if it were missing.
         if let Some(prev) = &self.prev {
-            prev.docs.check()?;
+            prev.check()?;
         }
         Ok((self.txn, self.text, self.written, self.deleted))
     }
@@ -271,13 +276,10 @@ impl Batch {
         }
         let mut doomed: Vec<String> = Vec::new();
         if let Some(prev) = &self.prev {
-            let docs = &prev.docs;
             for parent in self.stale.keys() {
-                let Some(slot) = docs.slot_of_id(parent) else { continue };
-                for (c, _) in docs.children(slot) {
-                    let id = docs.record(c).id();
+                for (id, key, _) in prev.children_of(parent) {
                     // Not put again since the last commit.
-                    if self.txn.key_of(&id)? == Some(docs.key(c)) {
+                    if self.txn.key_of(&id)? == Some(key) {
                         doomed.push(id);
                     }
                 }
@@ -294,7 +296,9 @@ impl Batch {
         }
         for id in doomed {
             if let Some((key, _)) = self.txn.delete(&id)? {
-                self.text.delete(key);
+                if let Some(text) = &mut self.text {
+                    text.delete(key);
+                }
                 self.deleted += 1;
             }
         }
@@ -307,14 +311,11 @@ impl Batch {
     fn centre_of(&self, id: &str, new: &HashMap<String, Centre>) -> Result<Centre> {
         let mut c = new.get(id).copied().unwrap_or_default();
         let Some(prev) = &self.prev else { return Ok(c) };
-        let docs = &prev.docs;
-        let Some(slot) = docs.slot_of_id(id) else { return Ok(c) };
-        for (child, _) in docs.children(slot) {
-            let r = docs.record(child);
-            if self.txn.key_of(&r.id())? != Some(docs.key(child)) {
+        for (child, key, point) in prev.children_of(id) {
+            if self.txn.key_of(&child)? != Some(key) {
                 continue;
             }
-            if let Some(p) = r.point() {
+            if let Some(p) = point {
                 c.add(p);
             }
         }
@@ -438,13 +439,14 @@ impl Batch {
         })?;
         if let Some(prev) = self.prev.clone() {
             for code in communes.keys() {
-                for slot in prev.text.slots_where("citycode", &super::filter_value(code))? {
-                    let r = prev.docs.record(slot);
+                for (p, slot) in prev.slots_where("citycode", &super::filter_value(code))? {
+                    let docs = &prev.parts[p].gen.docs;
+                    let r = docs.record(slot);
                     let id = r.id();
                     if r.kind() == "municipality" || commune_of.contains_key(&id) {
                         continue;
                     }
-                    if self.txn.key_of(&id)? == Some(prev.docs.key(slot)) {
+                    if self.txn.key_of(&id)? == Some(docs.key(slot)) {
                         commune_of.insert(id, code.clone());
                     }
                 }
