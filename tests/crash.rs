@@ -912,8 +912,20 @@ fn collection_import_killed_at_random_moments() {
 /// client sends them one after the other.
 #[test]
 fn live_writes_killed_at_random_moments() {
+    posts_killed_at_random_moments("live_writes", &[]);
+}
+
+/// The same with `--live-writes true`: each POST a live commit (a layer
+/// over the base, its ids in the write log), which the reopen lays over
+/// the base again from the log.
+#[test]
+fn live_commits_killed_at_random_moments() {
+    posts_killed_at_random_moments("live_commits", &["--live-writes", "true"]);
+}
+
+fn posts_killed_at_random_moments(scenario: &'static str, live: &[&'static str]) {
     const POSTS: usize = 8;
-    let mut t = Tally::new("live_writes");
+    let mut t = Tally::new(scenario);
     let mut all = vec![Group::new("base", 0, 1000, 20)];
     for p in 1..=POSTS {
         all.push(Group::new(&format!("post{p}"), p, 25, 3));
@@ -937,14 +949,15 @@ fn live_writes_killed_at_random_moments() {
             (acked, None)
         })
     };
-    let extra = ["--write-token", WRITE];
+    let extra: Vec<&str> = ["--write-token", WRITE].into_iter().chain(live.iter().copied()).collect();
+    let extra = extra.as_slice();
 
     // All the POSTs, timed and checked.
     let root = t.root.path().to_owned();
     let time_posts = || {
         let dir = root.join("timed");
         copy_dir(&template, &dir);
-        let server = serve(&dir, &extra, &log).unwrap();
+        let server = serve(&dir, extra, &log).unwrap();
         let started = Instant::now();
         let (acked, err) = client(server.addr.clone(), bodies.clone()).join().unwrap();
         let took = started.elapsed();
@@ -954,7 +967,7 @@ fn live_writes_killed_at_random_moments() {
         assert_eq!(verify_db(&db, &[Cand::new("new", POSTS as u64 + 1, 0..=POSTS)], &all), Ok("new"));
         drop(db);
         fs::remove_dir_all(&dir).unwrap();
-        println!("crash live_writes: {POSTS} POSTs take {:.0} ms", took.as_secs_f64() * 1e3);
+        println!("crash {scenario}: {POSTS} POSTs take {:.0} ms", took.as_secs_f64() * 1e3);
         took
     };
     let mut op = Timings::default();
@@ -967,7 +980,7 @@ fn live_writes_killed_at_random_moments() {
         }
         let dir = t.path(&format!("db-{k}"));
         copy_dir(&template, &dir);
-        let mut server = serve(&dir, &extra, &log).unwrap();
+        let mut server = serve(&dir, extra, &log).unwrap();
         let delay = t.rng.delay(op.median());
         let sender = client(server.addr.clone(), bodies.clone());
         let mut killed = kill_after(&mut server.child, delay);
@@ -991,8 +1004,8 @@ fn live_writes_killed_at_random_moments() {
         // Over HTTP, every document of the last acknowledged POST and of the
         // one in flight; a sample of the others (all are checked on disk).
         let full: Vec<usize> = [n, n + 1].into_iter().filter(|p| (1..=POSTS).contains(p)).collect();
-        println!("crash live_writes kill {k}: {n} of {POSTS} POSTs acknowledged");
-        t.after_kill(k, &killed, &dir, n as u64 + 1, &cands, &all, &full, &extra);
+        println!("crash {scenario} kill {k}: {n} of {POSTS} POSTs acknowledged");
+        t.after_kill(k, &killed, &dir, n as u64 + 1, &cands, &all, &full, extra);
         let _ = fs::remove_dir_all(&dir);
     }
     t.notes.push(format!("{acked_total} POSTs acknowledged over all kills"));

@@ -38,9 +38,17 @@ pub(crate) struct BodyWriter {
     pos: u64,
     crc: crc32fast::Hasher,
     sums: Vec<u32>,
+    /// Whether `finish` syncs the file (not for a live layer's, which is
+    /// made again from the store after a crash).
+    durable: bool,
 }
 
 impl BodyWriter {
+    pub fn unsynced(mut self) -> BodyWriter {
+        self.durable = false;
+        self
+    }
+
     pub fn create(path: &Path) -> Result<BodyWriter> {
         let file = File::create(path).map_err(|e| Error::io(path, e))?;
         Ok(BodyWriter {
@@ -49,6 +57,7 @@ impl BodyWriter {
             pos: 0,
             crc: crc32fast::Hasher::new(),
             sums: Vec::new(),
+            durable: true,
         })
     }
 
@@ -136,6 +145,9 @@ impl BodyWriter {
         trailer[24..].copy_from_slice(&magic);
         write(&mut self.out, &trailer)?;
         let file = self.out.into_inner().map_err(|e| Error::io(&self.path, e.into_error()))?;
+        if !self.durable {
+            return Ok(());
+        }
         file.sync_all().map_err(|e| Error::io(&self.path, e))
     }
 }

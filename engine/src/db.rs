@@ -62,7 +62,7 @@ const RESTORE_DIR: &str = "restore.tmp";
 const INCOMING_STORE: &str = "store.redb.incoming";
 /// Where live layers are built (see [`crate::live`]): never synced, and
 /// removed at every read-write open, which builds them again.
-const LIVE_DIR: &str = "live";
+pub(crate) const LIVE_DIR: &str = "live";
 
 fn gen_dir(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("gen-{n:010}"))
@@ -163,7 +163,11 @@ impl Database {
         let committed = store.generation()?;
         let db = Database { build_memory, ..Database::new(dir, None) };
         db.recover(&store, committed)?;
-        let current = if committed > 0 { Some(Arc::new(db.reopen_view(&store, committed)?)) } else { None };
+        let current = if committed > 0 { Some(db.reopen_view(&store, committed)?) } else { None };
+        if let Some(v) = &current {
+            v.write_manifest(&db.dir)?;
+        }
+        let current = current.map(Arc::new);
         let reader = store.reader();
         db.collections.load(&|| reader.begin())?;
         Ok(Database {
@@ -231,7 +235,7 @@ impl Database {
                 }
                 None
             }
-            n => Some(Arc::new(View::of_base(Arc::new(open_generation(&gen_dir(&dir, n), n)?), n))),
+            n => Some(Arc::new(View::read_only(&dir, Arc::new(open_generation(&gen_dir(&dir, n), n)?)))),
         };
         Ok(Database::new(dir, current))
     }
@@ -376,7 +380,7 @@ impl Database {
         fs::rename(&tmp, &dest).map_err(|e| Error::io(&tmp, e))?;
         write_current(&self.dir, number)?;
         let generation = Arc::new(open_generation(&dest, number)?);
-        *self.current.write() = Some(Arc::new(View::of_base(generation, number)));
+        self.publish(View::of_base(generation, number));
         self.remove_other_generations(number)?;
         Ok((out, CommitReport { generation: number, written, deleted, total }))
     }
@@ -404,21 +408,39 @@ impl Database {
         // fails the write, not the reads after it.
         let next = view.with_changes(number, changes, &self.layer_dir())?;
         txn.commit_live(number)?;
-        let next = Arc::new(next);
-        *self.current.write() = Some(next.clone());
+        // The write is durable: what follows may fail without undoing it,
+        // and leaves a view that answers as it should.
+        let next = self.publish(next);
         let report = CommitReport { generation: number, written, deleted, total };
         if next.layered() > self.live_limit.load(std::sync::atomic::Ordering::Relaxed) {
             // Folds the layers into a new base: the layers' records are in
             // the store, and an empty batch commits them as a new base.
-            let ((), folded) = self.write_locked(&store, |_| Ok(()))?;
-            return Ok((out, CommitReport { generation: folded.generation, ..report }));
+            match self.write_locked(&store, |_| Ok(())) {
+                Ok(((), folded)) => return Ok((out, CommitReport { generation: folded.generation, ..report })),
+                Err(e) => tracing::warn!(error = %e, "folding the live layers into a new base failed"),
+            }
+            return Ok((out, report));
         }
-        let mut txn = store.begin()?;
-        if let Some(merged) = next.merged(&mut txn, &self.layer_dir())? {
-            drop(txn);
-            *self.current.write() = Some(Arc::new(merged));
+        let merged = store.begin().and_then(|mut txn| next.merged(&mut txn, &self.layer_dir()));
+        match merged {
+            Ok(Some(merged)) => {
+                self.publish(merged);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "merging live layers failed"),
         }
         Ok((out, report))
+    }
+
+    /// Makes `view` the one queries read, and tells read-only openers
+    /// (who keep seeing an older view, whole, if that fails).
+    fn publish(&self, view: View) -> Arc<View> {
+        let view = Arc::new(view);
+        *self.current.write() = Some(view.clone());
+        if let Err(e) = view.write_manifest(&self.dir) {
+            tracing::warn!(error = %e, "the live VIEW file for read-only openers could not be written");
+        }
+        view
     }
 
     /// A commit of the store alone (collections): the address files and
@@ -456,13 +478,13 @@ impl Database {
             write_current(&self.dir, number)?;
             let base = Arc::new(Generation { number, parts: v.base().parts.clone() });
             let parts = vec![live::Part::of(base)];
-            *self.current.write() = Some(Arc::new(View { number, epoch: v.epoch, parts }));
+            self.publish(View { number, epoch: v.epoch, parts });
             self.remove_other_generations(number)?;
         } else {
             // Over live layers, the base stays where it is, and so does the
             // write log that lays them over it.
             txn.commit_store(number)?;
-            *self.current.write() = Some(Arc::new(View { number, epoch: v.epoch, parts: v.parts.clone() }));
+            self.publish(View { number, epoch: v.epoch, parts: v.parts.clone() });
         }
         let view = store.reader().begin()?;
         after(number, view)?;
@@ -675,7 +697,7 @@ impl Database {
         let reader = guard.reader();
         let loaded = self.collections.load(&|| reader.begin());
         // Opened from staging: open files and maps follow the renames.
-        *self.current.write() = Some(Arc::new(View::of_base(Arc::new(generation), n)));
+        self.publish(View::of_base(Arc::new(generation), n));
         let finished = (|| {
             sync_dir(&self.dir)?;
             if n == local {

@@ -142,12 +142,20 @@ pub struct GeoBuilder {
     spill: Option<Column<Staged>>,
     /// Bytes the sort of the points may hold.
     memory: usize,
+    /// Whether the file is synced when written.
+    durable: bool,
 }
 
 impl GeoBuilder {
     /// A builder of the index at `path`; its temporary files are `path.*`.
     pub fn new(path: &Path) -> GeoBuilder {
-        GeoBuilder { path: path.to_owned(), spill: None, memory: DEFAULT_BUILD_MEMORY }
+        GeoBuilder { path: path.to_owned(), spill: None, memory: DEFAULT_BUILD_MEMORY, durable: true }
+    }
+
+    /// The file is not synced when written (a live layer's).
+    pub fn unsynced(mut self) -> GeoBuilder {
+        self.durable = false;
+        self
     }
 
     /// Bounds the memory the sort of the points holds; beyond it, it goes
@@ -189,6 +197,9 @@ impl GeoBuilder {
         let points = self.sorted()?;
         let mut data = GeoIndexData::default();
         let mut body = BodyWriter::create(&self.path)?;
+        if !self.durable {
+            body = body.unsynced();
+        }
         let mut i = 0u32;
         let staged = |[row, col, lat, slot, lon]: Staged| {
             let key = key_of(row, col);

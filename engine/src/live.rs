@@ -21,7 +21,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::db::Generation;
+use crate::db::{Generation, LIVE_DIR};
 use crate::docs::DocsBuilder;
 use crate::error::{Error, Result};
 use crate::generation::{FORMAT_FILE, GENERATION_FORMAT};
@@ -91,13 +91,25 @@ impl Drop for LayerFiles {
 pub(crate) struct Part {
     pub gen: Arc<Generation>,
     pub mask: Option<Arc<Mask>>,
-    _files: Option<Arc<LayerFiles>>,
+    /// A layer's: the ids of the records it masked in the parts before it
+    /// (see [`REPLACED_FILE`]).
+    replaced: Arc<Vec<String>>,
+    files: Option<Arc<LayerFiles>>,
 }
+
+/// In a layer's directory: the ids of the records the layer masked in
+/// the parts before it (length-prefixed), so that a read-only opener,
+/// which cannot read the store a writer holds, masks them too.
+const REPLACED_FILE: &str = "REPLACED";
+/// In the live directory: the layers over the base, for read-only
+/// openers (see [`View::write_manifest`]).
+const VIEW_FILE: &str = "VIEW";
+const VIEW_MAGIC: &str = "cairn-live 1";
 
 impl Part {
     /// A base with nothing masked.
     pub fn of(gen: Arc<Generation>) -> Part {
-        Part { gen, mask: None, _files: None }
+        Part { gen, mask: None, replaced: Arc::default(), files: None }
     }
 
     pub fn masked(&self, slot: u32) -> bool {
@@ -194,11 +206,95 @@ impl View {
     /// in `dir`.
     pub fn with_changes(&self, number: u64, changes: Changes, dir: &Path) -> Result<View> {
         let mut parts = self.parts.clone();
+        let replaced: Vec<String> = changes
+            .replaced
+            .iter()
+            .map(|&(p, s)| parts[p].gen.docs.record(s).id())
+            .collect::<BTreeSet<String>>()
+            .into_iter()
+            .collect();
         mask_parts(&mut parts, &changes.replaced);
-        if !changes.records.is_empty() {
-            parts.push(build_layer(dir, number, &changes.records)?);
+        if !changes.records.is_empty() || !replaced.is_empty() {
+            parts.push(build_layer(dir, number, &changes.records, replaced)?);
         }
         Ok(View { number, epoch: fresh_epoch(), parts })
+    }
+
+    /// Writes which layers make this view into `live/VIEW` (atomically,
+    /// not synced: a crash's reopen makes the layers and the file again),
+    /// for read-only openers. Every layer named is complete before.
+    pub fn write_manifest(&self, db_dir: &Path) -> Result<()> {
+        let live = db_dir.join(LIVE_DIR);
+        let mut text = format!("{VIEW_MAGIC}\nnumber {}\nbase {}\n", self.number, self.base().number);
+        for part in &self.parts[1..] {
+            if let Some(f) = &part.files {
+                if let Some(name) = f.0.file_name() {
+                    text.push_str(&format!("layer {}\n", name.to_string_lossy()));
+                }
+            }
+        }
+        fs::create_dir_all(&live).map_err(|e| Error::io(&live, e))?;
+        let tmp = live.join("VIEW.tmp");
+        fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+        fs::rename(&tmp, live.join(VIEW_FILE)).map_err(|e| Error::io(&tmp, e))
+    }
+
+    /// The view a writer of `db_dir` last published over `base` (numbered
+    /// `number` in `CURRENT`), for a read-only opener: the layers its
+    /// `live/VIEW` names, each masking in the parts before it the ids it
+    /// replaced. The base alone when there is no such file, or it is of
+    /// another base. A layer a writer removed meanwhile (merged) makes it
+    /// read the file again.
+    pub fn read_only(db_dir: &Path, base: Arc<Generation>) -> View {
+        let number = base.number;
+        let live = db_dir.join(LIVE_DIR);
+        let mut last = None;
+        for _ in 0..5 {
+            let Ok(text) = fs::read_to_string(live.join(VIEW_FILE)) else { break };
+            match View::from_manifest(&live, &text, base.clone()) {
+                Ok(Some(v)) => return v,
+                Ok(None) => break,
+                Err(e) => last = Some(e),
+            }
+        }
+        if let Some(e) = last {
+            tracing::warn!(error = %e, "the live layers could not be read: the base alone is shown");
+        }
+        View::of_base(base, number)
+    }
+
+    fn from_manifest(live: &Path, text: &str, base: Arc<Generation>) -> Result<Option<View>> {
+        let mut lines = text.lines();
+        if lines.next() != Some(VIEW_MAGIC) {
+            return Ok(None);
+        }
+        let field = |line: Option<&str>, name: &str| {
+            line.and_then(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let (Some(number), Some(of)) = (field(lines.next(), "number "), field(lines.next(), "base ")) else {
+            return Ok(None);
+        };
+        if of != base.number || number < of {
+            return Ok(None);
+        }
+        let mut parts = vec![Part::of(base)];
+        for line in lines {
+            let Some(name) = line.strip_prefix("layer ") else { continue };
+            let dir = live.join(name);
+            let gen = Generation::open(&dir, number, Active::FILTERS, Active::derive)?;
+            let replaced = read_replaced(&dir)?;
+            let mut slots = Vec::new();
+            for id in &replaced {
+                for (p, part) in parts.iter().enumerate() {
+                    if let Some(s) = part.gen.docs.slot_of_id(id) {
+                        slots.push((p, s));
+                    }
+                }
+            }
+            mask_parts(&mut parts, &slots);
+            parts.push(Part { gen: Arc::new(gen), mask: None, replaced: Arc::new(replaced), files: None });
+        }
+        Ok(Some(View { number, epoch: fresh_epoch(), parts }))
     }
 
     /// The layers from `from` on merged into one, built in `dir` from the
@@ -213,9 +309,11 @@ impl View {
             keys.extend((0..docs.len() as u32).filter(|s| !part.masked(*s)).map(|s| docs.key(s)));
         }
         let records = read_keys(txn, keys)?;
+        // What the merged layers masked in the parts before them.
+        let replaced: BTreeSet<String> = self.parts[from..].iter().flat_map(|p| p.replaced.iter().cloned()).collect();
         let mut parts = self.parts[..from].to_vec();
-        if !records.is_empty() {
-            parts.push(build_layer(dir, self.number, &records)?);
+        if !records.is_empty() || !replaced.is_empty() {
+            parts.push(build_layer(dir, self.number, &records, replaced.into_iter().collect())?);
         }
         Ok(Some(View { number: self.number, epoch: self.epoch, parts }))
     }
@@ -332,7 +430,7 @@ fn read_keys(txn: &mut StoreTxn, mut keys: Vec<u64>) -> Result<Vec<(u64, Record)
 
 /// Builds a layer of `records` (in key order) in `dir`: the files of a
 /// generation, not synced (a reopen builds them again from the store).
-fn build_layer(dir: &Path, number: u64, records: &[(u64, Record)]) -> Result<Part> {
+fn build_layer(dir: &Path, number: u64, records: &[(u64, Record)], replaced: Vec<String>) -> Result<Part> {
     debug_assert!(records.windows(2).all(|w| w[0].0 < w[1].0), "a layer's records are in key order");
     let _ = fs::remove_dir_all(dir);
     let files = Arc::new(LayerFiles(dir.to_owned()));
@@ -344,8 +442,8 @@ fn build_layer(dir: &Path, number: u64, records: &[(u64, Record)]) -> Result<Par
         }
     }
     text.finish()?;
-    let mut docs = DocsBuilder::create(&dir.join("docs"), Active::child_tag)?;
-    let mut geo = GeoBuilder::new(&dir.join("geo"));
+    let mut docs = DocsBuilder::create(&dir.join("docs"), Active::child_tag)?.unsynced();
+    let mut geo = GeoBuilder::new(&dir.join("geo")).unsynced();
     for (key, r) in records {
         let slot = docs.add(*key, r)?;
         if let Some(p) = r.point {
@@ -356,8 +454,18 @@ fn build_layer(dir: &Path, number: u64, records: &[(u64, Record)]) -> Result<Par
     geo.write()?;
     let format = dir.join(FORMAT_FILE);
     fs::write(&format, GENERATION_FORMAT).map_err(|e| Error::io(&format, e))?;
+    let path = dir.join(REPLACED_FILE);
+    fs::write(&path, crate::store::encode_ids(&replaced)).map_err(|e| Error::io(&path, e))?;
     let gen = Generation::open(dir, number, Active::FILTERS, Active::derive)?;
-    Ok(Part { gen: Arc::new(gen), mask: None, _files: Some(files) })
+    Ok(Part { gen: Arc::new(gen), mask: None, replaced: Arc::new(replaced), files: Some(files) })
+}
+
+fn read_replaced(dir: &Path) -> Result<Vec<String>> {
+    let path = dir.join(REPLACED_FILE);
+    let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let mut out = Vec::new();
+    crate::store::decode_ids(&bytes, &mut out)?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -558,6 +666,11 @@ mod tests {
         }
         assert!(live.view().unwrap().parts.len() > 1, "the live writes made layers");
         let seen = observe(&live);
+        // A read-only opener beside the writer sees what it serves.
+        let reader = Database::open_read_only(dir.path().join("live")).unwrap();
+        assert_eq!(reader.generation(), live.generation());
+        assert_same(&observe(&reader), &seen, "read-only");
+        drop(reader);
         drop(live);
         let live = Database::open(dir.path().join("live")).unwrap();
         assert_eq!(live.view().unwrap().parts.len(), 2, "reopened: the base and one layer of the log");

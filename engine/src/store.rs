@@ -40,7 +40,7 @@ const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 /// (stores made before live writes).
 pub(crate) const BASE: &str = "base";
 
-fn encode_ids(ids: &[String]) -> Vec<u8> {
+pub(crate) fn encode_ids(ids: &[String]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ids.iter().map(|i| i.len() + 4).sum());
     for id in ids {
         out.extend_from_slice(&(id.len() as u32).to_le_bytes());
@@ -49,7 +49,7 @@ fn encode_ids(ids: &[String]) -> Vec<u8> {
     out
 }
 
-fn decode_ids(mut bytes: &[u8], out: &mut Vec<String>) -> Result<()> {
+pub(crate) fn decode_ids(mut bytes: &[u8], out: &mut Vec<String>) -> Result<()> {
     let bad = || Error::Store("the write log holds an entry that does not decode".into());
     while !bytes.is_empty() {
         let n = bytes.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize).ok_or_else(bad)?;

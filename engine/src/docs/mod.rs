@@ -228,6 +228,12 @@ impl DocsBuilder {
         self.memory = bytes;
     }
 
+    /// The file is not synced when finished (a live layer's).
+    pub fn unsynced(mut self) -> DocsBuilder {
+        self.body = self.body.unsynced();
+        self
+    }
+
     /// Appends a record; returns its slot.
     pub fn add(&mut self, key: u64, record: &Record) -> Result<u32> {
         if self.last_key.is_some_and(|k| k >= key) {

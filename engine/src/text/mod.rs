@@ -25,6 +25,8 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 
 use crate::error::{Error, Result};
 use crate::live::Mask;
+
+mod unsynced;
 use crate::record::Point;
 
 /// Bytes of candidate lists of costly queries kept per generation (see
@@ -1318,9 +1320,11 @@ impl TextWriter {
     /// Opens a new index in `dir` (empty) for a few documents: one
     /// indexing thread and a small budget, since a live layer's index is
     /// built while its writer waits.
+    /// Its files are never synced: a layer is made again from the store
+    /// after a crash.
     pub fn open_small(dir: &Path, filters: &[&str]) -> Result<TextWriter> {
         let (schema, fields) = schema(filters);
-        let mmap = MmapDirectory::open(dir).map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
+        let mmap = unsynced::Unsynced::open(dir).map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
         let settings = tantivy::IndexSettings {
             sort_by_field: Some(tantivy::IndexSortByField { field: "rank".into(), order: tantivy::Order::Asc }),
             ..Default::default()
