@@ -225,6 +225,15 @@ impl View {
     /// for read-only openers. Every layer named is complete before.
     pub fn write_manifest(&self, db_dir: &Path) -> Result<()> {
         let live = db_dir.join(LIVE_DIR);
+        if self.parts.len() == 1 {
+            // The base alone: no file, no directory, as before live writes.
+            match fs::remove_file(live.join(VIEW_FILE)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&live, e)),
+                _ => {}
+            }
+            let _ = fs::remove_dir(&live);
+            return Ok(());
+        }
         let mut text = format!("{VIEW_MAGIC}\nnumber {}\nbase {}\n", self.number, self.base().number);
         for part in &self.parts[1..] {
             if let Some(f) = &part.files {
