@@ -127,6 +127,19 @@ pub struct Database {
     live_limit: std::sync::atomic::AtomicU64,
     /// Numbers the live layers' directories.
     layers_made: std::sync::atomic::AtomicU64,
+    /// Set when the database closes: the layers' files then stay, for
+    /// read-only openers (see [`crate::live`]).
+    closing: Closing,
+}
+
+/// Sets its flag when dropped, with the database that holds it.
+#[derive(Default)]
+struct Closing(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The default of [`Database::set_live_limit`].
@@ -194,9 +207,9 @@ impl Database {
     }
 
     /// A directory for the next layer.
-    fn layer_dir(&self) -> PathBuf {
+    fn layer_dir(&self) -> live::LayerDir {
         let n = self.layers_made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.dir.join(LIVE_DIR).join(format!("layer-{n:010}"))
+        live::LayerDir { path: self.dir.join(LIVE_DIR).join(format!("layer-{n:010}")), closing: self.closing.0.clone() }
     }
 
     fn new(dir: PathBuf, current: Option<Arc<View>>) -> Database {
@@ -210,6 +223,7 @@ impl Database {
             build_memory: DEFAULT_BUILD_MEMORY,
             live_limit: std::sync::atomic::AtomicU64::new(DEFAULT_LIVE_LIMIT),
             layers_made: std::sync::atomic::AtomicU64::new(0),
+            closing: Closing::default(),
         }
     }
 
@@ -235,7 +249,7 @@ impl Database {
                 }
                 None
             }
-            n => Some(Arc::new(View::read_only(&dir, Arc::new(open_generation(&gen_dir(&dir, n), n)?)))),
+            n => Some(Arc::new(View::read_only(&dir, Arc::new(open_generation(&gen_dir(&dir, n), n)?))?)),
         };
         Ok(Database::new(dir, current))
     }
@@ -348,12 +362,20 @@ impl Database {
     /// [`Database::write_live`] for small writes.
     pub fn write<T>(&self, f: impl FnOnce(&mut Batch) -> Result<T>) -> Result<(T, CommitReport)> {
         let store = self.store.as_ref().ok_or(Error::ReadOnly)?.lock();
-        self.write_locked(&store, f)
+        let number = store.generation()? + 1;
+        self.write_locked(&store, number, f)
     }
 
-    fn write_locked<T>(&self, store: &Store, f: impl FnOnce(&mut Batch) -> Result<T>) -> Result<(T, CommitReport)> {
-        let previous = store.generation()?;
-        let number = previous + 1;
+    /// A full commit as generation `number`: the next one, or the current
+    /// one for a fold (which changes no record, so that generation numbers
+    /// still count writes). Its files are built in `gen-N.tmp`: none of
+    /// `gen-N` exists, since a live commit makes no generation directory.
+    fn write_locked<T>(
+        &self,
+        store: &Store,
+        number: u64,
+        f: impl FnOnce(&mut Batch) -> Result<T>,
+    ) -> Result<(T, CommitReport)> {
         let tmp = tmp_dir(&self.dir, number);
         // Until the commit point, a failure leaves nothing behind: a full
         // disk must not stay full of a generation that never was.
@@ -395,7 +417,8 @@ impl Database {
         let store = self.store.as_ref().ok_or(Error::ReadOnly)?.lock();
         let Some(view) = self.view() else {
             // The first commit makes the base.
-            return self.write_locked(&store, f);
+            let number = store.generation()? + 1;
+            return self.write_locked(&store, number, f);
         };
         let number = store.generation()? + 1;
         let mut batch = Batch::new(store.begin()?, None, Some(view.clone()));
@@ -415,9 +438,8 @@ impl Database {
         if next.layered() > self.live_limit.load(std::sync::atomic::Ordering::Relaxed) {
             // Folds the layers into a new base: the layers' records are in
             // the store, and an empty batch commits them as a new base.
-            match self.write_locked(&store, |_| Ok(())) {
-                Ok(((), folded)) => return Ok((out, CommitReport { generation: folded.generation, ..report })),
-                Err(e) => tracing::warn!(error = %e, "folding the live layers into a new base failed"),
+            if let Err(e) = self.write_locked(&store, number, |_| Ok(())) {
+                tracing::warn!(error = %e, "folding the live layers into a new base failed");
             }
             return Ok((out, report));
         }
@@ -749,11 +771,15 @@ impl Database {
         if lists.len() == 1 {
             return Ok(lists.into_iter().flatten().collect());
         }
-        // As one index orders them: by distance (the score falls with it;
-        // the `distance` shown is rounded), then the record stored first.
+        // As one index orders them: by the distance measured from the
+        // record's point (the `distance` shown is rounded, and the score
+        // can be equal for points a nanometre apart), then the record
+        // stored first.
         let key = |f: &Feature| f.prop_str("id").and_then(|id| v.locate(id)).map(|(p, s)| v.parts[p].gen.docs.key(s));
-        let mut all: Vec<Feature> = lists.into_iter().flatten().collect();
-        all.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| key(a).cmp(&key(b))));
+        let mut all: Vec<(f64, Feature)> =
+            lists.into_iter().flatten().map(|f| (crate::geo::distance_m(q.at, f.point), f)).collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| key(&a.1).cmp(&key(&b.1))));
+        let mut all: Vec<Feature> = all.into_iter().map(|(_, f)| f).collect();
         all.truncate(q.limit);
         Ok(all)
     }

@@ -76,13 +76,17 @@ impl Mask {
 }
 
 /// A layer's directory, removed when the last view holding it is
-/// dropped: its files are rebuilt from the store at a reopen, so they are
-/// never synced, and queries still running on them keep their maps.
-struct LayerFiles(PathBuf);
+/// dropped while the database is open: its files are rebuilt from the
+/// store at a reopen, so they are never synced, and queries still running
+/// on them keep their maps. When the database closes they stay, with the
+/// `VIEW` that names them, for read-only openers until the next writer.
+struct LayerFiles(PathBuf, Arc<std::sync::atomic::AtomicBool>);
 
 impl Drop for LayerFiles {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        if !self.1.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
     }
 }
 
@@ -94,6 +98,10 @@ pub(crate) struct Part {
     /// A layer's: the ids of the records it masked in the parts before it
     /// (see [`REPLACED_FILE`]).
     replaced: Arc<Vec<String>>,
+    /// The part's records whose parent it lacks, by the parent's id (see
+    /// [`crate::docs::Docs::orphans`]): found on the first live write that
+    /// needs them, once per part.
+    orphans: Arc<std::sync::OnceLock<HashMap<String, Vec<u32>>>>,
     files: Option<Arc<LayerFiles>>,
 }
 
@@ -109,11 +117,18 @@ const VIEW_MAGIC: &str = "cairn-live 1";
 impl Part {
     /// A base with nothing masked.
     pub fn of(gen: Arc<Generation>) -> Part {
-        Part { gen, mask: None, replaced: Arc::default(), files: None }
+        Part { gen, mask: None, replaced: Arc::default(), orphans: Arc::default(), files: None }
     }
 
     pub fn masked(&self, slot: u32) -> bool {
         self.mask.as_ref().is_some_and(|m| m.contains(slot))
+    }
+
+    /// The live records of the part that name `parent` without the part
+    /// holding it.
+    fn orphans_of(&self, parent: &str) -> Vec<u32> {
+        let all = self.orphans.get_or_init(|| self.gen.docs.orphans());
+        all.get(parent).map_or_else(Vec::new, |slots| slots.iter().copied().filter(|s| !self.masked(*s)).collect())
     }
 
     /// Records of the part that are live.
@@ -204,7 +219,7 @@ impl View {
     /// This view with `changes` laid over it: the slots they replace
     /// masked, and their records, when there are any, as a new layer built
     /// in `dir`.
-    pub fn with_changes(&self, number: u64, changes: Changes, dir: &Path) -> Result<View> {
+    pub fn with_changes(&self, number: u64, changes: Changes, dir: &LayerDir) -> Result<View> {
         let mut parts = self.parts.clone();
         let replaced: Vec<String> = changes
             .replaced
@@ -254,22 +269,23 @@ impl View {
     /// replaced. The base alone when there is no such file, or it is of
     /// another base. A layer a writer removed meanwhile (merged) makes it
     /// read the file again.
-    pub fn read_only(db_dir: &Path, base: Arc<Generation>) -> View {
+    pub fn read_only(db_dir: &Path, base: Arc<Generation>) -> Result<View> {
         let number = base.number;
         let live = db_dir.join(LIVE_DIR);
         let mut last = None;
         for _ in 0..5 {
             let Ok(text) = fs::read_to_string(live.join(VIEW_FILE)) else { break };
             match View::from_manifest(&live, &text, base.clone()) {
-                Ok(Some(v)) => return v,
+                Ok(Some(v)) => return Ok(v),
                 Ok(None) => break,
                 Err(e) => last = Some(e),
             }
         }
-        if let Some(e) = last {
-            tracing::warn!(error = %e, "the live layers could not be read: the base alone is shown");
+        match last {
+            // Not the base alone: it would show writes undone.
+            Some(e) => Err(e),
+            None => Ok(View::of_base(base, number)),
         }
-        View::of_base(base, number)
     }
 
     fn from_manifest(live: &Path, text: &str, base: Arc<Generation>) -> Result<Option<View>> {
@@ -301,7 +317,13 @@ impl View {
                 }
             }
             mask_parts(&mut parts, &slots);
-            parts.push(Part { gen: Arc::new(gen), mask: None, replaced: Arc::new(replaced), files: None });
+            parts.push(Part {
+                gen: Arc::new(gen),
+                mask: None,
+                replaced: Arc::new(replaced),
+                orphans: Arc::default(),
+                files: None,
+            });
         }
         Ok(Some(View { number, epoch: fresh_epoch(), parts }))
     }
@@ -310,7 +332,7 @@ impl View {
     /// store (`txn`), or `None` when there is nothing to merge. Layers of
     /// about one size are merged when four of them have piled up, so that
     /// a query reads a few layers and a record is rebuilt a few times.
-    pub fn merged(&self, txn: &mut StoreTxn, dir: &Path) -> Result<Option<View>> {
+    pub fn merged(&self, txn: &mut StoreTxn, dir: &LayerDir) -> Result<Option<View>> {
         let Some(from) = self.merge_from() else { return Ok(None) };
         let mut keys = Vec::new();
         for part in &self.parts[from..] {
@@ -417,6 +439,18 @@ pub(crate) fn changes(view: Option<&View>, txn: &mut StoreTxn, touched: &[String
             }
         }
         keys.extend(under.get(top).into_iter().flatten());
+        // Records put before their parent, in any part: the family now
+        // holds them, as a documents file built from the store links them.
+        for (p, part) in view.map(|v| v.parts.as_slice()).unwrap_or_default().iter().enumerate() {
+            for c in part.orphans_of(top) {
+                let docs = &part.gen.docs;
+                let id = docs.record(c).id();
+                if !seen.contains(id.as_str()) && txn.key_of(&id)? == Some(docs.key(c)) {
+                    replaced.push((p, c));
+                    keys.push(docs.key(c));
+                }
+            }
+        }
     }
     let records = read_keys(txn, keys)?;
     Ok(Changes { records, replaced })
@@ -439,10 +473,18 @@ fn read_keys(txn: &mut StoreTxn, mut keys: Vec<u64>) -> Result<Vec<(u64, Record)
 
 /// Builds a layer of `records` (in key order) in `dir`: the files of a
 /// generation, not synced (a reopen builds them again from the store).
-fn build_layer(dir: &Path, number: u64, records: &[(u64, Record)], replaced: Vec<String>) -> Result<Part> {
+/// Where a layer is built, and the flag that keeps its files when the
+/// database closes.
+pub(crate) struct LayerDir {
+    pub path: PathBuf,
+    pub closing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn build_layer(at: &LayerDir, number: u64, records: &[(u64, Record)], replaced: Vec<String>) -> Result<Part> {
     debug_assert!(records.windows(2).all(|w| w[0].0 < w[1].0), "a layer's records are in key order");
+    let dir = at.path.as_path();
     let _ = fs::remove_dir_all(dir);
-    let files = Arc::new(LayerFiles(dir.to_owned()));
+    let files = Arc::new(LayerFiles(dir.to_owned(), at.closing.clone()));
     fs::create_dir_all(dir.join("text")).map_err(|e| Error::io(dir, e))?;
     let mut text = TextWriter::open_small(&dir.join("text"), Active::FILTERS)?;
     for (key, r) in records {
@@ -466,7 +508,13 @@ fn build_layer(dir: &Path, number: u64, records: &[(u64, Record)], replaced: Vec
     let path = dir.join(REPLACED_FILE);
     fs::write(&path, crate::store::encode_ids(&replaced)).map_err(|e| Error::io(&path, e))?;
     let gen = Generation::open(dir, number, Active::FILTERS, Active::derive)?;
-    Ok(Part { gen: Arc::new(gen), mask: None, replaced: Arc::new(replaced), files: Some(files) })
+    Ok(Part {
+        gen: Arc::new(gen),
+        mask: None,
+        replaced: Arc::new(replaced),
+        orphans: Arc::default(),
+        files: Some(files),
+    })
 }
 
 fn read_replaced(dir: &Path) -> Result<Vec<String>> {
@@ -534,7 +582,7 @@ mod tests {
 
     fn number_line(s: usize, n: u64, parent: usize) -> String {
         format!(
-            r#"{{"id": "s{s}_{n}", "type": "housenumber", "parent": "s{parent}", "housenumber": "{n}", "lon": {}, "lat": 45.2}}"#,
+            r#"{{"id": "s{s}_{n}", "type": "housenumber", "parent": "s{parent}", "name": "{n} Rue", "housenumber": "{n}", "lon": {}, "lat": 45.2}}"#,
             5.0 + parent as f64 * 0.001
         )
     }
@@ -649,6 +697,48 @@ mod tests {
     fn import(db: &Database) {
         let body = base_lines();
         db.write(|b| b.import(body.as_bytes(), Format::BanNdjson, OnError::Fail, &mut Skipped::default())).unwrap();
+    }
+
+    /// A housenumber put before its street (an orphan in its layer) joins
+    /// the street's family when the street comes, as a rebuilt documents
+    /// file links it; the street's next full list of numbers then removes
+    /// it, as a full commit does. A fold keeps the generation's number.
+    #[test]
+    fn a_number_put_before_its_street_joins_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = Database::open(dir.path().join("live")).unwrap();
+        let full = Database::open(dir.path().join("full")).unwrap();
+        import(&live);
+        import(&full);
+        let street = |numbers: &str| {
+            format!(
+                r#"{{"id": "s40", "type": "street", "name": "Rue Zorglub", "postcode": "38000", "citycode": "38185", "city": "Grenoble", "lon": 5.5, "lat": 45.5, "importance": 0.5{numbers}}}"#
+            )
+        };
+        let ops = [
+            Op { lines: vec![number_line(40, 7, 40)], deletes: vec![] },
+            Op { lines: vec![street("")], deletes: vec![] },
+            Op { lines: vec![street(r#", "housenumbers": {}"#)], deletes: vec![] },
+            Op { lines: vec![number_line(40, 9, 40)], deletes: vec![] },
+            Op { lines: vec![], deletes: vec!["s40".into()] },
+        ];
+        for (i, op) in ops.iter().enumerate() {
+            apply(&live, op, true);
+            apply(&full, op, false);
+            for id in ["s40", "s40_7", "s40_9"] {
+                assert_eq!(live.get(id).unwrap(), full.get(id).unwrap(), "write {i}: {id}");
+            }
+            assert_eq!(live.len(), full.len(), "write {i}");
+            assert_eq!(live.generation(), full.generation(), "write {i}");
+        }
+        assert!(live.get("s40_7").unwrap().is_none(), "removed with the street's empty list");
+        live.set_live_limit(1);
+        let op = Op { lines: vec![street_line(1, NAMES[2], 1, &[2, 3])], deletes: vec![] };
+        apply(&live, &op, true);
+        apply(&full, &op, false);
+        assert_eq!(live.view().unwrap().parts.len(), 1, "folded");
+        assert_eq!(live.generation(), full.generation(), "a fold is no write");
+        assert_same(&observe(&live), &observe(&full), "folded");
     }
 
     /// Live writes (layers over the base) answer exactly as full commits

@@ -738,6 +738,26 @@ impl Docs {
         RecordRef { docs: self, slot, kind: "", point: None, fields: Cursor::new(&NO_FIELDS) }
     }
 
+    /// The records that name a parent the file does not hold (a
+    /// housenumber put before its street), by the parent's id: a walk of
+    /// every slot's parent, and of the head of each record without one.
+    pub fn orphans(&self) -> std::collections::HashMap<String, Vec<u32>> {
+        let mut out: std::collections::HashMap<String, Vec<u32>> = std::collections::HashMap::new();
+        for slot in 0..self.len() as u32 {
+            if self.parent(slot).is_some() {
+                continue;
+            }
+            let Some(head) = self.bytes(slot).and_then(Head::read) else { continue };
+            if head.parent.is_none() {
+                continue;
+            }
+            if let Some(Some(parent)) = head.parent_id(&self.id_of(slot)) {
+                out.entry(parent).or_default().push(slot);
+            }
+        }
+        out
+    }
+
     /// The id of the record in `slot`, empty if it cannot be read (the file
     /// is then damaged).
     fn id_of(&self, slot: u32) -> String {
