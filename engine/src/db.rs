@@ -201,7 +201,7 @@ impl Database {
         }
         let mut txn = store.begin()?;
         let touched = txn.logged_since(base)?;
-        let changes = live::changes(Some(&view), &mut txn, &touched)?;
+        let changes = live::changes(&view, &mut txn, &touched)?;
         drop(txn);
         view.with_changes(committed, changes, &self.layer_dir())
     }
@@ -425,7 +425,7 @@ impl Database {
         let out = f(&mut batch)?;
         let (mut txn, _, written, deleted) = batch.settle()?;
         let touched = txn.touched().to_vec();
-        let changes = live::changes(Some(&view), &mut txn, &touched)?;
+        let changes = live::changes(&view, &mut txn, &touched)?;
         let total = txn.count()?;
         // Built before the commit point: a layer that cannot be built
         // fails the write, not the reads after it.

@@ -394,7 +394,7 @@ pub(crate) struct Changes {
 /// putting or deleting `touched`: every family one of them left or joined
 /// (or is, for a record without a parent), as the store now has it, and
 /// the slots of those families in the view.
-pub(crate) fn changes(view: Option<&View>, txn: &mut StoreTxn, touched: &[String]) -> Result<Changes> {
+pub(crate) fn changes(view: &View, txn: &mut StoreTxn, touched: &[String]) -> Result<Changes> {
     let mut seen: HashSet<&str> = HashSet::new();
     let mut tops: BTreeSet<String> = BTreeSet::new();
     // Touched records by the parent they now have.
@@ -403,8 +403,8 @@ pub(crate) fn changes(view: Option<&View>, txn: &mut StoreTxn, touched: &[String
         if !seen.insert(id.as_str()) {
             continue;
         }
-        if let Some((p, s)) = view.and_then(|v| v.locate(id).map(|(p, s)| (&v.parts[p], s))) {
-            let docs = &p.gen.docs;
+        if let Some((p, s)) = view.locate(id) {
+            let docs = &view.parts[p].gen.docs;
             tops.insert(docs.parent(s).map_or_else(|| id.clone(), |ps| docs.record(ps).id()));
         }
         let Some(key) = txn.key_of(id)? else { continue };
@@ -425,9 +425,8 @@ pub(crate) fn changes(view: Option<&View>, txn: &mut StoreTxn, touched: &[String
     let mut replaced = Vec::new();
     for top in &tops {
         keys.extend(txn.key_of(top)?);
-        if let Some((p, s)) = view.and_then(|v| v.locate(top)) {
-            let part = &view.map(|v| &v.parts[p]).ok_or_else(|| Error::Store("no view".into()))?;
-            let docs = &part.gen.docs;
+        if let Some((p, s)) = view.locate(top) {
+            let docs = &view.parts[p].gen.docs;
             replaced.push((p, s));
             for (c, _) in docs.children(s) {
                 replaced.push((p, c));
@@ -441,7 +440,7 @@ pub(crate) fn changes(view: Option<&View>, txn: &mut StoreTxn, touched: &[String
         keys.extend(under.get(top).into_iter().flatten());
         // Records put before their parent, in any part: the family now
         // holds them, as a documents file built from the store links them.
-        for (p, part) in view.map(|v| v.parts.as_slice()).unwrap_or_default().iter().enumerate() {
+        for (p, part) in view.parts.iter().enumerate() {
             for c in part.orphans_of(top) {
                 let docs = &part.gen.docs;
                 let id = docs.record(c).id();
