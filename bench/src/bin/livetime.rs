@@ -59,31 +59,6 @@ fn found(db: &Database, q: &str, id: &str) -> bool {
         .is_ok_and(|f| f.first().and_then(|f| f.prop_str("id")).is_some_and(|i| i.starts_with(id)))
 }
 
-/// A query string's value: `+` and `%XX` decoded.
-fn decode(s: &str) -> String {
-    let mut out = Vec::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     if v.is_empty() {
@@ -143,7 +118,7 @@ fn stream(db: Arc<Database>, rate: f64, seconds: u64) {
             .unwrap_or_default()
             .lines()
             .filter_map(|l| l.strip_prefix("/search?q="))
-            .map(|l| decode(l.split('&').next().unwrap_or("")))
+            .map(|l| cairn_bench::unescape(l.split('&').next().unwrap_or("")))
             .filter(|l| !l.is_empty())
             .collect(),
     );
