@@ -877,16 +877,9 @@ fn fold_layers(view: &View, txn: &mut StoreTxn, text: &mut TextWriter) -> Result
             text.delete(base.gen.docs.key(slot));
         }
     }
-    for part in &view.parts[1..] {
-        let docs = &part.gen.docs;
-        for slot in (0..docs.len() as u32).filter(|s| !part.masked(*s)) {
-            let key = docs.key(slot);
-            let Some(r) = txn.get_key(key)? else {
-                return Err(Error::Store(format!("a layer names key {key}, which the store lacks")));
-            };
-            if let Some(d) = Active::text_doc(key, &r) {
-                text.add(d)?;
-            }
+    for (key, r) in view.layer_records(1, txn)? {
+        if let Some(d) = Active::text_doc(key, &r) {
+            text.add(d)?;
         }
     }
     Ok(())

@@ -334,12 +334,7 @@ impl View {
     /// a query reads a few layers and a record is rebuilt a few times.
     pub fn merged(&self, txn: &mut StoreTxn, dir: &LayerDir) -> Result<Option<View>> {
         let Some(from) = self.merge_from() else { return Ok(None) };
-        let mut keys = Vec::new();
-        for part in &self.parts[from..] {
-            let docs = &part.gen.docs;
-            keys.extend((0..docs.len() as u32).filter(|s| !part.masked(*s)).map(|s| docs.key(s)));
-        }
-        let records = read_keys(txn, keys)?;
+        let records = self.layer_records(from, txn)?;
         // What the merged layers masked in the parts before them.
         let replaced: BTreeSet<String> = self.parts[from..].iter().flat_map(|p| p.replaced.iter().cloned()).collect();
         let mut parts = self.parts[..from].to_vec();
@@ -347,6 +342,17 @@ impl View {
             parts.push(build_layer(dir, self.number, &records, replaced.into_iter().collect())?);
         }
         Ok(Some(View { number: self.number, epoch: self.epoch, parts }))
+    }
+
+    /// The live records of the layers from `from` on, in key order, read
+    /// from the store (`txn`).
+    pub fn layer_records(&self, from: usize, txn: &mut StoreTxn) -> Result<Vec<(u64, Record)>> {
+        let mut keys = Vec::new();
+        for part in &self.parts[from..] {
+            let docs = &part.gen.docs;
+            keys.extend((0..docs.len() as u32).filter(|s| !part.masked(*s)).map(|s| docs.key(s)));
+        }
+        read_keys(txn, keys)
     }
 
     /// Where the run of layers to merge starts: the newest layers of one

@@ -1279,6 +1279,18 @@ impl Collector for BySlot<'_> {
     }
 }
 
+/// The index in `dir` (created when empty) with the schema of `filters`,
+/// its documents sorted by [`rank`].
+fn open_index(dir: impl Into<Box<dyn tantivy::Directory>>, filters: &[&str]) -> Result<(Index, Fields)> {
+    let (schema, fields) = schema(filters);
+    let settings = tantivy::IndexSettings {
+        sort_by_field: Some(tantivy::IndexSortByField { field: "rank".into(), order: tantivy::Order::Asc }),
+        ..Default::default()
+    };
+    let index = Index::builder().schema(schema).settings(settings).open_or_create(dir).map_err(text_err)?;
+    Ok((index, fields))
+}
+
 /// Writes the next generation's index, starting from a copy of the last.
 pub struct TextWriter {
     writer: IndexWriter,
@@ -1304,13 +1316,8 @@ pub struct TextDoc<'a> {
 impl TextWriter {
     /// Opens the index in `dir`, creating it if the directory is empty.
     pub fn open(dir: &Path, filters: &[&str]) -> Result<TextWriter> {
-        let (schema, fields) = schema(filters);
         let mmap = MmapDirectory::open(dir).map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
-        let settings = tantivy::IndexSettings {
-            sort_by_field: Some(tantivy::IndexSortByField { field: "rank".into(), order: tantivy::Order::Asc }),
-            ..Default::default()
-        };
-        let index = Index::builder().schema(schema).settings(settings).open_or_create(mmap).map_err(text_err)?;
+        let (index, fields) = open_index(mmap, filters)?;
         let writer = index.writer(WRITER_BUDGET).map_err(text_err)?;
         let metas = index.searchable_segment_metas().map_err(text_err)?;
         let before = metas.iter().map(|m| u64::from(m.num_docs())).sum();
@@ -1323,13 +1330,8 @@ impl TextWriter {
     /// Its files are never synced: a layer is made again from the store
     /// after a crash.
     pub fn open_small(dir: &Path, filters: &[&str]) -> Result<TextWriter> {
-        let (schema, fields) = schema(filters);
-        let mmap = unsynced::Unsynced::open(dir).map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
-        let settings = tantivy::IndexSettings {
-            sort_by_field: Some(tantivy::IndexSortByField { field: "rank".into(), order: tantivy::Order::Asc }),
-            ..Default::default()
-        };
-        let index = Index::builder().schema(schema).settings(settings).open_or_create(mmap).map_err(text_err)?;
+        let unsynced = unsynced::Unsynced::open(dir).map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
+        let (index, fields) = open_index(unsynced, filters)?;
         let writer = index.writer_with_num_threads(1, SMALL_WRITER_BUDGET).map_err(text_err)?;
         Ok(TextWriter { writer, fields, before: 0, added: 0, pending: Vec::with_capacity(ADD_BATCH) })
     }
