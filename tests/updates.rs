@@ -105,6 +105,46 @@ fn commits_seen_at_once(extra: &[&str]) {
 }
 
 #[test]
+fn concurrent_live_posts_commit_each_whole_or_fail_alone() {
+    let s = primary(&["--write-token", TOKEN, "--live-writes", "true"]);
+    let before = s.get_json("/health").1["documents"].as_u64().unwrap();
+    let street = |i: usize| {
+        NEW_STREET.replace("69123_0099", &format!("69123_07{i:02}")).replace("Zéphyrine", &format!("Zéphyrine {i}"))
+    };
+    let answers: Vec<(u16, serde_json::Value)> = std::thread::scope(|scope| {
+        let s = &s;
+        let handles: Vec<_> = (0..9)
+            .map(|i| {
+                scope.spawn(move || {
+                    if i == 4 {
+                        // A good line, then a broken one: nothing of it may stay.
+                        let bad = format!("{}\n{{\"id\": \"x\", \"type\": \"street\"\n", street(i));
+                        post(s, Some(TOKEN), &bad)
+                    } else {
+                        post(s, Some(TOKEN), &street(i))
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (status, v)) in answers.iter().enumerate() {
+        if i == 4 {
+            assert_eq!(*status, 400, "{v}");
+            assert_eq!(s.get_json("/get/69123_0704").0, 404, "the refused body left nothing");
+            continue;
+        }
+        assert_eq!(*status, 200, "{v}");
+        assert_eq!(v["written"].as_u64(), Some(2), "each answer counts its own records: {v}");
+        assert_eq!(s.get_json(&format!("/get/69123_07{i:02}")).0, 200);
+        let (_, n) = s.get_json(&format!("/search?q=3%20rue%20zephyrine%20{i}%20lyon"));
+        assert_eq!(n["features"][0]["properties"]["id"], format!("69123_07{i:02}_3"), "{n}");
+    }
+    let after = s.get_json("/health").1["documents"].as_u64().unwrap();
+    assert_eq!(after, before + 16);
+}
+
+#[test]
 fn a_bad_document_is_refused_whole() {
     let s = primary(&["--write-token", TOKEN]);
     let body = format!("{NEW_STREET}\n{{\"id\": \"x\", \"type\": \"street\"\n");

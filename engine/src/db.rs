@@ -130,6 +130,8 @@ pub struct Database {
     /// Set when the database closes: the layers' files then stay, for
     /// read-only openers (see [`crate::live`]).
     closing: Closing,
+    /// Live writes waiting to be committed together.
+    pub(crate) queue: crate::group::Queue,
 }
 
 /// Sets its flag when dropped, with the database that holds it.
@@ -224,6 +226,7 @@ impl Database {
             live_limit: std::sync::atomic::AtomicU64::new(DEFAULT_LIVE_LIMIT),
             layers_made: std::sync::atomic::AtomicU64::new(0),
             closing: Closing::default(),
+            queue: crate::group::Queue::default(),
         }
     }
 
@@ -412,13 +415,124 @@ impl Database {
     /// the base holding the families it changed, without rebuilding the
     /// base (see [`crate::live`]). Once the layers hold more records than
     /// [`Database::set_live_limit`] allows, the commit that passes it also
-    /// folds them into a new base, as [`Database::write`] does.
+    /// folds them into a new base, as [`Database::write`] does. Writes of
+    /// other threads wait for it; [`Database::write_grouped`] shares one
+    /// commit with them instead.
     pub fn write_live<T>(&self, f: impl FnOnce(&mut Batch) -> Result<T>) -> Result<(T, CommitReport)> {
         let store = self.store.as_ref().ok_or(Error::ReadOnly)?.lock();
+        let done = self.commit_live(&store, f)?;
+        self.tidy_layers(&store);
+        Ok(done)
+    }
+
+    /// [`Database::write_live`], committed together with the live writes
+    /// other threads make meanwhile: writes that arrive while a commit is
+    /// under way share the next one (one redb commit, one fsync, one
+    /// layer), so that many writers commit many times more writes a second
+    /// than one commit each would (see [`crate::group`]). Each write is
+    /// still atomic and durable when this returns: the group commits all
+    /// its writes or none, and one whose `f` fails is left out of it (the
+    /// others' `f` then run again, on a fresh batch: `f` may run more than
+    /// once, and its last run is the one committed).
+    /// The report counts this write's records, and the group's total.
+    pub fn write_grouped<T: Send + 'static>(
+        &self,
+        mut f: impl FnMut(&mut Batch) -> Result<T> + Send + 'static,
+    ) -> Result<(T, CommitReport)> {
+        let lock = self.store.as_ref().ok_or(Error::ReadOnly)?;
+        let out = Arc::new(Mutex::new(None));
+        let slot = out.clone();
+        let job: crate::group::Job = Box::new(move |b| {
+            *slot.lock() = Some(f(b)?);
+            Ok(())
+        });
+        let report = match self.queue.join(job) {
+            crate::group::Joined::Done(r) => r,
+            crate::group::Joined::Lead(mut group) => {
+                let store = lock.lock();
+                group.gather();
+                let results = self.commit_group(&store, &group);
+                let mine = group.finish(results);
+                // The group's writers are answered; merging waits for none
+                // of them.
+                self.tidy_layers(&store);
+                mine
+            }
+        }?;
+        let out = out.lock().take().ok_or_else(|| Error::Store("a grouped write gave no output".into()))?;
+        Ok((out, report))
+    }
+
+    /// Writes one record (replacing any with its id) as a grouped live
+    /// write: see [`Database::write_grouped`].
+    pub fn put_live(&self, record: Record) -> Result<CommitReport> {
+        self.write_grouped(move |b| b.put(record.clone())).map(|((), c)| c)
+    }
+
+    /// Deletes one record (a parent with its children) as a grouped live
+    /// write; says whether it was there.
+    pub fn delete_live(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.write_grouped(move |b| b.delete(&id)).map(|(found, _)| found)
+    }
+
+    /// Commits the writes of `group` as one live commit, leaving out those
+    /// that fail (each has its error); the others share the commit's
+    /// result, or its error.
+    fn commit_group(&self, store: &Store, group: &crate::group::Group<'_>) -> Vec<Result<CommitReport>> {
+        let n = group.len();
+        let mut results: Vec<Option<Result<CommitReport>>> = (0..n).map(|_| None).collect();
+        loop {
+            let failed = std::cell::Cell::new(None);
+            let run = |b: &mut Batch| {
+                let mut counts = vec![(0, 0); n];
+                for (i, c) in counts.iter_mut().enumerate() {
+                    if results[i].is_some() {
+                        continue;
+                    }
+                    let before = b.counts();
+                    if let Err(e) = group.run(i, b).and_then(|()| b.end_write()) {
+                        failed.set(Some(i));
+                        return Err(e);
+                    }
+                    let after = b.counts();
+                    *c = (after.0 - before.0, after.1 - before.1);
+                }
+                Ok(counts)
+            };
+            match self.commit_live(store, run) {
+                Ok((counts, total)) => {
+                    for (r, (written, deleted)) in results.iter_mut().zip(counts) {
+                        if r.is_none() {
+                            *r = Some(Ok(CommitReport { written, deleted, ..total }));
+                        }
+                    }
+                    break;
+                }
+                Err(e) => {
+                    if let Some(i) = failed.get() {
+                        // Run again without it.
+                        results[i] = Some(Err(e));
+                        continue;
+                    }
+                    let why = e.to_string();
+                    for r in results.iter_mut().filter(|r| r.is_none()) {
+                        *r = Some(Err(Error::Store(format!("the group commit failed: {why}"))));
+                    }
+                    break;
+                }
+            }
+        }
+        results.into_iter().map(|r| r.unwrap_or_else(|| Err(Error::Store("no result".into())))).collect()
+    }
+
+    /// A live commit of `f` under the writer's lock, up to its layer's
+    /// publication: merging and folding are [`Database::tidy_layers`].
+    fn commit_live<T>(&self, store: &Store, f: impl FnOnce(&mut Batch) -> Result<T>) -> Result<(T, CommitReport)> {
         let Some(view) = self.view() else {
             // The first commit makes the base.
             let number = store.generation()? + 1;
-            return self.write_locked(&store, number, f);
+            return self.write_locked(store, number, f);
         };
         let number = store.generation()? + 1;
         let mut batch = Batch::new(store.begin()?, None, Some(view.clone()));
@@ -433,17 +547,29 @@ impl Database {
         txn.commit_live(number)?;
         // The write is durable: what follows may fail without undoing it,
         // and leaves a view that answers as it should.
-        let next = self.publish(next);
-        let report = CommitReport { generation: number, written, deleted, total };
-        if next.layered() > self.live_limit.load(std::sync::atomic::Ordering::Relaxed) {
+        self.publish(next);
+        Ok((out, CommitReport { generation: number, written, deleted, total }))
+    }
+
+    /// After a live commit, under the writer's lock: folds the layers into
+    /// a new base once they hold more records than the live limit, or else
+    /// merges the newest of one size. A failure only warns: the commit is
+    /// durable, and the layers answer as they are.
+    fn tidy_layers(&self, store: &Store) {
+        let Some(view) = self.view() else { return };
+        if view.parts.len() == 1 {
+            return;
+        }
+        if view.layered() > self.live_limit.load(std::sync::atomic::Ordering::Relaxed) {
             // Folds the layers into a new base: the layers' records are in
             // the store, and an empty batch commits them as a new base.
-            if let Err(e) = self.write_locked(&store, number, |_| Ok(())) {
+            let folded = store.generation().and_then(|number| self.write_locked(store, number, |_| Ok(())));
+            if let Err(e) = folded {
                 tracing::warn!(error = %e, "folding the live layers into a new base failed");
             }
-            return Ok((out, report));
+            return;
         }
-        let merged = store.begin().and_then(|mut txn| next.merged(&mut txn, &self.layer_dir()));
+        let merged = store.begin().and_then(|mut txn| view.merged(&mut txn, &self.layer_dir()));
         match merged {
             Ok(Some(merged)) => {
                 self.publish(merged);
@@ -451,7 +577,6 @@ impl Database {
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "merging live layers failed"),
         }
-        Ok((out, report))
     }
 
     /// Makes `view` the one queries read, and tells read-only openers

@@ -28,6 +28,7 @@ mod docs;
 mod error;
 mod generation;
 mod geo;
+mod group;
 pub mod live;
 pub mod profiles;
 pub mod rank;

@@ -57,7 +57,7 @@ fn read_cases(path: &Path) -> Result<Vec<Case>> {
 
 /// Where queries go.
 pub enum Target {
-    Local(Database),
+    Local(Box<Database>),
     Http { host: String, path_prefix: String },
 }
 

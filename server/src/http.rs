@@ -358,7 +358,7 @@ impl App {
         // milliseconds); a large one, an import, builds a new base at once,
         // as a live commit would do once its layers grew that large.
         let live = self.live_writes && body.len() <= LIVE_BODY_MAX;
-        let (mut input, over) = decoded(body, gzip, self.limits.max_upload);
+        let (mut input, over) = decoded(body.clone(), gzip, self.limits.max_upload);
         let format = match format {
             Some(f) => f,
             None => match std::io::BufRead::fill_buf(&mut input) {
@@ -372,13 +372,35 @@ impl App {
                 },
             },
         };
-        let done = tokio::task::spawn_blocking(move || {
-            let mut skipped = cairn::Skipped::default();
-            let import = |b: &mut cairn::Batch| b.import(input, format, cairn::OnError::Fail, &mut skipped);
-            let done = if live { db.write_live(import) } else { db.write(import) };
-            done.map(|((), c)| (c, skipped))
-        })
-        .await;
+        let done = if live {
+            // Shares its commit with the writes of other requests that
+            // arrive meanwhile; the body is read again if the group must
+            // run again without another's write.
+            let max = self.limits.max_upload;
+            let over = over.clone();
+            tokio::task::spawn_blocking(move || {
+                drop(input);
+                let import = move |b: &mut cairn::Batch| {
+                    let (input, inflated_over) = decoded(body.clone(), gzip, max);
+                    let mut skipped = cairn::Skipped::default();
+                    let done = b.import(input, format, cairn::OnError::Fail, &mut skipped);
+                    if inflated_over.load(Ordering::Relaxed) {
+                        over.store(true, Ordering::Relaxed);
+                    }
+                    done.map(|()| skipped)
+                };
+                db.write_grouped(import)
+            })
+            .await
+        } else {
+            tokio::task::spawn_blocking(move || {
+                let mut skipped = cairn::Skipped::default();
+                let import = |b: &mut cairn::Batch| b.import(input, format, cairn::OnError::Fail, &mut skipped);
+                db.write(import).map(|((), c)| (skipped, c))
+            })
+            .await
+        };
+        let done = done.map(|r| r.map(|(skipped, c)| (c, skipped)));
         if over.load(Ordering::Relaxed) {
             return inflated_too_large(self.limits.max_upload);
         }
@@ -404,11 +426,10 @@ impl App {
         }
         let live = self.live_writes;
         let done = tokio::task::spawn_blocking(move || {
-            let delete = |b: &mut cairn::Batch| b.delete(&id).map(|_| ());
             if live {
-                db.write_live(delete)
+                db.write_grouped(move |b: &mut cairn::Batch| b.delete(&id).map(|_| ()))
             } else {
-                db.write(delete)
+                db.write(|b: &mut cairn::Batch| b.delete(&id).map(|_| ()))
             }
         })
         .await;

@@ -340,9 +340,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval { data, url, limit, no_autocomplete, misses, queries } => {
             let target = match (url, data) {
                 (Some(u), _) => eval::Target::http(&u)?,
-                (None, Some(d)) => eval::Target::Local(
+                (None, Some(d)) => eval::Target::Local(Box::new(
                     Database::open_read_only(&d).with_context(|| format!("opening {}", d.display()))?,
-                ),
+                )),
                 (None, None) => bail!("--data DIR or --url URL is required"),
             };
             eval::run(&target, &queries, limit.clamp(1, params::MAX_LIMIT), !no_autocomplete, misses)

@@ -3,8 +3,9 @@
 //! `write`, a full commit, for comparison), then searched for until found.
 //!
 //!   livetime DIR latency N [full]     N writes one after the other
-//!   livetime DIR stream RATE SECONDS  16 writers at RATE writes/s in all,
-//!                                     2 threads searching meanwhile
+//!   livetime DIR stream RATE SECONDS  16 writers at RATE writes/s in all
+//!                                     (`write_grouped`), 2 threads
+//!                                     searching meanwhile
 //!
 //! Prints one `RESULT` line per figure: write latency (the call, fsync
 //! included), time from the write's return until a search finds it, and,
@@ -15,6 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn::{Database, Format, OnError, SearchQuery, Skipped};
+
+// The server's allocator: a layer's tantivy arena is allocated per commit.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const WORDS: [&str; 12] = [
     "Zephyr",
@@ -123,9 +128,11 @@ fn stream(db: Arc<Database>, rate: f64, seconds: u64) {
             .collect(),
     );
     let queries = if queries.is_empty() { Arc::new(vec!["12 rue de la paix paris".to_owned()]) } else { queries };
+    // Threads searching without pause (LIVETIME_SEARCHERS, default 2).
+    let searchers: usize = std::env::var("LIVETIME_SEARCHERS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
     let phase = |writers: usize| {
         let stop = Arc::new(AtomicBool::new(false));
-        let readers: Vec<_> = (0..2)
+        let readers: Vec<_> = (0..searchers)
             .map(|s| {
                 let (db, q, stop) = (db.clone(), queries.clone(), stop.clone());
                 std::thread::spawn(move || searching(db, q, stop, s))
@@ -149,7 +156,10 @@ fn stream(db: Arc<Database>, rate: f64, seconds: u64) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let (line, _) = street(i, 1);
                         let t = Instant::now();
-                        if put(&db, &line, false).is_err() {
+                        let import = move |b: &mut cairn::Batch| {
+                            b.import(line.as_bytes(), Format::BanNdjson, OnError::Fail, &mut Skipped::default())
+                        };
+                        if db.write_grouped(import).is_err() {
                             continue;
                         }
                         lat.push(t.elapsed().as_secs_f64() * 1e3);

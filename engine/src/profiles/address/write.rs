@@ -253,6 +253,20 @@ impl Batch {
         Ok(())
     }
 
+    /// Records written and removed so far.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (self.written, self.deleted)
+    }
+
+    /// Ends one write of a group commit ([`crate::Database::write_grouped`]):
+    /// removes now the children its parents' lists left stale, so that
+    /// they count as its removals. Settling would remove the same ones.
+    pub(crate) fn end_write(&mut self) -> Result<()> {
+        self.remove_stale_children()?;
+        self.stale.clear();
+        Ok(())
+    }
+
     /// What a commit does after the caller's writes; gives back the
     /// transaction, the text writer, and the counts of records written and
     /// deleted.
