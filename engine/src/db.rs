@@ -132,6 +132,24 @@ pub struct Database {
     closing: Closing,
     /// Live writes waiting to be committed together.
     pub(crate) queue: crate::group::Queue,
+    /// Tells the merging thread, if one was started, that layers are due a
+    /// merge (see [`Database::merge_in_background`]).
+    merges: Arc<MergeSignal>,
+}
+
+/// Between the writers and the thread that merges layers.
+#[derive(Default)]
+struct MergeSignal {
+    started: std::sync::atomic::AtomicBool,
+    due: Mutex<bool>,
+    wake: parking_lot::Condvar,
+}
+
+impl MergeSignal {
+    fn notify(&self) {
+        *self.due.lock() = true;
+        self.wake.notify_one();
+    }
 }
 
 /// Sets its flag when dropped, with the database that holds it.
@@ -227,6 +245,7 @@ impl Database {
             layers_made: std::sync::atomic::AtomicU64::new(0),
             closing: Closing::default(),
             queue: crate::group::Queue::default(),
+            merges: Arc::default(),
         }
     }
 
@@ -569,6 +588,12 @@ impl Database {
             }
             return;
         }
+        if self.merges.started.load(std::sync::atomic::Ordering::Relaxed) {
+            if view.merge_due() {
+                self.merges.notify();
+            }
+            return;
+        }
         let merged = store.begin().and_then(|mut txn| view.merged(&mut txn, &self.layer_dir()));
         match merged {
             Ok(Some(merged)) => {
@@ -577,6 +602,78 @@ impl Database {
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "merging live layers failed"),
         }
+    }
+
+    /// Merges the live layers on a thread of their own from now on, so
+    /// that no write waits for a merge (a write that folds the layers into
+    /// a new base still builds it). The thread holds the database while it
+    /// merges, and ends once the database is dropped.
+    pub fn merge_in_background(self: &Arc<Self>) {
+        if self.store.is_none() || self.merges.started.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let db = Arc::downgrade(self);
+        let signal = self.merges.clone();
+        let spawned = std::thread::Builder::new().name("cairn-merge".into()).spawn(move || loop {
+            {
+                let mut due = signal.due.lock();
+                if !*due {
+                    signal.wake.wait_for(&mut due, std::time::Duration::from_millis(500));
+                }
+                *due = false;
+            }
+            let Some(db) = db.upgrade() else { return };
+            loop {
+                match db.merge_layers(|| {}) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "merging live layers failed");
+                        break;
+                    }
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no thread for merging: writes merge layers themselves");
+            self.merges.started.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// One merge of live layers, chosen and swapped in under the writer's
+    /// lock, built without it from the store as it was when chosen; says
+    /// whether there was one to make.
+    /// `meanwhile` runs once the merge is chosen, before it is built.
+    pub(crate) fn merge_layers(&self, meanwhile: impl FnOnce()) -> Result<bool> {
+        let lock = self.store.as_ref().ok_or(Error::ReadOnly)?;
+        let (plan, keys, state) = {
+            let _store = lock.lock();
+            let Some(view) = self.view() else { return Ok(false) };
+            let Some((plan, keys)) = view.merge_plan() else { return Ok(false) };
+            let reader = self.store_view.read();
+            let state = reader.as_ref().ok_or(Error::ReadOnly)?.begin()?;
+            (plan, keys, state)
+        };
+        meanwhile();
+        let records = state.records_of_keys(&keys)?;
+        drop(state);
+        let merged = plan.build(&records, &self.layer_dir())?;
+        let _store = lock.lock();
+        let Some(view) = self.view() else { return Ok(false) };
+        match view.with_merged(&plan, merged) {
+            Some(next) => {
+                self.publish(next);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Writes leave merging to [`Database::merge_layers`], which no thread
+    /// calls: a test calls it when it chooses.
+    #[cfg(test)]
+    pub(crate) fn leave_merges(&self) {
+        self.merges.started.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Makes `view` the one queries read, and tells read-only openers

@@ -29,7 +29,7 @@ use crate::geo::GeoBuilder;
 use crate::profiles::{Active, Profile};
 use crate::record::{Point, Record};
 use crate::store::StoreTxn;
-use crate::text::TextWriter;
+use crate::text::LayerTextWriter;
 
 /// The slots of one part that queries skip: records that a later layer
 /// holds again, or that were deleted. A bit per slot: tested for every
@@ -58,6 +58,13 @@ impl Mask {
             self.count += 1;
             self.texts += usize::from(text);
         }
+    }
+
+    /// The slots masked, in order.
+    fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+        self.bits.iter().enumerate().flat_map(|(i, &w)| {
+            (0..64u32).filter(move |b| (w >> b) & 1 == 1).map(move |b| (i as u32) * 64 + b)
+        })
     }
 
     /// Text documents masked.
@@ -344,6 +351,58 @@ impl View {
         Ok(Some(View { number: self.number, epoch: self.epoch, parts }))
     }
 
+    /// Whether layers are due a merge.
+    pub fn merge_due(&self) -> bool {
+        self.merge_from().is_some()
+    }
+
+    /// A merge to make apart from the writer, as [`View::merged`] would
+    /// choose it now, and the store keys of the live records it takes.
+    pub fn merge_plan(&self) -> Option<(Merge, Vec<u64>)> {
+        let from = self.merge_from()?;
+        let mut keys = Vec::new();
+        for part in &self.parts[from..] {
+            let docs = &part.gen.docs;
+            keys.extend((0..docs.len() as u32).filter(|s| !part.masked(*s)).map(|s| docs.key(s)));
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        Some((Merge { from, parts: self.parts[from..].to_vec(), number: self.number }, keys))
+    }
+
+    /// This view with the layers `plan` merged replaced by `merged` (built
+    /// from their live records as they were when it was planned), masking
+    /// in it the records that commits since masked in them; `None` when
+    /// they are no longer this view's (a fold replaced them).
+    pub fn with_merged(&self, plan: &Merge, merged: Option<Part>) -> Option<View> {
+        let to = plan.from + plan.parts.len();
+        let same = self.parts.get(plan.from..to).is_some_and(|now| {
+            now.iter().zip(&plan.parts).all(|(a, b)| Arc::ptr_eq(&a.gen, &b.gen))
+        });
+        if !same {
+            return None;
+        }
+        let mut parts = self.parts[..plan.from].to_vec();
+        if let Some(mut merged) = merged {
+            let mut mask = Mask::default();
+            for (now, then) in self.parts[plan.from..to].iter().zip(&plan.parts) {
+                let Some(m) = &now.mask else { continue };
+                for s in m.slots().filter(|s| !then.masked(*s)) {
+                    let id = now.gen.docs.record(s).id();
+                    if let Some(slot) = merged.gen.docs.slot_of_id(&id) {
+                        mask.insert(slot, Active::indexed(merged.gen.docs.record(slot).kind()));
+                    }
+                }
+            }
+            if !mask.is_empty() {
+                merged.mask = Some(Arc::new(mask));
+            }
+            parts.push(merged);
+        }
+        parts.extend_from_slice(&self.parts[to..]);
+        Some(View { number: self.number, epoch: self.epoch, parts })
+    }
+
     /// The live records of the layers from `from` on, in key order, read
     /// from the store (`txn`).
     pub fn layer_records(&self, from: usize, txn: &mut StoreTxn) -> Result<Vec<(u64, Record)>> {
@@ -357,16 +416,42 @@ impl View {
 
     /// Where the run of layers to merge starts: the newest layers of one
     /// size class (a power of 4 of their records), when there are four or
-    /// more; or all layers past [`MAX_LAYERS`].
+    /// more; or, past [`MAX_LAYERS`], the newest ones (the smallest, as
+    /// merges leave them) that bring them back under it. Never all of them
+    /// whatever their size: with three a class, a few hundred thousand
+    /// records fill more than sixteen layers, and a merge of them all would
+    /// rebuild every layered record each time.
     fn merge_from(&self) -> Option<usize> {
         let layers = self.parts.len() - 1;
         if layers > MAX_LAYERS {
-            return Some(1);
+            return Some(self.parts.len() - (layers - MAX_LAYERS + 3).min(layers));
         }
         let class = |p: &Part| (p.gen.docs.len().max(1) as f64).log(4.0) as u32;
         let last = class(self.parts.last()?);
         let run = self.parts[1..].iter().rev().take_while(|p| class(p) <= last).count();
         (run >= 4).then(|| self.parts.len() - run)
+    }
+}
+
+/// Layers to merge into one, chosen under the writer's lock and built
+/// apart from it (see [`crate::Database::merge_in_background`]).
+pub(crate) struct Merge {
+    from: usize,
+    /// The layers as they were when chosen.
+    parts: Vec<Part>,
+    number: u64,
+}
+
+impl Merge {
+    /// The merged layer of `records` (the live records of the layers, in
+    /// key order, as the store had them when the merge was chosen), built
+    /// in `dir`; `None` when there is nothing to hold.
+    pub fn build(&self, records: &[(u64, Record)], dir: &LayerDir) -> Result<Option<Part>> {
+        let replaced: BTreeSet<String> = self.parts.iter().flat_map(|p| p.replaced.iter().cloned()).collect();
+        if records.is_empty() && replaced.is_empty() {
+            return Ok(None);
+        }
+        build_layer(dir, self.number, records, replaced.into_iter().collect()).map(Some)
     }
 }
 
@@ -491,7 +576,7 @@ fn build_layer(at: &LayerDir, number: u64, records: &[(u64, Record)], replaced: 
     let _ = fs::remove_dir_all(dir);
     let files = Arc::new(LayerFiles(dir.to_owned(), at.closing.clone()));
     fs::create_dir_all(dir.join("text")).map_err(|e| Error::io(dir, e))?;
-    let mut text = TextWriter::open_small(&dir.join("text"), Active::FILTERS)?;
+    let mut text = LayerTextWriter::create(&dir.join("text"), Active::FILTERS, records.len())?;
     for (key, r) in records {
         if let Some(d) = Active::text_doc(*key, r) {
             text.add(d)?;
@@ -753,20 +838,88 @@ mod tests {
     /// layers were folded into a new base.
     #[test]
     fn live_writes_answer_as_full_commits() {
+        differential(false);
+    }
+
+    /// The same, with layers merged by a thread of their own, at moments
+    /// the writes do not choose: every answer between is compared.
+    #[test]
+    fn live_writes_merged_in_background_answer_as_full_commits() {
+        differential(true);
+    }
+
+    /// Writes that land while a merge is built: what they replaced in the
+    /// merged layers stays replaced in the merged one.
+    #[test]
+    fn writes_during_a_merge_stay_seen() {
         let dir = tempfile::tempdir().unwrap();
         let live = Database::open(dir.path().join("live")).unwrap();
         let full = Database::open(dir.path().join("full")).unwrap();
         import(&live);
         import(&full);
+        live.leave_merges();
+        // Four layers of one size: a merge is due.
+        for s in 0..4 {
+            let op = Op { lines: vec![street_line(s, NAMES[s % 6], s % 3, &[1, 2])], deletes: vec![] };
+            apply(&live, &op, true);
+            apply(&full, &op, false);
+        }
+        assert_eq!(live.view().unwrap().parts.len(), 5);
+        let during = [
+            // A street of the merged layers renamed, with another list.
+            Op { lines: vec![street_line(1, "Rue Zorglub", 1, &[2, 5])], deletes: vec![] },
+            // One deleted, one housenumber of another moved.
+            Op { lines: vec![number_line(0, 2, 3)], deletes: vec!["s2".into()] },
+        ];
+        let merged = live
+            .merge_layers(|| {
+                for op in &during {
+                    apply(&live, op, true);
+                    apply(&full, op, false);
+                }
+            })
+            .unwrap();
+        assert!(merged);
+        let parts = live.view().unwrap().parts.len();
+        assert_eq!(parts, 4, "the four merged into one, under the two written meanwhile");
+        assert_same(&observe(&live), &observe(&full), "merged over writes made meanwhile");
+        let reader = Database::open_read_only(dir.path().join("live")).unwrap();
+        assert_same(&observe(&reader), &observe(&full), "read-only");
+    }
+
+    fn differential(background: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let live = std::sync::Arc::new(Database::open(dir.path().join("live")).unwrap());
+        let full = Database::open(dir.path().join("full")).unwrap();
+        import(&live);
+        import(&full);
+        if background {
+            live.merge_in_background();
+        }
         assert_same(&observe(&live), &observe(&full), "after the import");
         let mut r = Lcg(std::env::var("SEED").map_or(7, |s| s.parse().unwrap()));
+        let mut most = 0;
         for step in 0..std::env::var("STEPS").map_or(60, |s| s.parse().unwrap()) {
             let op = random_op(&mut r);
             apply(&live, &op, true);
             apply(&full, &op, false);
             let what = format!("step {step}: {:?} {:?}", op.lines, op.deletes);
             assert_same(&observe(&live), &observe(&full), &what);
-            assert!(live.view().unwrap().parts.len() <= 1 + super::MAX_LAYERS, "{what}");
+            let layers = live.view().unwrap().parts.len() - 1;
+            most = most.max(layers);
+            if !background {
+                assert!(layers <= super::MAX_LAYERS, "{what}");
+            }
+        }
+        if background {
+            // The merges catch up once the writes stop.
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while live.view().unwrap().merge_due() && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            assert!(!live.view().unwrap().merge_due(), "merged in the background");
+            assert!(most >= 4, "layers piled up to be merged: {most}");
+            assert_same(&observe(&live), &observe(&full), "merged");
         }
         assert!(live.view().unwrap().parts.len() > 1, "the live writes made layers");
         let seen = observe(&live);
@@ -775,7 +928,20 @@ mod tests {
         assert_eq!(reader.generation(), live.generation());
         assert_same(&observe(&reader), &seen, "read-only");
         drop(reader);
-        drop(live);
+        // The merging thread lets go of the database between merges.
+        let mut live = live;
+        for _ in 0..2000 {
+            match std::sync::Arc::try_unwrap(live) {
+                Ok(db) => {
+                    drop(db);
+                    break;
+                }
+                Err(shared) => {
+                    live = shared;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+        }
         let live = Database::open(dir.path().join("live")).unwrap();
         assert_eq!(live.view().unwrap().parts.len(), 2, "reopened: the base and one layer of the log");
         assert_same(&observe(&live), &seen, "reopened");

@@ -735,6 +735,31 @@ pub(crate) struct StoreView {
 }
 
 impl StoreView {
+    /// The records of `keys` (sorted, without repeats), in key order; an
+    /// error if one is missing. Each block is decoded once.
+    pub fn records_of_keys(&self, keys: &[u64]) -> Result<Vec<(u64, Record)>> {
+        debug_assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        let blocks = self.txn.open_table(BLOCKS)?;
+        let mut out = Vec::with_capacity(keys.len());
+        let mut read: Option<(u64, Vec<(u64, Record)>)> = None;
+        for &k in keys {
+            let block = block_of(k);
+            if read.as_ref().is_none_or(|(b, _)| *b != block) {
+                let entries = match blocks.get(block)? {
+                    Some(bytes) => decode_block(bytes.value())?,
+                    None => Vec::new(),
+                };
+                read = Some((block, entries));
+            }
+            let found = read.as_ref().and_then(|(_, e)| e.iter().find(|(key, _)| *key == k));
+            match found {
+                Some((_, r)) => out.push((k, r.clone())),
+                None => return Err(Error::Store(format!("a layer names key {k}, which the store lacks"))),
+            }
+        }
+        Ok(out)
+    }
+
     pub fn generation(&self) -> Result<u64> {
         let t = self.txn.open_table(META)?;
         let v = t.get("generation")?.map_or(0, |v| v.value());

@@ -808,6 +808,10 @@ fn serve(data: &Path, settings: config::Settings) -> Result<()> {
     app.write_token.clone_from(&settings.write_token);
     app.snapshot_token.clone_from(&settings.snapshot_token);
     app.live_writes = settings.live_writes;
+    if settings.live_writes {
+        // No write waits for a merge of the layers.
+        db.merge_in_background();
+    }
     app.publisher = Some(replica::Publisher::new(&dir));
     let following = settings.replica_of.clone().map(|url| {
         let status = Arc::new(replica::ReplicaStatus::default());

@@ -200,6 +200,7 @@ fn main() {
         }
     };
     println!("RESULT documents {}", db.len());
+    db.merge_in_background();
     match args[2].as_str() {
         "latency" => latency(&db, args[3].parse().unwrap_or(100), args.get(4).is_some_and(|a| a == "full")),
         "stream" => {

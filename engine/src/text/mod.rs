@@ -98,8 +98,7 @@ fn lev_builder(distance: u8) -> &'static LevenshteinAutomatonBuilder {
 /// Grid of the `cell` field, in degrees: about 11 km.
 const CELL_DEG: f64 = 0.1;
 const WRITER_BUDGET: usize = 128 * 1024 * 1024;
-/// The same for a live layer's index ([`TextWriter::open_small`]):
-/// tantivy's least.
+/// The most a live layer's index starts with ([`LayerTextWriter`]).
 const SMALL_WRITER_BUDGET: usize = 15 * 1024 * 1024;
 
 #[derive(Clone)]
@@ -1282,13 +1281,80 @@ impl Collector for BySlot<'_> {
 /// The index in `dir` (created when empty) with the schema of `filters`,
 /// its documents sorted by [`rank`].
 fn open_index(dir: impl Into<Box<dyn tantivy::Directory>>, filters: &[&str]) -> Result<(Index, Fields)> {
+    let (builder, fields) = index_builder(filters);
+    let index = builder.open_or_create(dir).map_err(text_err)?;
+    Ok((index, fields))
+}
+
+/// An index with the schema of `filters`, its documents sorted by [`rank`].
+fn index_builder(filters: &[&str]) -> (tantivy::IndexBuilder, Fields) {
     let (schema, fields) = schema(filters);
     let settings = tantivy::IndexSettings {
         sort_by_field: Some(tantivy::IndexSortByField { field: "rank".into(), order: tantivy::Order::Asc }),
         ..Default::default()
     };
-    let index = Index::builder().schema(schema).settings(settings).open_or_create(dir).map_err(text_err)?;
-    Ok((index, fields))
+    (Index::builder().schema(schema).settings(settings), fields)
+}
+
+/// Builds a live layer's index: one segment, on the calling thread (no
+/// indexing, merging or updating thread started for a few documents), in
+/// a directory never synced (a layer is made again from the store after a
+/// crash). Its hash table is sized for the documents to come.
+pub struct LayerTextWriter {
+    writer: tantivy::SingleSegmentIndexWriter,
+    fields: Fields,
+}
+
+impl LayerTextWriter {
+    /// A new index in `dir` (empty), for about `docs` documents.
+    pub fn create(dir: &Path, filters: &[&str], docs: usize) -> Result<LayerTextWriter> {
+        let unsynced = unsynced::Unsynced::open(dir).map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
+        let (builder, fields) = index_builder(filters);
+        // A few kilobytes of table a document, within tantivy's bounds: a
+        // layer of a few records zeroes a small table, not 15 MB's.
+        let budget = docs.saturating_mul(8 << 10).clamp(1 << 20, SMALL_WRITER_BUDGET);
+        let writer = builder.single_segment_index_writer(unsynced, budget).map_err(text_err)?;
+        Ok(LayerTextWriter { writer, fields })
+    }
+
+    pub fn add(&mut self, d: TextDoc<'_>) -> Result<()> {
+        self.writer.add_document(document(&self.fields, d)).map_err(text_err)
+    }
+
+    /// Writes the segment and its metas: the directory is complete on
+    /// return.
+    pub fn finish(self) -> Result<()> {
+        self.writer.finalize().map(|_| ()).map_err(text_err)
+    }
+}
+
+/// The tantivy document of `d`.
+fn document(f: &Fields, d: TextDoc<'_>) -> TantivyDocument {
+    let mut doc = TantivyDocument::default();
+    doc.add_u64(f.key, d.key);
+    let prefixes = analysis::edge_ngrams(&d.words);
+    doc.add_u64(f.rank, rank(d.key, d.words.len(), prefixes.len()));
+    // One value per word, each one token by the field's "raw"
+    // tokenizer: the same terms, frequencies and field length as the
+    // list given as tokens, without tantivy writing that list out as
+    // JSON and reading it back (a tenth of an import's main thread).
+    for w in &d.words {
+        doc.add_text(f.text, w);
+    }
+    for p in &prefixes {
+        doc.add_text(f.prefix, p);
+    }
+    if let Some(p) = d.point.filter(Point::is_valid) {
+        doc.add_text(f.cell, cell_term(p.lat, p.lon));
+    }
+    for (name, values) in d.filters {
+        if let Some((_, field)) = f.filters.iter().find(|(n, _)| n == name) {
+            for v in values {
+                doc.add_text(*field, v);
+            }
+        }
+    }
+    doc
 }
 
 /// Writes the next generation's index, starting from a copy of the last.
@@ -1324,44 +1390,8 @@ impl TextWriter {
         Ok(TextWriter { writer, fields, before, added: 0, pending: Vec::with_capacity(ADD_BATCH) })
     }
 
-    /// Opens a new index in `dir` (empty) for a few documents: one
-    /// indexing thread and a small budget, since a live layer's index is
-    /// built while its writer waits.
-    /// Its files are never synced: a layer is made again from the store
-    /// after a crash.
-    pub fn open_small(dir: &Path, filters: &[&str]) -> Result<TextWriter> {
-        let unsynced = unsynced::Unsynced::open(dir).map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
-        let (index, fields) = open_index(unsynced, filters)?;
-        let writer = index.writer_with_num_threads(1, SMALL_WRITER_BUDGET).map_err(text_err)?;
-        Ok(TextWriter { writer, fields, before: 0, added: 0, pending: Vec::with_capacity(ADD_BATCH) })
-    }
-
     pub fn add(&mut self, d: TextDoc<'_>) -> Result<()> {
-        let f = &self.fields;
-        let mut doc = TantivyDocument::default();
-        doc.add_u64(f.key, d.key);
-        let prefixes = analysis::edge_ngrams(&d.words);
-        doc.add_u64(f.rank, rank(d.key, d.words.len(), prefixes.len()));
-        // One value per word, each one token by the field's "raw"
-        // tokenizer: the same terms, frequencies and field length as the
-        // list given as tokens, without tantivy writing that list out as
-        // JSON and reading it back (a tenth of an import's main thread).
-        for w in &d.words {
-            doc.add_text(f.text, w);
-        }
-        for p in &prefixes {
-            doc.add_text(f.prefix, p);
-        }
-        if let Some(p) = d.point.filter(Point::is_valid) {
-            doc.add_text(f.cell, cell_term(p.lat, p.lon));
-        }
-        for (name, values) in d.filters {
-            if let Some((_, field)) = f.filters.iter().find(|(n, _)| n == name) {
-                for v in values {
-                    doc.add_text(*field, v);
-                }
-            }
-        }
+        let doc = document(&self.fields, d);
         self.pending.push(UserOperation::Add(doc));
         self.added += 1;
         if self.pending.len() >= ADD_BATCH {
