@@ -132,23 +132,38 @@ pub struct Database {
     closing: Closing,
     /// Live writes waiting to be committed together.
     pub(crate) queue: crate::group::Queue,
-    /// Tells the merging thread, if one was started, that layers are due a
-    /// merge (see [`Database::merge_in_background`]).
-    merges: Arc<MergeSignal>,
+    /// Set once threads merge and fold the layers (see
+    /// [`Database::merge_in_background`]).
+    background: std::sync::atomic::AtomicBool,
+    /// Tells the merging thread that layers are due a merge.
+    merges: Arc<Signal>,
+    /// Tells the folding thread that the layers passed the live limit.
+    folds: Arc<Signal>,
+    /// While a fold is built: the last layer it folds. Merges take the
+    /// layers after it only.
+    folding: Mutex<Option<Arc<Generation>>>,
 }
 
-/// Between the writers and the thread that merges layers.
+/// Wakes a background thread.
 #[derive(Default)]
-struct MergeSignal {
-    started: std::sync::atomic::AtomicBool,
+struct Signal {
     due: Mutex<bool>,
     wake: parking_lot::Condvar,
 }
 
-impl MergeSignal {
+impl Signal {
     fn notify(&self) {
         *self.due.lock() = true;
         self.wake.notify_one();
+    }
+
+    /// Waits until notified, or half a second.
+    fn wait(&self) {
+        let mut due = self.due.lock();
+        if !*due {
+            self.wake.wait_for(&mut due, std::time::Duration::from_millis(500));
+        }
+        *due = false;
     }
 }
 
@@ -245,7 +260,10 @@ impl Database {
             layers_made: std::sync::atomic::AtomicU64::new(0),
             closing: Closing::default(),
             queue: crate::group::Queue::default(),
+            background: std::sync::atomic::AtomicBool::new(false),
             merges: Arc::default(),
+            folds: Arc::default(),
+            folding: Mutex::new(None),
         }
     }
 
@@ -579,7 +597,12 @@ impl Database {
         if view.parts.len() == 1 {
             return;
         }
+        let background = self.background.load(std::sync::atomic::Ordering::Relaxed);
         if view.layered() > self.live_limit.load(std::sync::atomic::Ordering::Relaxed) {
+            if background {
+                self.folds.notify();
+                return;
+            }
             // Folds the layers into a new base: the layers' records are in
             // the store, and an empty batch commits them as a new base.
             let folded = store.generation().and_then(|number| self.write_locked(store, number, |_| Ok(())));
@@ -588,7 +611,7 @@ impl Database {
             }
             return;
         }
-        if self.merges.started.load(std::sync::atomic::Ordering::Relaxed) {
+        if background {
             if view.merge_due() {
                 self.merges.notify();
             }
@@ -604,40 +627,120 @@ impl Database {
         }
     }
 
-    /// Merges the live layers on a thread of their own from now on, so
-    /// that no write waits for a merge (a write that folds the layers into
-    /// a new base still builds it). The thread holds the database while it
-    /// merges, and ends once the database is dropped.
+    /// Merges the live layers, and folds them into a new base once they
+    /// pass the live limit, on two threads of their own from now on, so
+    /// that no write waits for either. Each thread holds the database
+    /// while it works, and ends once the database is dropped.
     pub fn merge_in_background(self: &Arc<Self>) {
-        if self.store.is_none() || self.merges.started.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        if self.store.is_none() || self.background.swap(true, std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        let db = Arc::downgrade(self);
-        let signal = self.merges.clone();
-        let spawned = std::thread::Builder::new().name("cairn-merge".into()).spawn(move || loop {
-            {
-                let mut due = signal.due.lock();
-                if !*due {
-                    signal.wake.wait_for(&mut due, std::time::Duration::from_millis(500));
-                }
-                *due = false;
-            }
-            let Some(db) = db.upgrade() else { return };
-            loop {
-                match db.merge_layers(|| {}) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "merging live layers failed");
-                        break;
+        let spawn = |name: &str, signal: Arc<Signal>, work: fn(&Database) -> Result<bool>| {
+            let db = Arc::downgrade(self);
+            std::thread::Builder::new().name(name.into()).spawn(move || loop {
+                signal.wait();
+                let Some(db) = db.upgrade() else { return };
+                loop {
+                    match work(&db) {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "background work on the live layers failed");
+                            break;
+                        }
                     }
                 }
-            }
-        });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "no thread for merging: writes merge layers themselves");
-            self.merges.started.store(false, std::sync::atomic::Ordering::Relaxed);
+            })
+        };
+        let merging = spawn("cairn-merge", self.merges.clone(), |db| db.merge_layers(|| {}));
+        let folding = spawn("cairn-fold", self.folds.clone(), |db| db.fold_layers_apart(|| {}));
+        if let Err(e) = merging.and(folding) {
+            tracing::warn!(error = %e, "no thread for merging: writes merge and fold layers themselves");
+            self.background.store(false, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// Folds the layers into a new base, once they hold more records than
+    /// the live limit, built from the store as it was when the fold began
+    /// without the writer's lock; the layers committed meanwhile stay over
+    /// it. Says whether it did. `meanwhile` runs once the fold has begun.
+    pub(crate) fn fold_layers_apart(&self, meanwhile: impl FnOnce()) -> Result<bool> {
+        let lock = self.store.as_ref().ok_or(Error::ReadOnly)?;
+        let (view, number, state) = {
+            let store = lock.lock();
+            let Some(view) = self.view() else { return Ok(false) };
+            if view.parts.len() == 1 || view.layered() <= self.live_limit.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(false);
+            }
+            let number = store.generation()?;
+            let reader = self.store_view.read();
+            let state = reader.as_ref().ok_or(Error::ReadOnly)?.begin()?;
+            *self.folding.lock() = view.parts.last().map(|p| p.gen.clone());
+            (view, number, state)
+        };
+        meanwhile();
+        let tmp = tmp_dir(&self.dir, number);
+        let built = self.build_fold(&view, &state, &tmp);
+        drop(state);
+        let store = lock.lock();
+        *self.folding.lock() = None;
+        let swapped = built.and_then(|()| self.swap_fold(&store, &view, number, &tmp));
+        drop(store);
+        match swapped {
+            // The old base's files, unlinked without the writer's lock:
+            // hundreds of megabytes take a while. (Only its own: a full
+            // commit may be building beside meanwhile.)
+            Ok(true) => remove_path(&gen_dir(&self.dir, view.base().number))?,
+            _ => remove_path(&tmp)?,
+        }
+        swapped
+    }
+
+    /// The files of a new base in `tmp`: the base's text index with the
+    /// layers folded in, and documents and geo from the store (`state`,
+    /// as it was in `view`).
+    fn build_fold(&self, view: &View, state: &crate::store::StoreView, tmp: &Path) -> Result<()> {
+        remove_path(tmp)?;
+        fs::create_dir_all(tmp.join("text")).map_err(|e| Error::io(tmp, e))?;
+        link_tree(&gen_dir(&self.dir, view.base().number).join("text"), &tmp.join("text"))?;
+        let mut text = TextWriter::open(&tmp.join("text"), Active::FILTERS)?;
+        let base = &view.parts[0];
+        if let Some(mask) = &base.mask {
+            for slot in (0..base.gen.docs.len() as u32).filter(|s| mask.contains(*s)) {
+                text.delete(base.gen.docs.key(slot));
+            }
+        }
+        for (key, r) in state.records_of_keys(&view.live_keys(1))? {
+            if let Some(d) = Active::text_doc(key, &r) {
+                text.add(d)?;
+            }
+        }
+        text.finish()?;
+        build_read_files(tmp, &mut |f| state.for_each(f), self.build_memory)
+    }
+
+    /// Swaps in the new base built in `tmp` as generation `number`, under
+    /// the writer's lock: its directory, then the store's base (the commit
+    /// point), then the view. Says whether it did: not when a full commit
+    /// or a restore replaced the view it was built from.
+    fn swap_fold(&self, store: &Store, view: &View, number: u64, tmp: &Path) -> Result<bool> {
+        let Some(now) = self.view() else { return Ok(false) };
+        let k = view.parts.len();
+        if now.parts.len() < k || !now.parts.iter().zip(&view.parts).all(|(a, b)| Arc::ptr_eq(&a.gen, &b.gen)) {
+            return Ok(false);
+        }
+        let dest = gen_dir(&self.dir, number);
+        rename(tmp, &dest)?;
+        sync_dir(&self.dir)?;
+        if let Err(e) = store.set_base(number) {
+            let _ = remove_path(&dest);
+            return Err(e);
+        }
+        write_current(&self.dir, number)?;
+        let base = Arc::new(open_generation(&dest, number)?);
+        let Some(next) = now.with_folded(view, base) else { return Ok(false) };
+        self.publish(next);
+        Ok(true)
     }
 
     /// One merge of live layers, chosen and swapped in under the writer's
@@ -649,7 +752,9 @@ impl Database {
         let (plan, keys, state) = {
             let _store = lock.lock();
             let Some(view) = self.view() else { return Ok(false) };
-            let Some((plan, keys)) = view.merge_plan() else { return Ok(false) };
+            // Not the layers a fold is taking.
+            let floor = self.folding.lock().as_ref().and_then(|g| view.position(g)).map_or(1, |p| p + 1);
+            let Some((plan, keys)) = view.merge_plan(floor) else { return Ok(false) };
             let reader = self.store_view.read();
             let state = reader.as_ref().ok_or(Error::ReadOnly)?.begin()?;
             (plan, keys, state)
@@ -660,6 +765,12 @@ impl Database {
         let merged = plan.build(&records, &self.layer_dir())?;
         let _store = lock.lock();
         let Some(view) = self.view() else { return Ok(false) };
+        // A fold that began meanwhile takes these layers: the merge is
+        // dropped, not the fold.
+        let folded = self.folding.lock().as_ref().and_then(|g| view.position(g));
+        if view.run_of(&plan).zip(folded).is_some_and(|(run, last)| run.start <= last) {
+            return Ok(false);
+        }
         match view.with_merged(&plan, merged) {
             Some(next) => {
                 self.publish(next);
@@ -673,7 +784,7 @@ impl Database {
     /// calls: a test calls it when it chooses.
     #[cfg(test)]
     pub(crate) fn leave_merges(&self) {
-        self.merges.started.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.background.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Makes `view` the one queries read, and tells read-only openers
@@ -762,7 +873,7 @@ impl Database {
         if let Some(text) = text {
             text.finish()?;
         }
-        build_read_files(tmp, &mut txn, self.build_memory)?;
+        build_read_files(tmp, &mut |f| txn.for_each(f), self.build_memory)?;
         Ok((out, txn, written, deleted))
     }
 
@@ -1086,7 +1197,7 @@ fn build_generation(store: &Store, dir: &Path, checked: bool, memory: usize) -> 
         txn.for_each(&mut add)?;
     }
     text.finish()?;
-    build_read_files(dir, &mut txn, memory)
+    build_read_files(dir, &mut |f| txn.for_each(f), memory)
 }
 
 /// Brings the base's text index (being copied into the next generation's)
@@ -1110,12 +1221,14 @@ fn fold_layers(view: &View, txn: &mut StoreTxn, text: &mut TextWriter) -> Result
 /// Writes the documents and geo files of a generation from the store, then
 /// the COMPLETE marker, and syncs the directory. The sorts of the two
 /// files, one after the other, each hold up to `memory` bytes.
-fn build_read_files(dir: &Path, txn: &mut StoreTxn, memory: usize) -> Result<()> {
+type Records<'a> = dyn FnMut(&mut dyn FnMut(u64, Record) -> Result<()>) -> Result<()> + 'a;
+
+fn build_read_files(dir: &Path, records: &mut Records<'_>, memory: usize) -> Result<()> {
     let mut docs = DocsBuilder::create(&dir.join("docs"), Active::child_tag)?;
     docs.set_memory(memory);
     let mut geo = GeoBuilder::new(&dir.join("geo"));
     geo.set_memory(memory);
-    txn.for_each(|key, r| {
+    records(&mut |key, r| {
         let slot = docs.add(key, &r)?;
         if let Some(p) = r.point {
             geo.add(p, slot)?;

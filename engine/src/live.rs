@@ -62,9 +62,10 @@ impl Mask {
 
     /// The slots masked, in order.
     fn slots(&self) -> impl Iterator<Item = u32> + '_ {
-        self.bits.iter().enumerate().flat_map(|(i, &w)| {
-            (0..64u32).filter(move |b| (w >> b) & 1 == 1).map(move |b| (i as u32) * 64 + b)
-        })
+        self.bits
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &w)| (0..64u32).filter(move |b| (w >> b) & 1 == 1).map(move |b| (i as u32) * 64 + b))
     }
 
     /// Text documents masked.
@@ -356,10 +357,9 @@ impl View {
         self.merge_from().is_some()
     }
 
-    /// A merge to make apart from the writer, as [`View::merged`] would
-    /// choose it now, and the store keys of the live records it takes.
-    pub fn merge_plan(&self) -> Option<(Merge, Vec<u64>)> {
-        let from = self.merge_from()?;
+    /// The store keys of the live records of the parts from `from` on,
+    /// sorted.
+    pub fn live_keys(&self, from: usize) -> Vec<u64> {
         let mut keys = Vec::new();
         for part in &self.parts[from..] {
             let docs = &part.gen.docs;
@@ -367,25 +367,49 @@ impl View {
         }
         keys.sort_unstable();
         keys.dedup();
-        Some((Merge { from, parts: self.parts[from..].to_vec(), number: self.number }, keys))
+        keys
+    }
+
+    /// Where the part holding `gen` is.
+    pub fn position(&self, gen: &Arc<Generation>) -> Option<usize> {
+        self.parts.iter().position(|p| Arc::ptr_eq(&p.gen, gen))
+    }
+
+    /// A merge to make apart from the writer, as [`View::merged`] would
+    /// choose it now among the layers from `floor` on, and the store keys
+    /// of the live records it takes.
+    pub fn merge_plan(&self, floor: usize) -> Option<(Merge, Vec<u64>)> {
+        let from = self.merge_from()?.max(floor);
+        if self.parts.len() - from < 2 {
+            return None;
+        }
+        let keys = self.live_keys(from);
+        Some((Merge { parts: self.parts[from..].to_vec(), number: self.number }, keys))
+    }
+
+    /// Where the run of layers `plan` merges is in this view, if it is
+    /// still there whole.
+    pub fn run_of(&self, plan: &Merge) -> Option<std::ops::Range<usize>> {
+        let from = self.position(&plan.parts.first()?.gen)?;
+        let to = from + plan.parts.len();
+        let same = self
+            .parts
+            .get(from..to)
+            .is_some_and(|now| now.iter().zip(&plan.parts).all(|(a, b)| Arc::ptr_eq(&a.gen, &b.gen)));
+        same.then_some(from..to)
     }
 
     /// This view with the layers `plan` merged replaced by `merged` (built
     /// from their live records as they were when it was planned), masking
     /// in it the records that commits since masked in them; `None` when
-    /// they are no longer this view's (a fold replaced them).
+    /// they are no longer this view's (a fold or a full commit replaced
+    /// them).
     pub fn with_merged(&self, plan: &Merge, merged: Option<Part>) -> Option<View> {
-        let to = plan.from + plan.parts.len();
-        let same = self.parts.get(plan.from..to).is_some_and(|now| {
-            now.iter().zip(&plan.parts).all(|(a, b)| Arc::ptr_eq(&a.gen, &b.gen))
-        });
-        if !same {
-            return None;
-        }
-        let mut parts = self.parts[..plan.from].to_vec();
+        let std::ops::Range { start: from, end: to } = self.run_of(plan)?;
+        let mut parts = self.parts[..from].to_vec();
         if let Some(mut merged) = merged {
             let mut mask = Mask::default();
-            for (now, then) in self.parts[plan.from..to].iter().zip(&plan.parts) {
+            for (now, then) in self.parts[from..to].iter().zip(&plan.parts) {
                 let Some(m) = &now.mask else { continue };
                 for s in m.slots().filter(|s| !then.masked(*s)) {
                     let id = now.gen.docs.record(s).id();
@@ -403,40 +427,74 @@ impl View {
         Some(View { number: self.number, epoch: self.epoch, parts })
     }
 
+    /// This view with the parts of `folded` (a view it started from)
+    /// replaced by `base`, a generation built from the store as it was in
+    /// `folded`: what the layers laid over it since replaced is masked in
+    /// it. `None` when they are no longer this view's first parts.
+    pub fn with_folded(&self, folded: &View, base: Arc<Generation>) -> Option<View> {
+        let k = folded.parts.len();
+        let same = self
+            .parts
+            .get(..k)
+            .is_some_and(|now| now.iter().zip(&folded.parts).all(|(a, b)| Arc::ptr_eq(&a.gen, &b.gen)));
+        if !same {
+            return None;
+        }
+        let later = &self.parts[k..];
+        let mut mask = Mask::default();
+        for id in later.iter().flat_map(|p| p.replaced.iter()).collect::<BTreeSet<_>>() {
+            if let Some(s) = base.docs.slot_of_id(id) {
+                mask.insert(s, Active::indexed(base.docs.record(s).kind()));
+            }
+        }
+        let mut first = Part::of(base);
+        if !mask.is_empty() {
+            first.mask = Some(Arc::new(mask));
+        }
+        let mut parts = vec![first];
+        parts.extend_from_slice(later);
+        Some(View { number: self.number, epoch: fresh_epoch(), parts })
+    }
+
     /// The live records of the layers from `from` on, in key order, read
     /// from the store (`txn`).
     pub fn layer_records(&self, from: usize, txn: &mut StoreTxn) -> Result<Vec<(u64, Record)>> {
-        let mut keys = Vec::new();
-        for part in &self.parts[from..] {
-            let docs = &part.gen.docs;
-            keys.extend((0..docs.len() as u32).filter(|s| !part.masked(*s)).map(|s| docs.key(s)));
-        }
-        read_keys(txn, keys)
+        read_keys(txn, self.live_keys(from))
     }
 
-    /// Where the run of layers to merge starts: the newest layers of one
-    /// size class (a power of 4 of their records), when there are four or
-    /// more; or, past [`MAX_LAYERS`], the newest ones (the smallest, as
-    /// merges leave them) that bring them back under it. Never all of them
-    /// whatever their size: with three a class, a few hundred thousand
-    /// records fill more than sixteen layers, and a merge of them all would
-    /// rebuild every layered record each time.
+    /// Where the run of layers to merge starts: the newest layers, each
+    /// at most [`SIZE_RATIO`] times the records of those after it, when
+    /// there are [`MIN_RUN`] of them or more; or the newest two when there
+    /// are more than [`MAX_LAYERS`]. Layer sizes then fall geometrically
+    /// from the oldest, so that a query reads a handful of parts: each
+    /// costs it a lookup of every word (about 70 µs a query at 1M
+    /// addresses), which outweighs the records merged again a few more
+    /// times (docs/PERFORMANCE.md, "eleventh session").
     fn merge_from(&self) -> Option<usize> {
-        let layers = self.parts.len() - 1;
-        if layers > MAX_LAYERS {
-            return Some(self.parts.len() - (layers - MAX_LAYERS + 3).min(layers));
+        let n = self.parts.len();
+        let (mut newer, mut from) = (0, n);
+        for j in (1..n).rev() {
+            let size = self.parts[j].gen.docs.len().max(1);
+            if j + 1 < n && size > SIZE_RATIO * newer {
+                break;
+            }
+            newer += size;
+            from = j;
         }
-        let class = |p: &Part| (p.gen.docs.len().max(1) as f64).log(4.0) as u32;
-        let last = class(self.parts.last()?);
-        let run = self.parts[1..].iter().rev().take_while(|p| class(p) <= last).count();
-        (run >= 4).then(|| self.parts.len() - run)
+        if n - from >= MIN_RUN {
+            return Some(from);
+        }
+        (n - 1 > MAX_LAYERS).then(|| n - 2)
     }
 }
+
+/// See [`View::merge_from`].
+const SIZE_RATIO: usize = 4;
+const MIN_RUN: usize = 4;
 
 /// Layers to merge into one, chosen under the writer's lock and built
 /// apart from it (see [`crate::Database::merge_in_background`]).
 pub(crate) struct Merge {
-    from: usize,
     /// The layers as they were when chosen.
     parts: Vec<Part>,
     number: u64,
@@ -455,9 +513,9 @@ impl Merge {
     }
 }
 
-/// Layers a view may hold before they are all merged into one, whatever
-/// their sizes.
-const MAX_LAYERS: usize = 16;
+/// Layers a view may hold before the newest are merged, whatever their
+/// sizes.
+const MAX_LAYERS: usize = 8;
 
 fn mask_parts(parts: &mut [Part], replaced: &[(usize, u32)]) {
     let mut by_part: HashMap<usize, Vec<u32>> = HashMap::new();
@@ -887,6 +945,52 @@ mod tests {
         assert_same(&observe(&reader), &observe(&full), "read-only");
     }
 
+    /// Writes that land while the layers are folded into a new base stay
+    /// over it, and what they replaced in it is masked; the store's base
+    /// moves, so that a reopen lays only them over it.
+    #[test]
+    fn writes_during_a_fold_stay_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = Database::open(dir.path().join("live")).unwrap();
+        let full = Database::open(dir.path().join("full")).unwrap();
+        import(&live);
+        import(&full);
+        live.leave_merges();
+        live.set_live_limit(1);
+        for s in 0..3 {
+            let op = Op { lines: vec![street_line(s, NAMES[s % 6], s % 3, &[1, 2])], deletes: vec![] };
+            apply(&live, &op, true);
+            apply(&full, &op, false);
+        }
+        let base = live.view().unwrap().base().number;
+        let during = [
+            Op { lines: vec![street_line(1, "Rue Zorglub", 1, &[2, 5])], deletes: vec![] },
+            Op { lines: vec![number_line(0, 2, 3)], deletes: vec!["s2".into()] },
+            Op { lines: vec![street_line(9, NAMES[3], 0, &[7])], deletes: vec!["38185".into()] },
+        ];
+        let folded = live
+            .fold_layers_apart(|| {
+                for op in &during {
+                    apply(&live, op, true);
+                    apply(&full, op, false);
+                }
+            })
+            .unwrap();
+        assert!(folded);
+        let view = live.view().unwrap();
+        assert!(view.base().number > base, "a new base");
+        assert_eq!(view.parts.len(), 4, "the new base, under the three written meanwhile");
+        assert_same(&observe(&live), &observe(&full), "folded over writes made meanwhile");
+        let reader = Database::open_read_only(dir.path().join("live")).unwrap();
+        assert_same(&observe(&reader), &observe(&full), "read-only");
+        drop(reader);
+        drop(view);
+        drop(live);
+        let live = Database::open(dir.path().join("live")).unwrap();
+        assert_eq!(live.view().unwrap().parts.len(), 2, "reopened: the new base and the log after it");
+        assert_same(&observe(&live), &observe(&full), "reopened");
+    }
+
     fn differential(background: bool) {
         let dir = tempfile::tempdir().unwrap();
         let live = std::sync::Arc::new(Database::open(dir.path().join("live")).unwrap());
@@ -895,8 +999,11 @@ mod tests {
         import(&full);
         if background {
             live.merge_in_background();
+            // Folds too, in the background, between the writes.
+            live.set_live_limit(40);
         }
         assert_same(&observe(&live), &observe(&full), "after the import");
+        let first_base = live.view().unwrap().base().number;
         let mut r = Lcg(std::env::var("SEED").map_or(7, |s| s.parse().unwrap()));
         let mut most = 0;
         for step in 0..std::env::var("STEPS").map_or(60, |s| s.parse().unwrap()) {
@@ -919,7 +1026,13 @@ mod tests {
             }
             assert!(!live.view().unwrap().merge_due(), "merged in the background");
             assert!(most >= 4, "layers piled up to be merged: {most}");
+            assert!(live.view().unwrap().base().number > first_base, "folded in the background");
             assert_same(&observe(&live), &observe(&full), "merged");
+            // A layer for what follows, which no fold takes.
+            live.set_live_limit(u64::MAX);
+            let op = Op { lines: vec![street_line(11, NAMES[4], 2, &[3])], deletes: vec![] };
+            apply(&live, &op, true);
+            apply(&full, &op, false);
         }
         assert!(live.view().unwrap().parts.len() > 1, "the live writes made layers");
         let seen = observe(&live);

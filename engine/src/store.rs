@@ -225,6 +225,23 @@ impl Store {
         Ok(())
     }
 
+    /// Makes generation `base` (at or before the committed one) the base,
+    /// its files built from the store as it was then: the write log keeps
+    /// the live commits after it only. Nothing else changes.
+    pub fn set_base(&self, base: u64) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let g = meta_get(&txn, "generation")?;
+            if base > g {
+                return Err(Error::Store(format!("base {base} is past the committed generation {g}")));
+            }
+            txn.open_table(META)?.insert(BASE, base)?;
+            txn.open_table(LOG)?.retain(|g, _| g > base)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Keeps the history, as a replica: the next commit starts a new one.
     pub fn mark_following(&self) -> Result<()> {
         let txn = self.db.begin_write()?;
@@ -758,6 +775,17 @@ impl StoreView {
             }
         }
         Ok(out)
+    }
+
+    /// Every record, in key order.
+    pub fn for_each(&self, f: &mut dyn FnMut(u64, Record) -> Result<()>) -> Result<()> {
+        for item in self.txn.open_table(BLOCKS)?.iter()? {
+            let (_, bytes) = item?;
+            for (key, record) in decode_block(bytes.value())? {
+                f(key, record)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn generation(&self) -> Result<u64> {

@@ -261,7 +261,13 @@ impl quick_cache::Weighter<Vec<u8>, Candidates> for MemoBytes {
 
 /// One tantivy index of a generation, opened for reading.
 pub struct TextIndex {
-    reader: IndexReader,
+    /// The index's one state: it never changes once opened, so the
+    /// searcher is taken once, not at each lookup.
+    searcher: tantivy::Searcher,
+    /// Each segment's inverted index of the `text` and `prefix` fields,
+    /// opened once: a plan over many parts (live layers) counts each word
+    /// in each of them.
+    words: Vec<[std::sync::Arc<tantivy::InvertedIndexReader>; 2]>,
     fields: Fields,
     /// The document slot (see [`crate::docs`]) of each document of each
     /// segment, `u32::MAX` for none, made at open: a candidate is then one
@@ -463,8 +469,16 @@ impl TextIndex {
                 .collect();
             slots.push(of_doc);
         }
+        let searcher = reader.searcher();
+        let words = searcher
+            .segment_readers()
+            .iter()
+            .map(|seg| Ok([seg.inverted_index(fields.text)?, seg.inverted_index(fields.prefix)?]))
+            .collect::<tantivy::Result<Vec<_>>>()
+            .map_err(text_err)?;
         Ok(TextIndex {
-            reader,
+            searcher,
+            words,
             fields,
             slots,
             common: quick_cache::sync::Cache::with_weighter(
@@ -486,7 +500,7 @@ impl TextIndex {
     /// The slots of every segment's documents, by segment id: what
     /// [`TextIndex::open_with`] takes.
     pub fn slot_table(&self) -> Vec<(String, Vec<u32>)> {
-        let searcher = self.reader.searcher();
+        let searcher = &self.searcher;
         searcher
             .segment_readers()
             .iter()
@@ -496,7 +510,7 @@ impl TextIndex {
     }
 
     pub fn num_docs(&self) -> u64 {
-        self.reader.searcher().num_docs()
+        self.searcher.num_docs()
     }
 
     /// A query word, whole or (`prefix`) as the start of a word, with its
@@ -558,13 +572,27 @@ impl TextIndex {
         self.live_freq(&Term::from_field_text(self.fields.prefix, analysis::indexed_prefix(prefix)))
     }
 
+    /// The documents of `t` in all segments, deleted ones included (as
+    /// [`tantivy::Searcher::doc_freq`] counts), through the inverted
+    /// indexes opened once for the word fields.
+    fn doc_freq(&self, t: &Term) -> u64 {
+        let which = if t.field() == self.fields.text {
+            0
+        } else if t.field() == self.fields.prefix {
+            1
+        } else {
+            return self.searcher.doc_freq(t).unwrap_or(0);
+        };
+        self.words.iter().map(|w| u64::from(w[which].doc_freq(t).unwrap_or(0))).sum()
+    }
+
     /// The term's document count as tantivy keeps it (deleted documents
     /// included, as its scores count them), or 0 when no live document has
     /// it: a word left only by replaced or deleted records is not in the
     /// index, and is looked for with typos like any missing word.
     fn live_freq(&self, t: &Term) -> u64 {
-        let searcher = self.reader.searcher();
-        let freq = searcher.doc_freq(t).unwrap_or(0);
+        let searcher = &self.searcher;
+        let freq = self.doc_freq(t);
         if freq == 0 {
             return 0;
         }
@@ -582,8 +610,8 @@ impl TextIndex {
     /// once when more documents hold it than are masked, otherwise by its
     /// postings.
     fn unmasked(&self, t: &Term, mask: &Mask) -> bool {
-        let searcher = self.reader.searcher();
-        if searcher.doc_freq(t).unwrap_or(0) > mask.len() as u64 {
+        let searcher = &self.searcher;
+        if self.doc_freq(t) > mask.len() as u64 {
             return true;
         }
         for (ord, seg) in searcher.segment_readers().iter().enumerate() {
@@ -610,7 +638,7 @@ impl TextIndex {
         let b = lev_builder(distance);
         let dfa = if prefix { b.build_prefix_dfa(word) } else { b.build_dfa(word) };
         let mut found: HashMap<Vec<u8>, u64> = HashMap::new();
-        for seg in self.reader.searcher().segment_readers() {
+        for seg in self.searcher.segment_readers() {
             let inverted = seg.inverted_index(field).map_err(text_err)?;
             let mut terms = inverted.terms().search(Lev(&dfa)).into_stream().map_err(|e| Error::Text(e.into()))?;
             while terms.advance() {
@@ -750,10 +778,10 @@ impl TextIndex {
                 })
                 .collect(),
         };
-        let searcher = self.reader.searcher();
+        let searcher = &self.searcher;
         let mut seed = f32::MIN;
         if !rare.is_empty() && !common_terms.is_empty() && rare_docs <= common.min(RARE_FIRST_MAX_DOCS) {
-            match self.rare_first(&searcher, &rare, &common_terms, &cells, &q.filters, k, q.skip)? {
+            match self.rare_first(searcher, &rare, &common_terms, &cells, &q.filters, k, q.skip)? {
                 Ok(top) => return Ok(self.memoised(memo_key, k, top, asked)),
                 Err(s) => seed = s,
             }
@@ -763,10 +791,10 @@ impl TextIndex {
             let mut others: Vec<Term> = rare.iter().chain(&common_terms).cloned().collect();
             if let Some(i) = others.iter().position(|t| t == term) {
                 others.remove(i);
-                seed = self.seed(&searcher, term, &others, &cells, &q.filters, k, q.skip)?;
+                seed = self.seed(searcher, term, &others, &cells, &q.filters, k, q.skip)?;
             }
         }
-        let top = self.union(&searcher, &[&rare, &common_terms], &cells, &q.filters, k, seed, q.skip)?;
+        let top = self.union(searcher, &[&rare, &common_terms], &cells, &q.filters, k, seed, q.skip)?;
         Ok(self.memoised(memo_key, k, top, asked))
     }
 
@@ -786,7 +814,7 @@ impl TextIndex {
         let field = self.filter_field(name)?;
         let term = Term::from_field_text(field, value);
         let mut out = Vec::new();
-        let searcher = self.reader.searcher();
+        let searcher = &self.searcher;
         for (ord, segment) in searcher.segment_readers().iter().enumerate() {
             let index = segment.inverted_index(field).map_err(text_err)?;
             let Some(mut postings) =
@@ -1490,7 +1518,7 @@ mod tests {
     fn union_top(index: &TextIndex, q: &TextQuery, k: usize) -> Vec<(f32, u32)> {
         let f = &index.fields;
         let terms: Vec<Term> = q.words.iter().map(|w| Term::from_field_text(f.text, &w.text)).collect();
-        index.union(&index.reader.searcher(), &[&terms], &[], &q.filters, k, f32::MIN, None).unwrap()
+        index.union(&index.searcher.clone(), &[&terms], &[], &q.filters, k, f32::MIN, None).unwrap()
     }
 
     /// Two top lists agree: the same scores, and the same documents but
@@ -1539,7 +1567,7 @@ mod tests {
     fn a_rare_word_among_common_ones_gives_the_union_s_candidates() {
         let dir = tempfile::tempdir().unwrap();
         let index = towns(dir.path());
-        let searcher = index.reader.searcher();
+        let searcher = index.searcher.clone();
         let text = |w: &str| Term::from_field_text(index.fields.text, w);
         let rare = [text("brunoy")];
         for (common, filters) in [
@@ -1588,7 +1616,7 @@ mod tests {
         add_n(&mut w, 20, &|i| vec!["brunoy".into(), "rue".into(), "de".into(), "la".into(), format!("c{i}")]);
         w.finish().unwrap();
         let index = open(dir.path(), &[]);
-        let searcher = index.reader.searcher();
+        let searcher = index.searcher.clone();
         let text = |w: &str| Term::from_field_text(index.fields.text, w);
         let rare = [text("brunoy")];
         let common = [text("rue"), text("de"), text("la")];
@@ -1621,7 +1649,7 @@ mod tests {
         }
         w.finish().unwrap();
         let index = open(dir.path(), &[]);
-        let searcher = index.reader.searcher();
+        let searcher = index.searcher.clone();
         let text = |w: &str| Term::from_field_text(index.fields.text, w);
         let mut seeded = 0;
         for words in
