@@ -142,6 +142,13 @@ pub struct Database {
     /// While a fold is built: the last layer it folds. Merges take the
     /// layers after it only.
     folding: Mutex<Option<Arc<Generation>>>,
+    /// Held by a background fold from its start until the old base is
+    /// removed, and by a restore before the writer's lock: a fold builds
+    /// and removes directories without the writer's lock.
+    fold_lock: Mutex<()>,
+    /// Set by [`Database::stop_background`]; the threads it joins.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 /// Wakes a background thread.
@@ -264,6 +271,9 @@ impl Database {
             merges: Arc::default(),
             folds: Arc::default(),
             folding: Mutex::new(None),
+            fold_lock: Mutex::new(()),
+            stopping: Arc::default(),
+            threads: Mutex::new(Vec::new()),
         }
     }
 
@@ -289,9 +299,29 @@ impl Database {
                 }
                 None
             }
-            n => Some(Arc::new(View::read_only(&dir, Arc::new(open_generation(&gen_dir(&dir, n), n)?))?)),
+            _ => Some(Arc::new(Self::read_only_view(&dir)?)),
         };
         Ok(Database::new(dir, current))
+    }
+
+    /// The base `CURRENT` names with the layers `live/VIEW` names over it.
+    /// A writer folding layers into a new base moves the two one after the
+    /// other: when they name different bases, both are read again, for up
+    /// to a second, then it is an error (the base alone could miss
+    /// acknowledged writes).
+    fn read_only_view(dir: &Path) -> Result<View> {
+        let mut tries = 0;
+        loop {
+            let n = read_current(dir)?;
+            let base = Arc::new(open_generation(&gen_dir(dir, n), n)?);
+            match View::read_only(dir, base) {
+                Err(Error::Unsettled { .. }) if tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => return r,
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -537,11 +567,18 @@ impl Database {
                 }
                 Ok(counts)
             };
+            if results.iter().all(Option::is_some) {
+                break;
+            }
             match self.commit_live(store, run) {
                 Ok((counts, total)) => {
+                    // A write committed alone counts what settling derived
+                    // too (streets a CSV body names), as `write_live` does.
+                    let alone = results.iter().filter(|r| r.is_none()).count() == 1;
                     for (r, (written, deleted)) in results.iter_mut().zip(counts) {
                         if r.is_none() {
-                            *r = Some(Ok(CommitReport { written, deleted, ..total }));
+                            let report = if alone { total.clone() } else { CommitReport { written, deleted, ..total } };
+                            *r = Some(Ok(report));
                         }
                     }
                     break;
@@ -552,9 +589,17 @@ impl Database {
                         results[i] = Some(Err(e));
                         continue;
                     }
-                    let why = e.to_string();
-                    for r in results.iter_mut().filter(|r| r.is_none()) {
-                        *r = Some(Err(Error::Store(format!("the group commit failed: {why}"))));
+                    let left: Vec<usize> = (0..n).filter(|i| results[*i].is_none()).collect();
+                    if left.len() == 1 {
+                        results[left[0]] = Some(Err(e));
+                        break;
+                    }
+                    // No write to blame (what settling derives for all of
+                    // them, a layer): each is committed alone, so that
+                    // only the one at fault fails.
+                    for i in left {
+                        let alone = self.commit_live(store, |b: &mut Batch| group.run(i, b));
+                        results[i] = Some(alone.map(|((), report)| report));
                     }
                     break;
                 }
@@ -637,11 +682,19 @@ impl Database {
         }
         let spawn = |name: &str, signal: Arc<Signal>, work: fn(&Database) -> Result<bool>| {
             let db = Arc::downgrade(self);
+            let stopping = self.stopping.clone();
             std::thread::Builder::new().name(name.into()).spawn(move || loop {
                 signal.wait();
+                if stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
                 let Some(db) = db.upgrade() else { return };
-                loop {
-                    match work(&db) {
+                while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                    // A panic fails this merge or fold, not the thread: the
+                    // next one is tried at the next signal.
+                    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&db)))
+                        .unwrap_or_else(|_| Err(Error::Store("a merge or fold of the live layers panicked".into())));
+                    match done {
                         Ok(true) => {}
                         Ok(false) => break,
                         Err(e) => {
@@ -654,10 +707,34 @@ impl Database {
         };
         let merging = spawn("cairn-merge", self.merges.clone(), |db| db.merge_layers(|| {}));
         let folding = spawn("cairn-fold", self.folds.clone(), |db| db.fold_layers_apart(|| {}));
-        if let Err(e) = merging.and(folding) {
-            tracing::warn!(error = %e, "no thread for merging: writes merge and fold layers themselves");
-            self.background.store(false, std::sync::atomic::Ordering::Relaxed);
+        let mut threads = self.threads.lock();
+        match (merging, folding) {
+            (Ok(m), Ok(f)) => threads.extend([m, f]),
+            (m, f) => {
+                tracing::warn!("no thread for merging: writes merge and fold layers themselves");
+                threads.extend(m.into_iter().chain(f));
+                drop(threads);
+                self.stop_background();
+                self.background.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
         }
+    }
+
+    /// Stops the threads [`Database::merge_in_background`] started, once
+    /// the merge or fold each is building is done, and waits for them: so
+    /// that the database then closes when its last handle is dropped (a
+    /// server stopping). Writes merge and fold layers themselves after.
+    pub fn stop_background(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.merges.notify();
+        self.folds.notify();
+        let threads = std::mem::take(&mut *self.threads.lock());
+        for t in threads {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+        self.background.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Folds the layers into a new base, once they hold more records than
@@ -665,8 +742,17 @@ impl Database {
     /// without the writer's lock; the layers committed meanwhile stay over
     /// it. Says whether it did. `meanwhile` runs once the fold has begun.
     pub(crate) fn fold_layers_apart(&self, meanwhile: impl FnOnce()) -> Result<bool> {
+        /// Clears the fold's mark however the fold ends (a panic included),
+        /// so that merges take every layer again.
+        struct Folding<'a>(&'a Mutex<Option<Arc<Generation>>>);
+        impl Drop for Folding<'_> {
+            fn drop(&mut self) {
+                *self.0.lock() = None;
+            }
+        }
         let lock = self.store.as_ref().ok_or(Error::ReadOnly)?;
-        let (view, number, state) = {
+        let _one = self.fold_lock.lock();
+        let (view, number, state, mark) = {
             let store = lock.lock();
             let Some(view) = self.view() else { return Ok(false) };
             if view.parts.len() == 1 || view.layered() <= self.live_limit.load(std::sync::atomic::Ordering::Relaxed) {
@@ -676,14 +762,14 @@ impl Database {
             let reader = self.store_view.read();
             let state = reader.as_ref().ok_or(Error::ReadOnly)?.begin()?;
             *self.folding.lock() = view.parts.last().map(|p| p.gen.clone());
-            (view, number, state)
+            (view, number, state, Folding(&self.folding))
         };
         meanwhile();
         let tmp = tmp_dir(&self.dir, number);
         let built = self.build_fold(&view, &state, &tmp);
         drop(state);
         let store = lock.lock();
-        *self.folding.lock() = None;
+        drop(mark);
         let swapped = built.and_then(|()| self.swap_fold(&store, &view, number, &tmp));
         drop(store);
         match swapped {
@@ -731,15 +817,26 @@ impl Database {
         }
         let dest = gen_dir(&self.dir, number);
         rename(tmp, &dest)?;
-        sync_dir(&self.dir)?;
-        if let Err(e) = store.set_base(number) {
-            let _ = remove_path(&dest);
-            return Err(e);
-        }
+        // Opened before the commit point, so that read-only openers find
+        // `CURRENT` and `live/VIEW` naming the new base together but for a
+        // moment (they retry meanwhile; see `Database::open_read_only`).
+        let opened = sync_dir(&self.dir).and_then(|()| open_generation(&dest, number)).and_then(|base| {
+            store.set_base(number)?;
+            Ok(base)
+        });
+        let base = match opened {
+            Ok(b) => Arc::new(b),
+            Err(e) => {
+                let _ = remove_path(&dest);
+                return Err(e);
+            }
+        };
+        let next = now.with_folded(view, base);
+        debug_assert!(next.is_some(), "checked above");
         write_current(&self.dir, number)?;
-        let base = Arc::new(open_generation(&dest, number)?);
-        let Some(next) = now.with_folded(view, base) else { return Ok(false) };
-        self.publish(next);
+        if let Some(next) = next {
+            self.publish(next);
+        }
         Ok(true)
     }
 
@@ -942,6 +1039,7 @@ impl Database {
     fn install_snapshot(&self, input: &mut dyn Read, new_history: bool) -> Result<Manifest> {
         let store = self.store.as_ref().ok_or(Error::ReadOnly)?;
         let _one = self.restoring.lock();
+        let _no_fold = self.fold_lock.lock();
         let staging = self.dir.join(RESTORE_DIR);
         let incoming = self.dir.join(INCOMING_STORE);
         remove_path(&staging)?;

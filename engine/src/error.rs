@@ -20,6 +20,13 @@ pub enum Error {
         "{path} was made by another version of cairn: open the database read-write once (cairn serve or cairn import) to rebuild it"
     )]
     Outdated { path: PathBuf },
+    /// A read-only open found `CURRENT` and `live/VIEW` naming different
+    /// bases for longer than it waits: a writer between two states, or
+    /// stopped between them.
+    #[error(
+        "{path}: CURRENT and live/VIEW name different bases (a writer is between two states, or stopped between them): try again, or open the database read-write once"
+    )]
+    Unsettled { path: PathBuf },
     #[error("line {line}: {reason}")]
     BadInput { line: u64, reason: String },
     /// An id the importer made up is the id of an unrelated record: put,

@@ -47,7 +47,7 @@ use std::sync::Arc;
 
 pub use batch::{BatchFormat, BatchOptions, BatchSummary, Encoding};
 pub use cache::{CacheConfig, CacheStats, ResponseCache};
-pub use db::{CommitReport, Database};
+pub use db::{CommitReport, Database, DEFAULT_LIVE_LIMIT};
 pub use error::{Error, Result};
 pub use geo::{haversine_m, lambert93};
 pub use import::{Child, Entry, Format, OnError, Skipped};

@@ -274,9 +274,9 @@ impl View {
     /// The view a writer of `db_dir` last published over `base` (numbered
     /// `number` in `CURRENT`), for a read-only opener: the layers its
     /// `live/VIEW` names, each masking in the parts before it the ids it
-    /// replaced. The base alone when there is no such file, or it is of
-    /// another base. A layer a writer removed meanwhile (merged) makes it
-    /// read the file again.
+    /// replaced. The base alone when there is no such file;
+    /// [`Error::Unsettled`] when it is of another base. A layer a writer
+    /// removed meanwhile (merged) makes it read the file again.
     pub fn read_only(db_dir: &Path, base: Arc<Generation>) -> Result<View> {
         let number = base.number;
         let live = db_dir.join(LIVE_DIR);
@@ -307,7 +307,12 @@ impl View {
         let (Some(number), Some(of)) = (field(lines.next(), "number "), field(lines.next(), "base ")) else {
             return Ok(None);
         };
-        if of != base.number || number < of {
+        if of != base.number {
+            // Not the base `CURRENT` named: a writer moved them, one after
+            // the other (see `Database::open_read_only`).
+            return Err(Error::Unsettled { path: live.join(VIEW_FILE) });
+        }
+        if number < of {
             return Ok(None);
         }
         let mut parts = vec![Part::of(base)];
@@ -1041,20 +1046,9 @@ mod tests {
         assert_eq!(reader.generation(), live.generation());
         assert_same(&observe(&reader), &seen, "read-only");
         drop(reader);
-        // The merging thread lets go of the database between merges.
-        let mut live = live;
-        for _ in 0..2000 {
-            match std::sync::Arc::try_unwrap(live) {
-                Ok(db) => {
-                    drop(db);
-                    break;
-                }
-                Err(shared) => {
-                    live = shared;
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-            }
-        }
+        // The threads let go of the database, which then closes.
+        live.stop_background();
+        drop(std::sync::Arc::try_unwrap(live).ok().expect("no thread holds the database"));
         let live = Database::open(dir.path().join("live")).unwrap();
         assert_eq!(live.view().unwrap().parts.len(), 2, "reopened: the base and one layer of the log");
         assert_same(&observe(&live), &seen, "reopened");

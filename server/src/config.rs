@@ -116,6 +116,10 @@ pub struct ServeArgs {
     /// (`true` or `false`) [default: false].
     #[arg(long, env = "CAIRN_LIVE_WRITES")]
     pub live_writes: Option<bool>,
+    /// With live writes: the records the layers may hold before they are
+    /// folded into a new base, in the background [default: 100000].
+    #[arg(long, env = "CAIRN_LIVE_LIMIT")]
+    pub live_limit: Option<u64>,
 }
 
 /// How requests are logged.
@@ -143,6 +147,7 @@ pub struct Settings {
     pub replica_of: Option<String>,
     pub poll: Duration,
     pub live_writes: bool,
+    pub live_limit: u64,
 }
 
 /// What one request may ask of the server.
@@ -276,6 +281,7 @@ impl ServeArgs {
                 None => Duration::from_secs(10),
             },
             live_writes: pick!(live_writes).unwrap_or(false),
+            live_limit: pick!(live_limit).unwrap_or(cairn::DEFAULT_LIVE_LIMIT).max(1),
         })
     }
 }

@@ -809,7 +809,8 @@ fn serve(data: &Path, settings: config::Settings) -> Result<()> {
     app.snapshot_token.clone_from(&settings.snapshot_token);
     app.live_writes = settings.live_writes;
     if settings.live_writes {
-        // No write waits for a merge of the layers.
+        db.set_live_limit(settings.live_limit);
+        // No write waits for a merge or a fold of the layers.
         db.merge_in_background();
     }
     app.publisher = Some(replica::Publisher::new(&dir));
@@ -825,6 +826,7 @@ fn serve(data: &Path, settings: config::Settings) -> Result<()> {
     }
     let rt = rt.enable_all().build()?;
     let listen = settings.listen;
+    let background = db.clone();
     let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
@@ -840,6 +842,9 @@ fn serve(data: &Path, settings: config::Settings) -> Result<()> {
     // A CSV batch still running on a blocking thread has lost its client;
     // it is not waited for.
     rt.shutdown_timeout(Duration::from_millis(100));
+    // The merge or fold under way ends, and the threads let go of the
+    // database, so that it closes (redb's clean shutdown) as main returns.
+    background.stop_background();
     served
 }
 
