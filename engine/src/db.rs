@@ -108,6 +108,10 @@ pub struct CommitReport {
 
 /// A database directory: many readers, one writer.
 pub struct Database {
+    /// Set when the database closes: the layers' files then stay, for
+    /// read-only openers (see [`crate::live`]). Before `current`: fields
+    /// are dropped in order, and the view's layers look at it as they go.
+    closing: Closing,
     dir: PathBuf,
     store: Option<Mutex<Store>>,
     current: RwLock<Option<Arc<View>>>,
@@ -127,9 +131,6 @@ pub struct Database {
     live_limit: std::sync::atomic::AtomicU64,
     /// Numbers the live layers' directories.
     layers_made: std::sync::atomic::AtomicU64,
-    /// Set when the database closes: the layers' files then stay, for
-    /// read-only openers (see [`crate::live`]).
-    closing: Closing,
     /// Live writes waiting to be committed together.
     pub(crate) queue: crate::group::Queue,
     /// Set once threads merge and fold the layers (see
@@ -299,7 +300,7 @@ impl Database {
                 }
                 None
             }
-            _ => Some(Arc::new(Self::read_only_view(&dir)?)),
+            _ => Some(Arc::new(Self::read_only_current(&dir)?)),
         };
         Ok(Database::new(dir, current))
     }
@@ -318,6 +319,23 @@ impl Database {
                 Err(Error::Unsettled { .. }) if tries < 50 => {
                     tries += 1;
                     std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// The view of [`Database::read_only_view`], read again while an error
+    /// comes with `CURRENT` moved meanwhile: a writer replaced the base
+    /// (and removed the old one's files) while it was being opened.
+    fn read_only_current(dir: &Path) -> Result<View> {
+        let mut tries = 0;
+        loop {
+            let n = read_current(dir)?;
+            match Self::read_only_view(dir) {
+                Err(e) if tries < 20 && read_current(dir).is_ok_and(|now| now != n) => {
+                    tries += 1;
+                    tracing::debug!(error = %e, "the base moved while it was opened: opened again");
                 }
                 r => return r,
             }
@@ -550,58 +568,75 @@ impl Database {
         let n = group.len();
         let mut results: Vec<Option<Result<CommitReport>>> = (0..n).map(|_| None).collect();
         loop {
-            let failed = std::cell::Cell::new(None);
-            let run = |b: &mut Batch| {
-                let mut counts = vec![(0, 0); n];
-                for (i, c) in counts.iter_mut().enumerate() {
-                    if results[i].is_some() {
-                        continue;
-                    }
-                    let before = b.counts();
-                    if let Err(e) = group.run(i, b).and_then(|()| b.end_write()) {
-                        failed.set(Some(i));
-                        return Err(e);
-                    }
-                    let after = b.counts();
-                    *c = (after.0 - before.0, after.1 - before.1);
-                }
-                Ok(counts)
-            };
-            if results.iter().all(Option::is_some) {
+            let pending: Vec<usize> = (0..n).filter(|i| results[*i].is_none()).collect();
+            if pending.is_empty() {
                 break;
             }
-            match self.commit_live(store, run) {
-                Ok((counts, total)) => {
-                    // A write committed alone counts what settling derived
-                    // too (streets a CSV body names), as `write_live` does.
-                    let alone = results.iter().filter(|r| r.is_none()).count() == 1;
-                    for (r, (written, deleted)) in results.iter_mut().zip(counts) {
-                        if r.is_none() {
-                            let report = if alone { total.clone() } else { CommitReport { written, deleted, ..total } };
-                            *r = Some(Ok(report));
+            // The writes of this commit: the pending ones up to the first
+            // that touches a family an earlier one of them touched. One
+            // batch does not answer as commits one after the other there
+            // (a housenumber put before its street, then the street's list:
+            // the list removes it in one batch, and joins it over a commit).
+            let mut round = pending.len();
+            loop {
+                let ids = &pending[..round];
+                let (failed, cut) = (std::cell::Cell::new(None), std::cell::Cell::new(None));
+                let run = |b: &mut Batch| {
+                    let mut counts = Vec::with_capacity(ids.len());
+                    let mut families = std::collections::HashSet::new();
+                    for (k, &i) in ids.iter().enumerate() {
+                        let (before, from) = (b.counts(), b.touched_len());
+                        if let Err(e) = group.run(i, b).and_then(|()| b.end_write()) {
+                            failed.set(Some(i));
+                            return Err(e);
                         }
+                        let mine = b.families_since(from)?;
+                        if k > 0 && mine.iter().any(|f| families.contains(f)) {
+                            cut.set(Some(k));
+                            return Err(Error::Store("a write of the group touches an earlier one's family".into()));
+                        }
+                        families.extend(mine);
+                        let after = b.counts();
+                        counts.push((after.0 - before.0, after.1 - before.1));
                     }
-                    break;
-                }
-                Err(e) => {
-                    if let Some(i) = failed.get() {
-                        // Run again without it.
-                        results[i] = Some(Err(e));
-                        continue;
-                    }
-                    let left: Vec<usize> = (0..n).filter(|i| results[*i].is_none()).collect();
-                    if left.len() == 1 {
-                        results[left[0]] = Some(Err(e));
+                    Ok(counts)
+                };
+                match self.commit_live(store, run) {
+                    Ok((counts, total)) => {
+                        // A write committed alone counts what settling
+                        // derived too (streets a CSV body names), as
+                        // `write_live` does.
+                        let alone = ids.len() == 1;
+                        for (&i, (written, deleted)) in ids.iter().zip(counts) {
+                            let report = if alone { total.clone() } else { CommitReport { written, deleted, ..total } };
+                            results[i] = Some(Ok(report));
+                        }
                         break;
                     }
-                    // No write to blame (what settling derives for all of
-                    // them, a layer): each is committed alone, so that
-                    // only the one at fault fails.
-                    for i in left {
-                        let alone = self.commit_live(store, |b: &mut Batch| group.run(i, b));
-                        results[i] = Some(alone.map(|((), report)| report));
+                    Err(e) => {
+                        if let Some(k) = cut.get() {
+                            // The writes before it, then it in the next.
+                            round = k;
+                            continue;
+                        }
+                        if let Some(i) = failed.get() {
+                            // The others run again without it.
+                            results[i] = Some(Err(e));
+                            break;
+                        }
+                        if let [i] = ids {
+                            results[*i] = Some(Err(e));
+                            break;
+                        }
+                        // No write to blame (what settling derives for all
+                        // of them, a layer): each is committed alone, so
+                        // that only the one at fault fails.
+                        for &i in ids {
+                            let alone = self.commit_live(store, |b: &mut Batch| group.run(i, b));
+                            results[i] = Some(alone.map(|((), report)| report));
+                        }
+                        break;
                     }
-                    break;
                 }
             }
         }

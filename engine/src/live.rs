@@ -996,6 +996,23 @@ mod tests {
         assert_same(&observe(&live), &observe(&full), "reopened");
     }
 
+    /// A writer that closes leaves its layers, with `VIEW`, for readers.
+    #[test]
+    fn read_only_openers_see_the_layers_of_a_closed_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = Database::open(dir.path()).unwrap();
+        import(&live);
+        live.write_live(|b| {
+            let body = street_line(11, NAMES[4], 2, &[3]);
+            b.import(body.as_bytes(), Format::BanNdjson, OnError::Fail, &mut Skipped::default())
+        })
+        .unwrap();
+        let seen = observe(&live);
+        drop(live);
+        let reader = Database::open_read_only(dir.path()).expect("read-only open after the writer closed");
+        assert_same(&observe(&reader), &seen, "read-only after close");
+    }
+
     fn differential(background: bool) {
         let dir = tempfile::tempdir().unwrap();
         let live = std::sync::Arc::new(Database::open(dir.path().join("live")).unwrap());

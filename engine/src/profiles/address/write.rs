@@ -253,6 +253,32 @@ impl Batch {
         Ok(())
     }
 
+    /// How many ids the batch has touched (see [`Batch::families_since`]).
+    pub(crate) fn touched_len(&self) -> usize {
+        self.txn.touched().len()
+    }
+
+    /// The families (by their head's id) that the ids touched since the
+    /// `from`th changed: each id's family in the view before the batch,
+    /// and the one it has now (a record without a parent is its own).
+    pub(crate) fn families_since(&mut self, from: usize) -> Result<HashSet<String>> {
+        let ids = self.txn.touched()[from..].to_vec();
+        let mut out = HashSet::new();
+        for id in ids {
+            if let Some(view) = &self.prev {
+                if let Some((p, s)) = view.locate(&id) {
+                    let docs = &view.parts[p].gen.docs;
+                    out.insert(docs.parent(s).map_or_else(|| id.clone(), |ps| docs.record(ps).id()));
+                }
+            }
+            if let Some(r) = self.txn.get(&id)? {
+                out.insert(r.parent.unwrap_or_else(|| id.clone()));
+            }
+            out.insert(id);
+        }
+        Ok(out)
+    }
+
     /// Records written and removed so far.
     pub(crate) fn counts(&self) -> (u64, u64) {
         (self.written, self.deleted)
