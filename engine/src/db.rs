@@ -1422,13 +1422,13 @@ fn write_current(dir: &Path, n: u64) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::record::{Field, Point, Value};
     use crate::store::RawTable;
     use crate::SearchQuery;
 
-    fn street(id: &str, name: &str) -> Record {
+    pub(crate) fn street(id: &str, name: &str) -> Record {
         Record {
             id: id.into(),
             kind: "street".into(),

@@ -147,22 +147,36 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use crate::record::{Field, Point, Record, Value};
+    use crate::db::tests::street;
     use crate::{Database, Error};
 
     type Write = Box<dyn FnMut(&mut crate::Batch) -> crate::Result<u64> + Send>;
 
-    fn street(id: &str, name: &str) -> Record {
-        Record {
-            id: id.into(),
-            kind: "street".into(),
-            parent: None,
-            point: Some(Point { lat: 45.0, lon: 5.0 }),
-            fields: vec![
-                Field { name: "name".into(), value: Value::Str(name.into()) },
-                Field { name: "city".into(), value: Value::Str("Grenoble".into()) },
-            ],
-        }
+    /// Holds the writer's lock with a live write of `hold`, on a thread of
+    /// its own, until `n` writes wait in the queue; returns once it holds
+    /// it, with the thread, which gives the generation of its commit.
+    pub(super) fn hold_writer(
+        db: &Arc<Database>,
+        n: usize,
+        hold: impl FnOnce(&mut crate::Batch) -> crate::Result<()> + Send + 'static,
+    ) -> std::thread::JoinHandle<u64> {
+        let (holding, held) = std::sync::mpsc::channel();
+        let db = db.clone();
+        let holder = std::thread::spawn(move || {
+            db.write_live(|b| {
+                holding.send(()).unwrap();
+                let until = Instant::now() + Duration::from_secs(20);
+                while db.queue.len() < n && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                hold(b)
+            })
+            .unwrap()
+            .1
+            .generation
+        });
+        held.recv().unwrap();
+        holder
     }
 
     /// Holds the writer's lock (a live write of `s_hold`) until `n` writes
@@ -172,25 +186,7 @@ mod tests {
         db: &Arc<Database>,
         writes: Vec<Write>,
     ) -> (Vec<crate::Result<(u64, crate::CommitReport)>>, u64) {
-        let n = writes.len();
-        let (holding, held) = std::sync::mpsc::channel();
-        let holder = {
-            let db = db.clone();
-            std::thread::spawn(move || {
-                db.write_live(|b| {
-                    holding.send(()).unwrap();
-                    let until = Instant::now() + Duration::from_secs(20);
-                    while db.queue.len() < n && Instant::now() < until {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    b.put(street("s_hold", "Rue Tenue"))
-                })
-                .unwrap()
-                .1
-                .generation
-            })
-        };
-        held.recv().unwrap();
+        let holder = hold_writer(db, writes.len(), |b| b.put(street("s_hold", "Rue Tenue")));
         let writers: Vec<_> = writes
             .into_iter()
             .map(|w| {
@@ -281,7 +277,7 @@ mod tests {
 #[cfg(test)]
 mod as_commits_one_after_another {
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use crate::import::{Format, OnError, Skipped};
     use crate::Database;
@@ -333,23 +329,7 @@ mod as_commits_one_after_another {
         let seed = W::Nd(street("38185_9999", "Rue Graine", &[1]));
         live.write_live(|b| run(b, &seed)).unwrap();
         full.write(|b| run(b, &seed)).unwrap();
-        let n = writes.len();
-        let (holding, held) = std::sync::mpsc::channel();
-        let holder = {
-            let db = live.clone();
-            std::thread::spawn(move || {
-                db.write_live(|_b| {
-                    holding.send(()).unwrap();
-                    let until = Instant::now() + Duration::from_secs(20);
-                    while db.queue.len() < n && Instant::now() < until {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    Ok(())
-                })
-                .unwrap();
-            })
-        };
-        held.recv().unwrap();
+        let holder = super::tests::hold_writer(&live, writes.len(), |_| Ok(()));
         let mut handles = Vec::new();
         for (i, w) in writes.iter().cloned().enumerate() {
             let db = live.clone();
