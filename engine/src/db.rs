@@ -825,17 +825,7 @@ impl Database {
         fs::create_dir_all(tmp.join("text")).map_err(|e| Error::io(tmp, e))?;
         link_tree(&gen_dir(&self.dir, view.base().number).join("text"), &tmp.join("text"))?;
         let mut text = TextWriter::open(&tmp.join("text"), Active::FILTERS)?;
-        let base = &view.parts[0];
-        if let Some(mask) = &base.mask {
-            for slot in (0..base.gen.docs.len() as u32).filter(|s| mask.contains(*s)) {
-                text.delete(base.gen.docs.key(slot));
-            }
-        }
-        for (key, r) in state.records_of_keys(&view.live_keys(1))? {
-            if let Some(d) = Active::text_doc(key, &r) {
-                text.add(d)?;
-            }
-        }
+        fold_layers(view, state.records_of_keys(&view.live_keys(1))?, &mut text)?;
         text.finish()?;
         build_read_files(tmp, &mut |f| state.for_each(f), self.build_memory)
     }
@@ -997,7 +987,8 @@ impl Database {
         let mut text = TextWriter::open(&tmp.join("text"), Active::FILTERS)?;
         let mut txn = store.begin()?;
         if let Some(v) = &view {
-            fold_layers(v, &mut txn, &mut text)?;
+            let records = v.layer_records(1, &mut txn)?;
+            fold_layers(v, records, &mut text)?;
         }
         let mut batch = Batch::new(txn, Some(text), view);
         let out = f(&mut batch)?;
@@ -1334,16 +1325,16 @@ fn build_generation(store: &Store, dir: &Path, checked: bool, memory: usize) -> 
 }
 
 /// Brings the base's text index (being copied into the next generation's)
-/// up to the view: the documents of masked base records out, those of the
-/// layers' live records in, read from the store by key.
-fn fold_layers(view: &View, txn: &mut StoreTxn, text: &mut TextWriter) -> Result<()> {
+/// up to the view: the documents of masked base records out, those of
+/// `records` (the layers' live records, read from the store) in.
+fn fold_layers(view: &View, records: Vec<(u64, Record)>, text: &mut TextWriter) -> Result<()> {
     let base = &view.parts[0];
     if let Some(mask) = &base.mask {
         for slot in (0..base.gen.docs.len() as u32).filter(|s| mask.contains(*s)) {
             text.delete(base.gen.docs.key(slot));
         }
     }
-    for (key, r) in view.layer_records(1, txn)? {
+    for (key, r) in records {
         if let Some(d) = Active::text_doc(key, &r) {
             text.add(d)?;
         }

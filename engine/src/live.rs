@@ -346,15 +346,10 @@ impl View {
     /// about one size are merged when four of them have piled up, so that
     /// a query reads a few layers and a record is rebuilt a few times.
     pub fn merged(&self, txn: &mut StoreTxn, dir: &LayerDir) -> Result<Option<View>> {
-        let Some(from) = self.merge_from() else { return Ok(None) };
-        let records = self.layer_records(from, txn)?;
-        // What the merged layers masked in the parts before them.
-        let replaced: BTreeSet<String> = self.parts[from..].iter().flat_map(|p| p.replaced.iter().cloned()).collect();
-        let mut parts = self.parts[..from].to_vec();
-        if !records.is_empty() || !replaced.is_empty() {
-            parts.push(build_layer(dir, self.number, &records, replaced.into_iter().collect())?);
-        }
-        Ok(Some(View { number: self.number, epoch: self.epoch, parts }))
+        let Some((plan, keys)) = self.merge_plan(1) else { return Ok(None) };
+        let records = read_keys(txn, keys)?;
+        let merged = plan.build(&records, dir)?;
+        Ok(self.with_merged(&plan, merged))
     }
 
     /// Whether layers are due a merge.
